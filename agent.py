@@ -1,0 +1,32 @@
+"""Run the firstword worker: `python agent.py dev|start|console|connect --room NAME`."""
+
+from __future__ import annotations
+
+import sys
+
+from agent.preflight import PreflightError, check_accounts, check_server_reachable
+from agent.settings import get_settings
+
+_NEEDS_SERVER = {"dev", "start", "connect"}
+
+
+def main() -> None:
+    settings = get_settings()
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        check_accounts(settings)
+        if command in _NEEDS_SERVER:
+            check_server_reachable(settings)
+    except PreflightError as exc:
+        print(f"firstword: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+    from livekit.agents import cli
+
+    from agent.entrypoint import server
+
+    cli.run_app(server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""firstword: a real-time voice agent on LiveKit Agents that speaks its first word at once."""

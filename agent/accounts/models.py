@@ -1,0 +1,62 @@
+"""The shape of one business's account, validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class FAQ(BaseModel):
+    """One fact the agent may state, with the several ways callers ask for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    questions: list[str] = Field(min_length=2)
+    answer: str = Field(min_length=1)
+
+    @field_validator("questions")
+    @classmethod
+    def _no_blank_questions(cls, questions: list[str]) -> list[str]:
+        if any(not q.strip() for q in questions):
+            raise ValueError("questions must not be blank")
+        return questions
+
+
+class Voice(BaseModel):
+    """Which local voice speaks for the business."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["hibari", "piper"] = "hibari"
+    name: str = "heart"
+
+
+class Account(BaseModel):
+    """A business that answers its calls with firstword."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=ACCOUNT_ID_PATTERN)
+    business_name: str = Field(min_length=1)
+    greeting: str = Field(min_length=1)
+    instructions: str = Field(min_length=1)
+    voice: Voice = Voice()
+    language: Literal["en"] = "en"
+    handoff_phrase: str = Field(min_length=1)
+    # SIP trunk numbers (E.164) whose calls belong to this business.
+    phone_numbers: list[str] = Field(default_factory=list)
+    faqs: list[FAQ] = Field(min_length=1)
+
+    @field_validator("faqs")
+    @classmethod
+    def _unique_faq_ids(cls, faqs: list[FAQ]) -> list[FAQ]:
+        seen: set[str] = set()
+        for faq in faqs:
+            if faq.id in seen:
+                raise ValueError(f"duplicate FAQ id {faq.id!r}")
+            seen.add(faq.id)
+        return faqs

@@ -1,0 +1,136 @@
+"""`python -m agent.caller`: call the agent like a person would, and print what happened.
+
+Joins a room on the LiveKit server, waits for the greeting, asks questions (spoken with the
+local Piper voice, or taken from WAV files), transcribes the agent with Whisper, and prints
+the conversation with the time to first word and each answer's latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ..engines.local_tts import load_piper
+from ..engines.whisper_stt import WhisperSTT, load_whisper
+from ..preflight import PreflightError, check_server_reachable
+from ..settings import get_settings
+from .simulator import CallOptions, CallReport, Question, run_call
+
+DEFAULT_QUESTIONS = {
+    "harbor-dental": [
+        "Hi, what time do you open on Saturdays?",
+        "How much does a teeth cleaning cost?",
+        "Do you sell concert tickets?",
+    ],
+    "bluebird-bikes": [
+        "How much is it to rent an electric bike?",
+        "Can you fix my car engine?",
+    ],
+}
+
+
+def _read_wav(path: Path) -> Question:
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise SystemExit(f"{path}: only 16-bit PCM WAV files are supported")
+        raw = wav.readframes(wav.getnframes())
+        channels = wav.getnchannels()
+        pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+        if channels > 1:
+            pcm = pcm.reshape(-1, channels).mean(axis=1)
+        return Question(text=f"<{path.name}>", audio=pcm, sample_rate=wav.getframerate())
+
+
+def _print_report(report: CallReport, index: int) -> None:
+    print(f"\n=== call {index + 1} in room {report.room} ===")
+    if report.ttfw_s is None:
+        print("  !! the agent did not speak")
+        return
+    print(f"  [first word {report.ttfw_s * 1000:6.0f} ms after joining] agent: {report.greeting}")
+    for turn in report.turns:
+        print(f"  [{turn.asked_at_s:6.1f} s] caller: {turn.question}")
+        if turn.latency_s is None:
+            print("           agent: (no answer)")
+        else:
+            ms = turn.latency_s * 1000
+            print(f"  [answer {ms:6.0f} ms after caller stopped] agent: {turn.answer}")
+
+
+def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
+    def stats(values: list[float]) -> dict[str, float]:
+        if not values:
+            return {}
+        return {
+            "n": len(values),
+            "median_ms": round(statistics.median(values) * 1000),
+            "worst_ms": round(max(values) * 1000),
+        }
+
+    ttfw = [r.ttfw_s for r in reports if r.ttfw_s is not None]
+    latency = [t.latency_s for r in reports for t in r.turns if t.latency_s is not None]
+    return {"time_to_first_word": stats(ttfw), "answer_latency": stats(latency)}
+
+
+async def _main(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        check_server_reachable(settings)
+    except PreflightError as exc:
+        print(f"caller: {exc}", file=sys.stderr)
+        return 2
+    stt = WhisperSTT(await asyncio.to_thread(load_whisper, None, threads=2, verify=True))
+    if args.wav:
+        questions = [_read_wav(Path(p)) for p in args.wav]
+    else:
+        texts = args.question or DEFAULT_QUESTIONS.get(args.account or "", [])
+        if not texts:
+            texts = DEFAULT_QUESTIONS[settings.default_account]
+        voice = await asyncio.to_thread(load_piper, None, threads=2, verify=True)
+        questions = [
+            Question(t, await asyncio.to_thread(voice.render, t), voice.sample_rate) for t in texts
+        ]
+
+    def transcribe(audio: np.ndarray, rate: int) -> str:
+        return stt.transcribe_pcm(audio, rate, "en") if audio.size else ""
+
+    reports = []
+    for i in range(args.runs):
+        options = CallOptions(
+            room=f"{args.room}-{i}" if args.room and args.runs > 1 else (args.room or ""),
+            account=args.account,
+            hang_up_mid_answer=args.hang_up_mid_answer,
+        )
+        report = await run_call(settings, questions, transcribe, options)
+        reports.append(report)
+        if not args.quiet:
+            _print_report(report, i)
+    summary = _summary(reports)
+    print("\nsummary:", json.dumps(summary))
+    if args.json:
+        payload = {"calls": [r.to_dict() for r in reports], "summary": summary}
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(payload, indent=2))
+    return 0 if all(r.ttfw_s is not None for r in reports) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m agent.caller", description=__doc__)
+    parser.add_argument("--room", help="room name (default: a new random room per call)")
+    parser.add_argument("--account", help="account id, sent as the firstword.account attribute")
+    parser.add_argument("--question", action="append", help="a question to ask (repeatable)")
+    parser.add_argument("--wav", action="append", help="a 16-bit WAV file to play as a question")
+    parser.add_argument("--runs", type=int, default=1, help="calls to make, one after another")
+    parser.add_argument("--json", help="write the reports and summary to this file")
+    parser.add_argument("--hang-up-mid-answer", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    sys.exit(asyncio.run(_main(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The engines one worker process loads once (in prewarm) and shares across its calls.
+
+Shared, stateless across calls: the Silero VAD model, the Whisper model (calls queue on a
+lock), the TTS voices (calls queue on a lock), the MiniLM embedder and each account's FAQ
+index. Per call: the `AgentSession`, the turn detector, and the `FaqLLM` wrapper (cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from livekit.agents import vad as vad_base
+from livekit.plugins import silero
+
+from .accounts import Account, AccountRegistry
+from .accounts.models import Voice
+from .engines.embedder import Embedder, load_embedder
+from .engines.faq_llm import FaqIndex, FaqLLM
+from .engines.local_tts import LocalTTS, load_hibari, load_piper
+from .engines.whisper_stt import WhisperSTT, load_whisper
+from .settings import Settings
+
+logger = logging.getLogger("firstword.pools")
+
+
+@dataclass
+class EnginePool:
+    settings: Settings
+    vad: vad_base.VAD
+    stt: WhisperSTT
+    voices: dict[tuple[str, str], LocalTTS]
+    embedder: Embedder
+    faq_indexes: dict[str, FaqIndex] = field(default_factory=dict)
+
+    def tts_for(self, voice: Voice) -> LocalTTS:
+        key = (voice.engine, voice.name)
+        tts = self.voices.get(key)
+        if tts is None:
+            fallback = next(iter(self.voices.values()))
+            logger.warning("voice %s:%s is not loaded; using %s", *key, fallback.model)
+            return fallback
+        return tts
+
+    def llm_for(self, account: Account) -> FaqLLM:
+        index = self.faq_indexes.get(account.id)
+        if index is None:
+            # An account added after prewarm: index it now (tens of ms) and keep it.
+            index = self.faq_indexes[account.id] = FaqIndex(self.embedder, list(account.faqs))
+        return FaqLLM(account, index, min_score=self.settings.faq_min_score)
+
+
+def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
+    """Load every engine (blocking; runs in the prewarm of each job process)."""
+    timings: dict[str, float] = {}
+
+    def timed(name: str, load):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        value = load()
+        timings[name] = round(time.perf_counter() - start, 3)
+        return value
+
+    threads = settings.inference_threads
+    verify = settings.verify_weights
+    vad = timed("vad", lambda: silero.VAD.load())
+    stt = WhisperSTT(
+        timed(
+            "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
+        )
+    )
+    voices: dict[tuple[str, str], LocalTTS] = {}
+    wanted = {(a.voice.engine, a.voice.name) for a in registry.accounts.values()}
+    if ("hibari", "heart") in wanted or not wanted:
+        voices[("hibari", "heart")] = timed(
+            "tts.hibari", lambda: load_hibari(threads=threads, verify=verify)
+        )
+    if any(engine == "piper" for engine, _ in wanted):
+        piper = timed(
+            "tts.piper",
+            lambda: load_piper(settings.piper_voice_path, threads=threads, verify=verify),
+        )
+        voices[("piper", "joe")] = piper
+    embedder = timed(
+        "embedder", lambda: load_embedder(settings.embedding_model_path, verify=verify)
+    )
+    pool = EnginePool(settings=settings, vad=vad, stt=stt, voices=voices, embedder=embedder)
+    for account in registry.accounts.values():
+        pool.faq_indexes[account.id] = FaqIndex(embedder, list(account.faqs))
+    logger.info("engines loaded", extra={"load_seconds": timings})
+    return pool
