@@ -15,6 +15,7 @@ from livekit import rtc
 from livekit.agents import (
     AgentServer,
     AgentSession,
+    CloseEvent,
     JobContext,
     JobProcess,
     inference,
@@ -49,6 +50,7 @@ def _build_server() -> AgentServer:
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
         num_idle_processes=settings.idle_processes,
+        port=settings.http_port,
         # Loading whisper + two voices + the embedder takes a few seconds on 2 cores.
         initialize_process_timeout=60.0,
         # The default CPU-based load reads ~1.0 on a busy 2-core box and would refuse
@@ -101,6 +103,13 @@ async def entrypoint(ctx: JobContext) -> None:
             "endpointing": {"min_delay": 0.4, "max_delay": 2.0},
         },
     )
+
+    # The session closes when the caller leaves; end the job with it, so the agent leaves
+    # the room and the process is freed now rather than when the server reaps the room.
+    @session.on("close")
+    def _on_close(event: CloseEvent) -> None:
+        ctx.shutdown(reason=f"session closed: {event.reason}")
+
     await session.start(
         agent=Assistant(account),
         room=ctx.room,

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     idle_processes: int = Field(default=1, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
     max_concurrent_calls: int = Field(default=4, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
+    # The worker's health/status HTTP server; 0 picks a free port (tests, several workers).
+    http_port: int = Field(default=8081, ge=0, validation_alias="FIRSTWORD_HTTP_PORT")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"

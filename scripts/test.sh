@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), lint, and run every test, end to end included.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [[ $status == 5 ]]; then
+  echo "test.sh: pytest collected no tests; that is a failure" >&2
+  exit 1
+fi
+exit $status

@@ -1,0 +1,55 @@
+"""Shared fixtures: settings, the demo accounts, and engines loaded once per test run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.accounts import AccountRegistry, load_accounts
+from agent.engines.embedder import Embedder, load_embedder
+from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
+from agent.engines.whisper_stt import WhisperSTT, load_whisper
+from agent.settings import PROJECT_ROOT, Settings
+
+ACCOUNTS_DIR = PROJECT_ROOT / "config" / "accounts"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def registry() -> AccountRegistry:
+    return load_accounts(ACCOUNTS_DIR, "harbor-dental")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return load_embedder(None, verify=True)
+
+
+@pytest.fixture(scope="session")
+def whisper() -> WhisperSTT:
+    return WhisperSTT(load_whisper(None, threads=2, verify=True))
+
+
+@pytest.fixture(scope="session")
+def hibari() -> LocalTTS:
+    return load_hibari(threads=2, verify=True)
+
+
+@pytest.fixture(scope="session")
+def piper() -> LocalTTS:
+    return load_piper(None, threads=2, verify=True)
+
+
+@pytest.fixture
+def accounts_copy(tmp_path: Path) -> Path:
+    """A writable copy of the demo accounts, to break on purpose."""
+    target = tmp_path / "accounts"
+    target.mkdir()
+    for path in ACCOUNTS_DIR.glob("*.yaml"):
+        (target / path.name).write_text(path.read_text())
+    return target

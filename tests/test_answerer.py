@@ -1,0 +1,103 @@
+"""The FAQ answerer: paraphrases reach the right fact; anything else is handed off."""
+
+from __future__ import annotations
+
+import pytest
+from livekit.agents import llm
+
+from agent.accounts import AccountRegistry
+from agent.engines.embedder import Embedder
+from agent.engines.faq_llm import FaqIndex, FaqLLM
+from agent.settings import Settings
+
+# Phrasings that are not in the account files.
+PARAPHRASES = {
+    "harbor-dental": [
+        ("hours", "what time do you open in the morning"),
+        ("hours", "are you open on sunday"),
+        ("hours", "what are your hours on Saturday?"),
+        ("location", "where is your office"),
+        ("location", "where can I park my car"),
+        ("insurance", "is my dental plan covered"),
+        ("cleaning-price", "how much is a checkup"),
+        ("cleaning-price", "what do you charge for a cleaning"),
+        ("new-patients", "can I sign up as a new patient"),
+        ("emergency", "my tooth hurts really bad, can I come in today"),
+        ("emergency", "I chipped my tooth"),
+        ("thanks", "ok thanks bye"),
+    ],
+    "bluebird-bikes": [
+        ("hours", "when do you open"),
+        ("tune-up", "how much for a service"),
+        ("tune-up", "my tire is flat, how much to fix it"),
+        ("rentals", "can I rent an e-bike"),
+        ("location", "where are you"),
+    ],
+}
+OFF_TOPIC = {
+    "harbor-dental": [
+        "do you sell pizza",
+        "what's the weather like tomorrow",
+        "can you do teeth whitening",
+        "who won the football game last night",
+        "do you do braces for kids",
+        "can I speak to doctor smith",
+        "is the dentist a woman",
+    ],
+    "bluebird-bikes": ["do you sell skateboards", "what's the capital of france"],
+}
+
+
+def _llm(registry: AccountRegistry, embedder: Embedder, account_id: str) -> FaqLLM:
+    account = registry.accounts[account_id]
+    return FaqLLM(
+        account, FaqIndex(embedder, list(account.faqs)), min_score=Settings().faq_min_score
+    )
+
+
+@pytest.mark.parametrize("account_id", sorted(PARAPHRASES))
+def test_paraphrases_get_the_right_answer(
+    registry: AccountRegistry, embedder: Embedder, account_id: str
+) -> None:
+    faq_llm = _llm(registry, embedder, account_id)
+    answers = {f.id: f.answer for f in registry.accounts[account_id].faqs}
+    for faq_id, question in PARAPHRASES[account_id]:
+        text, match = faq_llm.answer(question)
+        assert match is not None and match.faq is not None
+        assert (match.faq.id, text) == (faq_id, answers[faq_id]), question
+
+
+@pytest.mark.parametrize("account_id", sorted(OFF_TOPIC))
+def test_off_topic_questions_are_handed_off(
+    registry: AccountRegistry, embedder: Embedder, account_id: str
+) -> None:
+    faq_llm = _llm(registry, embedder, account_id)
+    handoff = registry.accounts[account_id].handoff_phrase
+    for question in OFF_TOPIC[account_id]:
+        text, _ = faq_llm.answer(question)
+        assert text == handoff, question
+
+
+def test_answers_are_only_ever_stored_text(registry: AccountRegistry, embedder: Embedder) -> None:
+    account = registry.accounts["harbor-dental"]
+    faq_llm = _llm(registry, embedder, "harbor-dental")
+    allowed = {f.answer for f in account.faqs} | {account.handoff_phrase}
+    allowed.add("Sorry, could you say that again?")
+    for question in ["", "hm", "tell me a joke about teeth", "what is two plus two", "book me in"]:
+        assert faq_llm.answer(question)[0] in allowed
+
+
+async def test_chat_stream_answers_the_last_user_message(
+    registry: AccountRegistry, embedder: Embedder
+) -> None:
+    faq_llm = _llm(registry, embedder, "harbor-dental")
+    ctx = llm.ChatContext.empty()
+    ctx.add_message(role="user", content="Do you sell pizza?")
+    ctx.add_message(role="assistant", content="...")
+    ctx.add_message(role="user", content="How much does a cleaning cost?")
+    text = ""
+    async with faq_llm.chat(chat_ctx=ctx) as stream:
+        async for chunk in stream:
+            if chunk.delta and chunk.delta.content:
+                text += chunk.delta.content
+    assert "one hundred and twenty dollars" in text

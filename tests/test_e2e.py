@@ -1,0 +1,160 @@
+"""End to end: the real LiveKit server, the real worker, and a real caller over WebRTC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from agent.accounts import AccountRegistry
+from agent.settings import PROJECT_ROOT
+from tests.helpers import similarity
+
+pytestmark = pytest.mark.e2e
+
+PORT = int(os.environ.get("FIRSTWORD_TEST_LIVEKIT_PORT", "7980"))
+URL = f"ws://127.0.0.1:{PORT}"
+ENV = {
+    **os.environ,
+    "LIVEKIT_URL": URL,
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret",
+    "LIVEKIT_PORT": str(PORT),
+    "FIRSTWORD_HTTP_PORT": "0",
+    "FIRSTWORD_IDLE_PROCESSES": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def livekit_server() -> Iterator[str]:
+    script = PROJECT_ROOT / "scripts" / "livekit-server.sh"
+    subprocess.run([str(script), "start"], env=ENV, check=True, timeout=600)
+    yield URL
+    subprocess.run([str(script), "stop"], env=ENV, check=False, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def worker_log(livekit_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "agent.py", "start"],
+            cwd=PROJECT_ROOT,
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while '"registered worker"' not in log.read_text():
+            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "worker did not register in 90 s"
+            time.sleep(0.3)
+        yield log
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def call(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"call-{time.monotonic_ns()}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.caller", "--json", str(out), *args],
+        cwd=PROJECT_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.exists(), f"caller failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return json.loads(out.read_text())["calls"][0]
+
+
+def test_call_is_greeted_answered_and_handed_off(
+    worker_log: Path, registry: AccountRegistry, tmp_path: Path
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    report = call(
+        tmp_path,
+        "--account",
+        account.id,
+        "--question",
+        "How much does a teeth cleaning cost?",
+        "--question",
+        "Do you sell concert tickets?",
+    )
+    assert report["ttfw_s"] is not None
+    assert similarity(report["greeting"], account.greeting) >= 0.8, report["greeting"]
+    price, off_topic = report["turns"]
+    assert price["latency_s"] is not None and off_topic["latency_s"] is not None
+    heard = price["answer"].lower()
+    assert "cleaning" in heard and ("120" in heard or "hundred" in heard), heard
+    assert similarity(off_topic["answer"], account.handoff_phrase) >= 0.7, off_topic["answer"]
+
+
+def test_room_name_picks_the_account_and_its_voice(
+    worker_log: Path, registry: AccountRegistry, tmp_path: Path
+) -> None:
+    account = registry.accounts["bluebird-bikes"]
+    report = call(
+        tmp_path,
+        "--room",
+        "bluebird-bikes-e2e",
+        "--question",
+        "How much does it cost to rent an electric bike?",
+    )
+    assert similarity(report["greeting"], account.greeting) >= 0.8, report["greeting"]
+    heard = report["turns"][0]["answer"].lower()
+    assert "electric" in heard and ("50" in heard or "fifty" in heard), heard
+
+
+async def _participants(room: str) -> list[str]:
+    async with api.LiveKitAPI(URL, "devkey", "secret") as lkapi:
+        rooms = await lkapi.room.list_rooms(api.ListRoomsRequest(names=[room]))
+        if not rooms.rooms:
+            return []
+        res = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+        return [p.identity for p in res.participants]
+
+
+async def test_caller_hanging_up_mid_answer_leaves_nothing_behind(
+    worker_log: Path, registry: AccountRegistry, tmp_path: Path
+) -> None:
+    room = f"harbor-dental-hangup-{time.monotonic_ns()}"
+    report = call(
+        tmp_path,
+        "--room",
+        room,
+        "--hang-up-mid-answer",
+        "--question",
+        "What are your opening hours?",
+    )
+    assert report["hung_up_mid_answer"]
+    # The agent's job ends: it leaves the room, and the server closes the room.
+    for _ in range(20):
+        left = await _participants(room)
+        if not left:
+            break
+        await asyncio.sleep(0.5)
+    assert left == [], f"still in the room: {left}"
+    log = await asyncio.to_thread(worker_log.read_text)
+    for bad in ("Traceback", "Task was destroyed", "Unclosed", "unhandled exception"):
+        assert bad not in log, f"{bad!r} in the worker log:\n{log[-3000:]}"
+    # And the worker takes the next call as usual.
+    next_report = call(
+        tmp_path, "--account", "harbor-dental", "--question", "Where are you located?"
+    )
+    assert similarity(next_report["greeting"], registry.default.greeting) >= 0.8
