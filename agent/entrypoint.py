@@ -34,6 +34,9 @@ def prewarm(proc: JobProcess) -> None:
     """Load accounts and engines once per job process, before any call arrives."""
     start = time.perf_counter()
     settings = get_settings()
+    if settings.providers == "cloud":
+        # Cloud engines are not wired yet; the local engines are their documented fallback.
+        logger.warning("FIRSTWORD_PROVIDERS=cloud: no cloud engine is available yet; using local")
     registry = load_accounts(settings.accounts_dir, settings.default_account)
     proc.userdata["accounts"] = registry
     proc.userdata["pool"] = load_pool(settings, registry)
@@ -59,6 +62,7 @@ def _build_server() -> AgentServer:
         load_threshold=1.0,
         # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
         max_retry=2,
+        log_level=settings.log_level,
     )
 
 
@@ -100,7 +104,10 @@ async def entrypoint(ctx: JobContext) -> None:
             # The local v1-mini model; the default would call LiveKit's hosted detector.
             "turn_detection": inference.TurnDetector(version="v1-mini"),
             "interruption": {"mode": "vad"},
-            "endpointing": {"min_delay": 0.4, "max_delay": 2.0},
+            "endpointing": {"min_delay": 0.4, "max_delay": 1.5},
+            # Answers are stored text, so rendering them before the turn is confirmed
+            # wastes nothing and takes the TTS out of the critical path.
+            "preemptive_generation": {"enabled": True, "preemptive_tts": True},
         },
     )
 

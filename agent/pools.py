@@ -63,7 +63,9 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
 
     threads = settings.inference_threads
     verify = settings.verify_weights
-    vad = timed("vad", lambda: silero.VAD.load())
+    # 0.35 s of silence ends an utterance (default 0.55): the turn detector and the
+    # endpointing delay, not the VAD, decide whether the caller has finished their turn.
+    vad = timed("vad", lambda: silero.VAD.load(min_silence_duration=0.35))
     stt = WhisperSTT(
         timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)

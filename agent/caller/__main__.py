@@ -49,7 +49,7 @@ def _read_wav(path: Path) -> Question:
 
 
 def _print_report(report: CallReport, index: int) -> None:
-    print(f"\n=== call {index + 1} in room {report.room} ===")
+    print(f"\n=== call {index + 1} in room {report.room} (joined in {report.connect_s:.2f} s) ===")
     if report.ttfw_s is None:
         print("  !! the agent did not speak")
         return
@@ -106,6 +106,7 @@ async def _main(args: argparse.Namespace) -> int:
             room=f"{args.room}-{i}" if args.room and args.runs > 1 else (args.room or ""),
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
+            record_dir=None if args.no_record else settings.cache_dir / "calls",
         )
         report = await run_call(settings, questions, transcribe, options)
         reports.append(report)
@@ -129,6 +130,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the reports and summary to this file")
     parser.add_argument("--hang-up-mid-answer", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not save the agent's audio to .cache/calls"
+    )
     sys.exit(asyncio.run(_main(parser.parse_args())))
 
 

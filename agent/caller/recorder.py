@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import wave
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from livekit import rtc
 
-from ..engines.audio import frame_to_float, rms_dbfs
+from ..engines.audio import float_to_int16_bytes, frame_to_float, rms_dbfs
 
 RATE = 16000
 # WebRTC delivers comfort silence between utterances; real speech from our voices is far
@@ -75,3 +77,12 @@ class Recorder:
         if end <= start:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(self.chunks[start:end])
+
+
+def save_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(float_to_int16_bytes(samples))

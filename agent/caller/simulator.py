@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from livekit import api, rtc
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..settings import Settings
 from .mic import Microphone
-from .recorder import RATE, Recorder
+from .recorder import RATE, Recorder, save_wav
 
 logger = logging.getLogger("firstword.caller")
 
@@ -61,6 +62,7 @@ class CallOptions:
     answer_timeout_s: float = 20.0
     end_silence_s: float = 1.2
     hang_up_mid_answer: bool = False  # leave as soon as the first answer starts
+    record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
 
 
 def caller_token(settings: Settings, room: str, identity: str, attributes: dict[str, str]) -> str:
@@ -134,6 +136,9 @@ async def run_call(
             )
         return report
     finally:
+        if options.record_dir is not None and recorder.chunks:
+            path = options.record_dir / f"{room_name}.wav"
+            await asyncio.to_thread(save_wav, path, recorder.audio(0, len(recorder.chunks)), RATE)
         await mic.aclose()
         await room.disconnect()
         for task in list(tasks):
