@@ -49,13 +49,21 @@ class FaqIndex:
     to many FAQs of the account ("bike" in a bike shop) earn no bonus.
     """
 
-    def __init__(self, embedder: Embedder, faqs: list[FAQ]) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        faqs: list[FAQ],
+        *,
+        match_answers: bool = True,
+        word_bonus: float = _WORD_BONUS,
+    ) -> None:
         self._embedder = embedder
         self._faqs = list(faqs)
+        self._word_bonus = word_bonus
         owners: list[int] = []
         texts: list[str] = []
         for i, faq in enumerate(self._faqs):
-            for text in (*faq.questions, faq.answer):
+            for text in (*faq.questions, faq.answer) if match_answers else faq.questions:
                 owners.append(i)
                 texts.append(text)
         self._owners = np.array(owners)
@@ -81,7 +89,7 @@ class FaqIndex:
             mine = np.flatnonzero(self._owners == i)
             j = int(mine[np.argmax(similarities[mine])])
             shared = sum(self._idf[w] for w in asked & self._words[i])
-            score = float(similarities[j]) + _WORD_BONUS * min(shared, _MAX_BONUS_WORDS)
+            score = float(similarities[j]) + self._word_bonus * min(shared, _MAX_BONUS_WORDS)
             if score > best.score:
                 best = Match(faq, score, self._texts[j])
         return best
