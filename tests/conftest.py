@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.accounts import AccountRegistry, load_accounts
 from agent.engines.embedder import Embedder, load_embedder
+from agent.engines.faq_llm import FaqIndex, FaqLLM
 from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT, Settings
@@ -43,6 +45,20 @@ def hibari() -> LocalTTS:
 @pytest.fixture(scope="session")
 def piper() -> LocalTTS:
     return load_piper(None, threads=2, verify=True)
+
+
+@pytest.fixture(scope="session")
+def faq_llm_for(
+    registry: AccountRegistry, embedder: Embedder, settings: Settings
+) -> Callable[[str], FaqLLM]:
+    """The answerer of a demo account, as the worker builds it."""
+
+    def build(account_id: str) -> FaqLLM:
+        account = registry.accounts[account_id]
+        index = FaqIndex(embedder, list(account.faqs))
+        return FaqLLM(account, index, min_score=settings.faq_min_score)
+
+    return build
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from livekit.agents import llm
 
 from agent.accounts import AccountRegistry
-from agent.engines.embedder import Embedder
-from agent.engines.faq_llm import FaqIndex, FaqLLM
-from agent.settings import Settings
+from agent.engines.faq_llm import FaqLLM
 
 # Phrasings that are not in the account files.
 PARAPHRASES = {
@@ -48,18 +48,11 @@ OFF_TOPIC = {
 }
 
 
-def _llm(registry: AccountRegistry, embedder: Embedder, account_id: str) -> FaqLLM:
-    account = registry.accounts[account_id]
-    return FaqLLM(
-        account, FaqIndex(embedder, list(account.faqs)), min_score=Settings().faq_min_score
-    )
-
-
 @pytest.mark.parametrize("account_id", sorted(PARAPHRASES))
 def test_paraphrases_get_the_right_answer(
-    registry: AccountRegistry, embedder: Embedder, account_id: str
+    registry: AccountRegistry, faq_llm_for: Callable[[str], FaqLLM], account_id: str
 ) -> None:
-    faq_llm = _llm(registry, embedder, account_id)
+    faq_llm = faq_llm_for(account_id)
     answers = {f.id: f.answer for f in registry.accounts[account_id].faqs}
     for faq_id, question in PARAPHRASES[account_id]:
         text, match = faq_llm.answer(question)
@@ -69,18 +62,20 @@ def test_paraphrases_get_the_right_answer(
 
 @pytest.mark.parametrize("account_id", sorted(OFF_TOPIC))
 def test_off_topic_questions_are_handed_off(
-    registry: AccountRegistry, embedder: Embedder, account_id: str
+    registry: AccountRegistry, faq_llm_for: Callable[[str], FaqLLM], account_id: str
 ) -> None:
-    faq_llm = _llm(registry, embedder, account_id)
+    faq_llm = faq_llm_for(account_id)
     handoff = registry.accounts[account_id].handoff_phrase
     for question in OFF_TOPIC[account_id]:
         text, _ = faq_llm.answer(question)
         assert text == handoff, question
 
 
-def test_answers_are_only_ever_stored_text(registry: AccountRegistry, embedder: Embedder) -> None:
+def test_answers_are_only_ever_stored_text(
+    registry: AccountRegistry, faq_llm_for: Callable[[str], FaqLLM]
+) -> None:
     account = registry.accounts["harbor-dental"]
-    faq_llm = _llm(registry, embedder, "harbor-dental")
+    faq_llm = faq_llm_for("harbor-dental")
     allowed = {f.answer for f in account.faqs} | {account.handoff_phrase}
     allowed.add("Sorry, could you say that again?")
     for question in ["", "hm", "tell me a joke about teeth", "what is two plus two", "book me in"]:
@@ -88,9 +83,9 @@ def test_answers_are_only_ever_stored_text(registry: AccountRegistry, embedder: 
 
 
 async def test_chat_stream_answers_the_last_user_message(
-    registry: AccountRegistry, embedder: Embedder
+    faq_llm_for: Callable[[str], FaqLLM],
 ) -> None:
-    faq_llm = _llm(registry, embedder, "harbor-dental")
+    faq_llm = faq_llm_for("harbor-dental")
     ctx = llm.ChatContext.empty()
     ctx.add_message(role="user", content="Do you sell pizza?")
     ctx.add_message(role="assistant", content="...")
