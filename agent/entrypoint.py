@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from livekit import rtc
@@ -73,13 +74,19 @@ def _load_by_calls(server: AgentServer) -> float:
 server = _build_server()
 
 
+def _text(value: object) -> str:
+    # Console mode hands us stand-in objects where a real room has strings.
+    return value if isinstance(value, str) else ""
+
+
 def _caller_hints(ctx: JobContext, caller: rtc.RemoteParticipant) -> CallHints:
+    attributes = caller.attributes if isinstance(caller.attributes, Mapping) else {}
     return CallHints(
-        job_metadata=ctx.job.metadata or "",
-        room_metadata=ctx.room.metadata or "",
-        room_name=ctx.room.name,
-        participant_attributes=dict(caller.attributes),
-        participant_metadata=caller.metadata or "",
+        job_metadata=_text(ctx.job.metadata),
+        room_metadata=_text(ctx.room.metadata),
+        room_name=_text(ctx.room.name),
+        participant_attributes={k: v for k, v in attributes.items() if isinstance(v, str)},
+        participant_metadata=_text(caller.metadata),
     )
 
 
