@@ -114,3 +114,16 @@ def test_other_json_metadata_is_not_a_warning(
     with caplog.at_level(logging.WARNING, logger="firstword.accounts"):
         resolve(registry, CallHints(room_metadata='{"theme": "dark"}', room_name="harbor-dental"))
     assert "ignoring" not in caplog.text
+
+
+def test_console_stand_ins_are_not_account_hints(registry: AccountRegistry) -> None:
+    from types import SimpleNamespace
+    from unittest.mock import MagicMock
+
+    from agent.entrypoint import _caller_hints
+
+    ctx = SimpleNamespace(job=SimpleNamespace(metadata=MagicMock()), room=MagicMock())
+    caller = SimpleNamespace(metadata=MagicMock(), attributes=MagicMock())
+    hints = _caller_hints(ctx, caller)  # type: ignore[arg-type]
+    assert hints == CallHints()
+    assert resolve(registry, hints).source == "default"
