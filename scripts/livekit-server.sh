@@ -17,6 +17,8 @@ install_server() {
   if [[ -x "$BIN" ]] && "$BIN" --version 2>/dev/null | grep -q "version ${LIVEKIT_SERVER_VERSION#v}\$"; then
     return 0
   fi
+  # Go's official tarball installs outside the default PATH.
+  [[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null || { echo "livekit-server.sh: Go is needed to build livekit-server; install Go 1.26+" >&2; exit 1; }
   echo "building livekit-server ${LIVEKIT_SERVER_VERSION} from its Go module (a few minutes the first time)..."
   local gobin
