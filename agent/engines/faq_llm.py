@@ -113,6 +113,10 @@ class FaqLLM(llm.LLM):
         self._min_score = min_score
 
     @property
+    def account(self) -> Account:
+        return self._account
+
+    @property
     def model(self) -> str:
         return "faq-retrieval-minilm"
 
@@ -161,7 +165,7 @@ class _FaqStream(llm.LLMStream):
                 "question": question,
                 "faq": match.faq.id if match and match.faq else None,
                 "score": round(match.score, 3) if match else None,
-                "handoff": text == self._faq_llm._account.handoff_phrase,
+                "handoff": text == self._faq_llm.account.handoff_phrase,
             },
         )
         self._event_ch.send_nowait(

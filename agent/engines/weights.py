@@ -95,12 +95,3 @@ def verified_path(weight: WeightFile, *, verify: bool = True) -> Path:
                 "the package is not the reviewed release; refusing to load it"
             )
     return path
-
-
-def check_file(path: Path, expected_sha256: str | None, *, verify: bool = True) -> Path:
-    """Check a user-supplied model file: it must exist; its hash must match if one is known."""
-    if not path.is_file():
-        raise WeightsError(f"model file {path} does not exist")
-    if verify and expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise WeightsError(f"{path} does not match its recorded sha256 {expected_sha256}")
-    return path
