@@ -35,13 +35,8 @@ class EnginePool:
     faq_indexes: dict[str, FaqIndex] = field(default_factory=dict)
 
     def tts_for(self, voice: Voice) -> LocalTTS:
-        key = (voice.engine, voice.name)
-        tts = self.voices.get(key)
-        if tts is None:
-            fallback = next(iter(self.voices.values()))
-            logger.warning("voice %s:%s is not loaded; using %s", *key, fallback.model)
-            return fallback
-        return tts
+        """The account's voice, or the first loaded one (`load_pool` warned about it once)."""
+        return self.voices.get((voice.engine, voice.name)) or next(iter(self.voices.values()))
 
     def llm_for(self, account: Account) -> FaqLLM:
         index = self.faq_indexes.get(account.id)
@@ -71,13 +66,13 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
         )
     )
-    voices: dict[tuple[str, str], LocalTTS] = {}
-    wanted = {(a.voice.engine, a.voice.name) for a in registry.accounts.values()}
-    if ("hibari", "heart") in wanted or not wanted:
-        voices[("hibari", "heart")] = timed(
+    # hibari "heart" is always loaded: it is the voice of last resort.
+    voices: dict[tuple[str, str], LocalTTS] = {
+        ("hibari", "heart"): timed(
             "tts.hibari", lambda: load_hibari(threads=threads, verify=verify)
         )
-    if any(engine == "piper" for engine, _ in wanted):
+    }
+    if any(a.voice.engine == "piper" for a in registry.accounts.values()):
         piper = timed(
             "tts.piper",
             lambda: load_piper(settings.piper_voice_path, threads=threads, verify=verify),
@@ -88,6 +83,14 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     )
     pool = EnginePool(settings=settings, vad=vad, stt=stt, voices=voices, embedder=embedder)
     for account in registry.accounts.values():
+        if (account.voice.engine, account.voice.name) not in voices:
+            logger.warning(
+                "account %r asks for voice %s:%s, which is not available offline; it will use %s",
+                account.id,
+                account.voice.engine,
+                account.voice.name,
+                pool.tts_for(account.voice).model,
+            )
         pool.faq_indexes[account.id] = FaqIndex(embedder, list(account.faqs))
     logger.info("engines loaded", extra={"load_seconds": timings})
     return pool

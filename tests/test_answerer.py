@@ -8,7 +8,7 @@ import pytest
 from livekit.agents import llm
 
 from agent.accounts import AccountRegistry
-from agent.engines.faq_llm import FaqLLM
+from agent.engines.faq_llm import REPEAT_PHRASE, FaqLLM
 
 # Phrasings that are not in the account files.
 PARAPHRASES = {
@@ -77,7 +77,7 @@ def test_answers_are_only_ever_stored_text(
     account = registry.accounts["harbor-dental"]
     faq_llm = faq_llm_for("harbor-dental")
     allowed = {f.answer for f in account.faqs} | {account.handoff_phrase}
-    allowed.add("Sorry, could you say that again?")
+    allowed.add(REPEAT_PHRASE)
     for question in ["", "hm", "tell me a joke about teeth", "what is two plus two", "book me in"]:
         assert faq_llm.answer(question)[0] in allowed
 
@@ -96,3 +96,11 @@ async def test_chat_stream_answers_the_last_user_message(
             if chunk.delta and chunk.delta.content:
                 text += chunk.delta.content
     assert "one hundred and twenty dollars" in text
+
+
+def test_one_word_utterances(faq_llm_for: Callable[[str], FaqLLM]) -> None:
+    faq_llm = faq_llm_for("harbor-dental")
+    assert faq_llm.answer("Insurance?")[1].faq.id == "insurance"  # type: ignore[union-attr]
+    assert faq_llm.answer("Parking?")[1].faq.id == "location"  # type: ignore[union-attr]
+    for noise in ("Hello?", "um", "", "  "):
+        assert faq_llm.answer(noise)[0] == REPEAT_PHRASE

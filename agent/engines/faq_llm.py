@@ -23,8 +23,9 @@ from .embedder import Embedder
 
 logger = logging.getLogger("firstword.faq")
 
-# A question this short carries no topic ("hello?", "um"): do not hand such a turn off.
+# Below this many words an unmatched utterance is a "hello?", not a question to hand off.
 _MIN_WORDS = 2
+REPEAT_PHRASE = "Sorry, could you say that again?"
 _WORD_BONUS = 0.08
 _MAX_BONUS_WORDS = 2.0
 _STOP = frozenset(
@@ -127,11 +128,12 @@ class FaqLLM(llm.LLM):
     def answer(self, question: str) -> tuple[str, Match | None]:
         """The text to speak for `question`, and the match it came from. Blocking."""
         question = _normalise(question)
-        if len(question.split()) < _MIN_WORDS:
-            return "Sorry, could you say that again?", None
-        match = self._index.best(question)
-        if match.faq is not None and match.score >= self._min_score:
+        match = self._index.best(question) if question else None
+        if match is not None and match.faq is not None and match.score >= self._min_score:
             return match.faq.answer, match
+        if len(question.split()) < _MIN_WORDS:
+            # "Hello?", "um": nothing was asked yet, so there is nothing to hand off.
+            return REPEAT_PHRASE, match
         return self._account.handoff_phrase, match
 
     def chat(
