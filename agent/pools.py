@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from livekit.agents import vad as vad_base
 from livekit.plugins import silero
@@ -23,6 +25,7 @@ from .engines.whisper_stt import WhisperSTT, load_whisper
 from .settings import Settings
 
 logger = logging.getLogger("firstword.pools")
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,7 +53,7 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     """Load every engine (blocking; runs in the prewarm of each job process)."""
     timings: dict[str, float] = {}
 
-    def timed(name: str, load):  # type: ignore[no-untyped-def]
+    def timed(name: str, load: Callable[[], T]) -> T:
         start = time.perf_counter()
         value = load()
         timings[name] = round(time.perf_counter() - start, 3)

@@ -20,7 +20,7 @@ from agent.settings import get_settings
 from tests.test_answerer import OFF_TOPIC, PARAPHRASES
 
 # Harder cases, reported but not asserted by the tests.
-HARD = {
+HARD: dict[str, list[tuple[str | None, str]]] = {
     "harbor-dental": [("insurance", "do you work with cigna")],
     "bluebird-bikes": [(None, "can you deliver a bike to my house")],
 }
@@ -30,17 +30,23 @@ def main() -> None:
     settings = get_settings()
     registry = load_accounts(settings.accounts_dir, settings.default_account)
     embedder = load_embedder(None, verify=True)
-    methods = {
-        "cosine to phrasings only": {"match_answers": False, "word_bonus": 0.0},
-        "firstword (phrasings + answer + word bonus)": {},
+    methods: dict[str, tuple[bool, float | None]] = {
+        "cosine to phrasings only": (False, 0.0),
+        "firstword (phrasings + answer + word bonus)": (True, None),
     }
-    for name, kwargs in methods.items():
+    for name, (match_answers, word_bonus) in methods.items():
         right = wrong_faq = under = handed_off = answered_off_topic = 0
         hard: list[str] = []
         elapsed: list[float] = []
         for account_id, account in registry.accounts.items():
-            index = FaqIndex(embedder, list(account.faqs), **kwargs)
-            cases = [(f, q) for f, q in PARAPHRASES.get(account_id, [])]
+            index = (
+                FaqIndex(embedder, list(account.faqs))
+                if word_bonus is None
+                else FaqIndex(
+                    embedder, list(account.faqs), match_answers=match_answers, word_bonus=word_bonus
+                )
+            )
+            cases: list[tuple[str | None, str]] = list(PARAPHRASES.get(account_id, []))
             cases += [(None, q) for q in OFF_TOPIC.get(account_id, [])]
             for want, question in cases + HARD.get(account_id, []):
                 start = time.perf_counter()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from livekit.agents import AgentSession
+from livekit.agents.voice.run_result import RunResult
 
 from agent.accounts import AccountRegistry
 from agent.assistant import Assistant
@@ -34,7 +35,7 @@ async def test_assistant_answers_from_faqs_or_hands_off(
     account = registry.accounts[account_id]
     async with AgentSession(llm=faq_llm_for(account_id)) as session:
         await session.start(Assistant(account))
-        result = await session.run(user_input=question)
+        result: RunResult[None] = await session.run(user_input=question)
         event = result.expect.next_event().is_message(role="assistant")
         assert event.event().item.text_content == (expected or account.handoff_phrase)
         result.expect.no_more_events()

@@ -15,6 +15,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from .audio import frame_to_float, resample
@@ -82,5 +83,5 @@ class WhisperSTT(stt.STT):
         )
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language=lang, text=text, confidence=1.0)],
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text, confidence=1.0)],
         )
