@@ -1,7 +1,7 @@
 """An `llm.LLM` that answers only from the account's FAQs, by semantic retrieval.
 
-It never generates text: it speaks the stored answer of the FAQ whose phrasings are closest
-to the caller's last utterance, or, when none is close enough, the account's handoff phrase.
+It never generates text: it speaks the stored answer of the FAQ that best matches the
+caller's last utterance, or, when none is close enough, the account's handoff phrase.
 So it cannot invent a fact, which a small generative model does readily.
 """
 
@@ -46,8 +46,9 @@ class FaqIndex:
 
     Score of an FAQ = best cosine similarity between the question and any of its phrasings
     or its answer, plus a small bonus for distinctive words the question shares with the FAQ
-    ("Cigna" names the insurance FAQ even when the sentence embedding drifts). Words common
-    to many FAQs of the account ("bike" in a bike shop) earn no bonus.
+    ("my tire is flat" reaches the tune-up FAQ, whose answer prices a flat tire, where the
+    sentence embedding alone falls short). Words common to many FAQs of the account ("bike"
+    in a bike shop) earn no bonus.
     """
 
     def __init__(
