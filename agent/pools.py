@@ -42,11 +42,8 @@ class EnginePool:
         return self.voices.get((voice.engine, voice.name)) or next(iter(self.voices.values()))
 
     def llm_for(self, account: Account) -> FaqLLM:
-        index = self.faq_indexes.get(account.id)
-        if index is None:
-            # An account added after prewarm: index it now (tens of ms) and keep it.
-            index = self.faq_indexes[account.id] = FaqIndex(self.embedder, list(account.faqs))
-        return FaqLLM(account, index, min_score=self.settings.faq_min_score)
+        """A per-call answerer over the account's index (built at prewarm, shared)."""
+        return FaqLLM(account, self.faq_indexes[account.id], min_score=self.settings.faq_min_score)
 
 
 def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
