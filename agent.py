@@ -20,6 +20,13 @@ def main() -> None:
     except PreflightError as exc:
         print(f"firstword: {exc}", file=sys.stderr)
         sys.exit(2)
+    if settings.providers == "cloud":
+        # Said once here rather than in every job process's prewarm.
+        print(
+            "firstword: warning: FIRSTWORD_PROVIDERS=cloud, but no cloud engine is available "
+            "yet; running the local engines",
+            file=sys.stderr,
+        )
 
     from livekit.agents import cli
 

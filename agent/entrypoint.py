@@ -35,9 +35,6 @@ def prewarm(proc: JobProcess) -> None:
     """Load accounts and engines once per job process, before any call arrives."""
     start = time.perf_counter()
     settings = get_settings()
-    if settings.providers == "cloud":
-        # Cloud engines are not wired yet; the local engines are their documented fallback.
-        logger.warning("FIRSTWORD_PROVIDERS=cloud: no cloud engine is available yet; using local")
     registry = load_accounts(settings.accounts_dir, settings.default_account)
     proc.userdata["accounts"] = registry
     proc.userdata["pool"] = load_pool(settings, registry)
