@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.accounts import load_accounts
+from agent.accounts import FAQ, load_accounts
 from agent.engines.embedder import load_embedder
 from agent.engines.faq_llm import FaqIndex
 from agent.settings import get_settings
@@ -30,22 +31,18 @@ def main() -> None:
     settings = get_settings()
     registry = load_accounts(settings.accounts_dir, settings.default_account)
     embedder = load_embedder(None, verify=True)
-    methods: dict[str, tuple[bool, float | None]] = {
-        "cosine to phrasings only": (False, 0.0),
-        "firstword (phrasings + answer + word bonus)": (True, None),
+    methods: dict[str, Callable[[list[FAQ]], FaqIndex]] = {
+        "cosine to phrasings only": lambda faqs: FaqIndex(
+            embedder, faqs, match_answers=False, word_bonus=0.0
+        ),
+        "firstword (phrasings + answer + word bonus)": lambda faqs: FaqIndex(embedder, faqs),
     }
-    for name, (match_answers, word_bonus) in methods.items():
+    for name, build_index in methods.items():
         right = wrong_faq = under = handed_off = answered_off_topic = 0
         hard: list[str] = []
         elapsed: list[float] = []
         for account_id, account in registry.accounts.items():
-            index = (
-                FaqIndex(embedder, list(account.faqs))
-                if word_bonus is None
-                else FaqIndex(
-                    embedder, list(account.faqs), match_answers=match_answers, word_bonus=word_bonus
-                )
-            )
+            index = build_index(list(account.faqs))
             cases: list[tuple[str | None, str]] = list(PARAPHRASES.get(account_id, []))
             cases += [(None, q) for q in OFF_TOPIC.get(account_id, [])]
             for want, question in cases + HARD.get(account_id, []):
