@@ -1,13 +1,17 @@
-"""The LiveKit worker: per-process prewarm of the engines, and one session per call.
+"""The LiveKit worker: prewarm once per process, then one session per call, greeting first.
 
-Every room gets the agent (automatic dispatch). For each call the account is chosen from
-the job's metadata, the room, and the caller (see `agent.accounts.resolve`), and the agent
-greets the caller with the account's greeting as soon as the session is up.
+Every room gets the agent (automatic dispatch, unless FIRSTWORD_AGENT_NAME is set). A call
+does only what its first word needs before that word: connect, find the caller and the
+account (the account cache's disk check runs while the room connects), start the session
+with engines leased from the prewarmed pool, and play the account's pre-rendered greeting.
+Conversation logs and metrics collectors are attached after the first greeting frame.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,43 +20,66 @@ from livekit import rtc
 from livekit.agents import (
     AgentServer,
     AgentSession,
+    AgentStateChangedEvent,
     CloseEvent,
     JobContext,
+    JobExecutorType,
     JobProcess,
-    inference,
     room_io,
 )
 
-from .accounts import AccountRegistry, CallHints, load_accounts, resolve_account
+from . import metrics
+from .accounts import AccountStore, CallHints, resolve_account
 from .assistant import Assistant
+from .call_log import attach_after_first_frame, attach_conversation_logs
 from .pools import EnginePool, load_pool
+from .process_wide import process_wide
 from .settings import get_settings
+from .timeline import CallTimeline
 
 logger = logging.getLogger("firstword.worker")
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load accounts and engines once per job process, before any call arrives."""
+    """Load accounts, engines and greeting audio before any call arrives (once per process)."""
     start = time.perf_counter()
     settings = get_settings()
-    registry = load_accounts(settings.accounts_dir, settings.default_account)
-    proc.userdata["accounts"] = registry
-    proc.userdata["pool"] = load_pool(settings, registry)
+    store = process_wide(
+        "accounts",
+        lambda: AccountStore(
+            settings.accounts_dir,
+            settings.default_account,
+            ttl_seconds=settings.account_ttl_seconds,
+        ),
+    )
+    pool = process_wide("pool", lambda: load_pool(settings, store.registry))
+    synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
+    proc.userdata["accounts"] = store
+    proc.userdata["pool"] = pool
+    elapsed = time.perf_counter() - start
+    metrics.PREWARM.observe(elapsed)
     logger.info(
-        "process prewarmed", extra={"prewarm_seconds": round(time.perf_counter() - start, 3)}
+        "process prewarmed",
+        extra={
+            "prewarm_seconds": round(elapsed, 3),
+            "greetings_synthesised": synthesised,
+            "executor": settings.job_executor,
+        },
     )
 
 
 def _build_server() -> AgentServer:
     settings = get_settings()
-    return AgentServer(
+    threads = settings.job_executor == "thread"
+    server = AgentServer(
         setup_fnc=prewarm,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
+        job_executor_type=JobExecutorType.THREAD if threads else JobExecutorType.PROCESS,
         num_idle_processes=settings.idle_processes,
         port=settings.http_port,
-        # Loading whisper + two voices + the embedder takes a few seconds on 2 cores.
+        # The first prewarm loads every engine: a few seconds on 2 cores.
         initialize_process_timeout=60.0,
         # The default CPU-based load reads ~1.0 on a busy 2-core box and would refuse
         # every job; we count calls instead.
@@ -61,7 +88,17 @@ def _build_server() -> AgentServer:
         # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
         max_retry=2,
         log_level=settings.log_level,
+        # Job processes report metrics through files; threads share this process's registry.
+        prometheus_multiproc_dir=None
+        if threads
+        else str(settings.cache_dir / "prometheus" / str(os.getpid())),
     )
+
+    @server.on("worker_started")
+    def _serve_metrics() -> None:
+        metrics.serve(settings.metrics_port)
+
+    return server
 
 
 def _load_by_calls(server: AgentServer) -> float:
@@ -87,26 +124,68 @@ def _caller_hints(ctx: JobContext, caller: rtc.RemoteParticipant) -> CallHints:
     )
 
 
+def _timeline(ctx: JobContext) -> CallTimeline:
+    """A timeline whose origin is the job request, as the worker's main process saw it."""
+    now_mono, now_wall = time.monotonic(), time.time()
+    # The worker stamps the dispatch in unix seconds on the job's info (not public API).
+    info = getattr(ctx, "_info", None)
+    received = float(getattr(info, "received_at", 0.0) or 0.0)
+    assigned = float(getattr(info, "assigned_at", 0.0) or 0.0)
+    timeline = CallTimeline(origin=now_mono - (now_wall - received) if received else now_mono)
+    if received:
+        timeline.mark("job_received", timeline.origin)
+    if assigned:
+        timeline.mark("job_assigned", now_mono - (now_wall - assigned))
+    timeline.mark("job_started", now_mono)
+    return timeline
+
+
 @server.rtc_session(agent_name=get_settings().agent_name)
 async def entrypoint(ctx: JobContext) -> None:
     """One call: connect, find the caller and their account, start the session, greet."""
-    t0 = time.perf_counter()
-    registry: AccountRegistry = ctx.proc.userdata["accounts"]
+    timeline = _timeline(ctx)
+    store: AccountStore = ctx.proc.userdata["accounts"]
     pool: EnginePool = ctx.proc.userdata["pool"]
+    metrics.ACTIVE_CALLS.inc()
+    call: dict[str, Any] = {"room": ctx.room.name}
 
-    await ctx.connect()
-    caller = await ctx.wait_for_participant()
-    resolution = resolve_account(registry, _caller_hints(ctx, caller))
+    async def _end_of_call(reason: str) -> None:
+        metrics.ACTIVE_CALLS.dec()
+        if "first_frame" not in timeline.marks:
+            _report(timeline, call, reason=reason)
+
+    ctx.add_shutdown_callback(_end_of_call)
+    ctx.room.on("local_track_published", lambda *_: timeline.mark("track_published"))
+    ctx.room.on("local_track_subscribed", lambda *_: timeline.mark("track_subscribed"))
+
+    # The account cache's check of the disk (when its TTL ran out) overlaps the connection.
+    accounts = asyncio.ensure_future(store.current())
+    try:
+        await ctx.connect()
+        timeline.mark("room_connected")
+        caller = await ctx.wait_for_participant()
+        timeline.mark("caller_joined")
+        resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
+    finally:
+        if not accounts.done():
+            accounts.cancel()
     account = resolution.account
+    call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
+    engines = await pool.for_call(account)
+    cached, greeting_audio = await pool.greetings.stream(
+        pool.voice_for(account.voice), account.greeting
+    )
+    metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
+    call["greeting_cached"] = cached
+    timeline.mark("account_ready")
 
     session: AgentSession[Any] = AgentSession(
-        vad=pool.vad,
-        stt=pool.stt,
-        llm=pool.llm_for(account),
-        tts=pool.tts_for(account.voice),
+        vad=engines.vad,
+        stt=engines.stt,
+        llm=engines.llm,
+        tts=engines.tts,
         turn_handling={
-            # The local v1-mini model; the default would call LiveKit's hosted detector.
-            "turn_detection": inference.TurnDetector(version="v1-mini"),
+            "turn_detection": engines.turn_detector,
             "interruption": {"mode": "vad"},
             "endpointing": {"min_delay": 0.4, "max_delay": 1.5},
             # Answers are stored text, so rendering them before the turn is confirmed
@@ -121,19 +200,44 @@ async def entrypoint(ctx: JobContext) -> None:
     def _on_close(event: CloseEvent) -> None:
         ctx.shutdown(reason=f"session closed: {event.reason}")
 
+    def _after_first_frame(_event: AgentStateChangedEvent) -> None:
+        timeline.mark("first_frame")
+        _report(timeline, call, reason="first word")
+        attach_conversation_logs(session, call)
+
+    attach_after_first_frame(session, _after_first_frame)
+
     await session.start(
         agent=Assistant(account),
         room=ctx.room,
-        room_options=room_io.RoomOptions(participant_identity=caller.identity),
+        room_options=room_io.RoomOptions(
+            participant_identity=caller.identity,
+            # Holding transcripts back to the pace of the audio costs a spectral analysis of
+            # every agent frame on the event loop: ~0.1 s stalled before a pre-rendered
+            # greeting's first frame. Callers on a phone see no transcript; web clients get
+            # each line as soon as it is known.
+            text_output=room_io.TextOutputOptions(sync_transcription=False),
+        ),
     )
-    session.say(account.greeting)
+    timeline.mark("session_started")
+    session.say(account.greeting, audio=greeting_audio)
+
+
+def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:
+    """The call's one timeline log line, and its metrics."""
+    ttfw = timeline.time_to_first_frame()
+    account = str(call.get("account", "unknown"))
+    if ttfw is not None:
+        metrics.TIME_TO_FIRST_WORD.labels(account).observe(ttfw)
+    for stage, seconds in timeline.stage_seconds().items():
+        metrics.CALL_STAGE.labels(stage).observe(seconds)
     logger.info(
-        "call started",
+        "call timeline (%s): first frame %s",
+        reason,
+        f"{ttfw * 1000:.0f} ms after the job request" if ttfw is not None else "never sent",
         extra={
-            "room": ctx.room.name,
-            "caller": caller.identity,
-            "account": account.id,
-            "account_source": resolution.source,
-            "setup_seconds": round(time.perf_counter() - t0, 3),
+            **call,
+            "timeline_ms": timeline.since_origin_ms(),
+            "origin_monotonic": round(timeline.origin, 4),
         },
     )

@@ -1,87 +1,170 @@
-"""The engines one worker process loads once (in prewarm) and shares across its calls.
+"""The engines a worker process loads once, and the per-call providers it lends over them.
 
-Shared, stateless across calls: the Silero VAD model, the Whisper model (calls queue on a
-lock), the TTS voices (calls queue on a lock), the MiniLM embedder and each account's FAQ
-index. Per call: the `AgentSession`, the turn detector, and the `FaqLLM` wrapper (cheap).
+Shared by every call of the process (loaded once in prewarm; stateless or serialised):
+  - Silero's ONNX session (each VAD stream keeps its own state),
+  - the Whisper model (one transcription at a time, behind a lock),
+  - each TTS voice, keyed by (engine, voice) (one synthesis at a time per voice),
+  - the MiniLM embedder and each account's FAQ index (read-only once built),
+  - the greeting audio cache (see `agent.greetings`),
+  - the local turn-detector weights (livekit's process-wide singleton).
+Leased one per call, because a session subscribes to its providers' events and concurrent
+calls must not hear each other's: the `silero.VAD`, `WhisperSTT`, `LocalTTS` and `FaqLLM`
+objects, and the turn detector. They are thin wrappers; making one costs microseconds.
+
+With the thread executor every call of the worker shares one pool (`shared_pool`); with the
+process executor each job process loads its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from livekit.agents import vad as vad_base
+from livekit.agents import inference
 from livekit.plugins import silero
 
 from .accounts import Account, AccountRegistry
-from .accounts.models import Voice
+from .accounts.models import FAQ, Voice
 from .engines.embedder import Embedder, load_embedder
 from .engines.faq_llm import FaqIndex, FaqLLM
 from .engines.local_tts import LocalTTS, load_hibari, load_piper
 from .engines.whisper_stt import WhisperSTT, load_whisper
+from .greetings import GreetingCache
 from .settings import Settings
 
 logger = logging.getLogger("firstword.pools")
 T = TypeVar("T")
 
+# The voice of last resort: always loaded, and the only hibari voice inside its wheel.
+FALLBACK_VOICE = ("hibari", "heart")
+
+
+@dataclass
+class CallEngines:
+    """What one call's `AgentSession` is built from."""
+
+    vad: silero.VAD
+    stt: WhisperSTT
+    llm: FaqLLM
+    tts: LocalTTS
+    turn_detector: inference.TurnDetector
+
 
 @dataclass
 class EnginePool:
     settings: Settings
-    vad: vad_base.VAD
+    vad: silero.VAD
     stt: WhisperSTT
     voices: dict[tuple[str, str], LocalTTS]
     embedder: Embedder
-    faq_indexes: dict[str, FaqIndex] = field(default_factory=dict)
+    greetings: GreetingCache
+    load_seconds: dict[str, float] = field(default_factory=dict)
+    _faq: dict[str, tuple[tuple[FAQ, ...], FaqIndex]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def tts_for(self, voice: Voice) -> LocalTTS:
-        """The account's voice, or the first loaded one (`load_pool` warned about it once)."""
-        return self.voices.get((voice.engine, voice.name)) or next(iter(self.voices.values()))
+    def voice_for(self, voice: Voice) -> LocalTTS:
+        """The shared voice of an account, or the fallback (`load_pool` warned about it)."""
+        return self.voices.get((voice.engine, voice.name)) or self.voices[FALLBACK_VOICE]
 
-    def llm_for(self, account: Account) -> FaqLLM:
-        """A per-call answerer over the account's index (built at prewarm, shared)."""
-        return FaqLLM(account, self.faq_indexes[account.id], min_score=self.settings.faq_min_score)
+    def faq_index(self, account: Account) -> FaqIndex:
+        """The account's index, built now (blocking) if its FAQs are new or changed."""
+        faqs = tuple(account.faqs)
+        with self._lock:
+            cached = self._faq.get(account.id)
+        if cached is not None and cached[0] == faqs:
+            return cached[1]
+        index = FaqIndex(self.embedder, list(faqs))
+        with self._lock:
+            self._faq[account.id] = (faqs, index)
+        return index
+
+    def has_index(self, account: Account) -> bool:
+        with self._lock:
+            cached = self._faq.get(account.id)
+        return cached is not None and cached[0] == tuple(account.faqs)
+
+    async def for_call(self, account: Account) -> CallEngines:
+        """Per-call providers; only an account whose FAQs changed since prewarm waits."""
+        if self.has_index(account):
+            index = self.faq_index(account)
+        else:
+            index = await asyncio.to_thread(self.faq_index, account)
+        return CallEngines(
+            # Silero keeps its state per stream; the session is what we share.
+            vad=silero.VAD(session=self.vad._onnx_session, opts=self.vad._opts),
+            stt=self.stt.lease(),
+            llm=FaqLLM(account, index, min_score=self.settings.faq_min_score),
+            tts=self.voice_for(account.voice).lease(),
+            # The local v1-mini model; the default would call LiveKit's hosted detector.
+            turn_detector=inference.TurnDetector(version="v1-mini"),
+        )
+
+    def prepare_greetings(self, accounts: AccountRegistry) -> int:
+        """Synthesise every known account's greeting not yet cached (blocking); the count."""
+        made = 0
+        for account in accounts.accounts.values():
+            made += self.greetings.prepare(self.voice_for(account.voice), account.greeting)
+        return made
 
 
 def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
-    """Load every engine (blocking; runs in the prewarm of each job process)."""
+    """Load every engine, two at a time (blocking; runs in prewarm)."""
     timings: dict[str, float] = {}
 
-    def timed(name: str, load: Callable[[], T]) -> T:
-        start = time.perf_counter()
-        value = load()
-        timings[name] = round(time.perf_counter() - start, 3)
-        return value
+    def timed(name: str, load: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            start = time.perf_counter()
+            value = load()
+            timings[name] = round(time.perf_counter() - start, 3)
+            return value
+
+        return run
 
     threads = settings.inference_threads
     verify = settings.verify_weights
-    # 0.35 s of silence ends an utterance (default 0.55): the turn detector and the
-    # endpointing delay, not the VAD, decide whether the caller has finished their turn.
-    vad = timed("vad", lambda: silero.VAD.load(min_silence_duration=0.35))
-    stt = WhisperSTT(
-        timed(
+    loaders: dict[str, Callable[[], Any]] = {
+        # 0.35 s of silence ends an utterance (default 0.55): the turn detector and the
+        # endpointing delay, not the VAD, decide whether the caller has finished.
+        "vad": timed("vad", lambda: silero.VAD.load(min_silence_duration=0.35)),
+        "stt": timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
-        )
-    )
-    # hibari "heart" is always loaded: it is the voice of last resort.
-    voices: dict[tuple[str, str], LocalTTS] = {
-        ("hibari", "heart"): timed(
-            "tts.hibari", lambda: load_hibari(threads=threads, verify=verify)
-        )
+        ),
+        "tts.hibari": timed("tts.hibari", lambda: load_hibari(threads=threads, verify=verify)),
+        "embedder": timed(
+            "embedder", lambda: load_embedder(settings.embedding_model_path, verify=verify)
+        ),
+        "turn_detector": timed("turn_detector", _load_turn_detector),
     }
     if any(a.voice.engine == "piper" for a in registry.accounts.values()):
-        piper = timed(
+        loaders["tts.piper"] = timed(
             "tts.piper",
             lambda: load_piper(settings.piper_voice_path, threads=threads, verify=verify),
         )
-        voices[("piper", "joe")] = piper
-    embedder = timed(
-        "embedder", lambda: load_embedder(settings.embedding_model_path, verify=verify)
+    # Most of each load is native code that releases the GIL (file reads, ONNX session
+    # set-up, warm-up inference); two at once keeps both cores busy.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="firstword-load") as executor:
+        futures = {name: executor.submit(load) for name, load in loaders.items()}
+        loaded = {name: future.result() for name, future in futures.items()}
+
+    voices: dict[tuple[str, str], LocalTTS] = {FALLBACK_VOICE: loaded["tts.hibari"]}
+    if "tts.piper" in loaded:
+        voices[("piper", "joe")] = loaded["tts.piper"]
+    pool = EnginePool(
+        settings=settings,
+        vad=loaded["vad"],
+        stt=WhisperSTT(loaded["stt"]),
+        voices=voices,
+        embedder=loaded["embedder"],
+        greetings=GreetingCache(settings.cache_dir / "greetings"),
+        load_seconds=timings,
     )
-    pool = EnginePool(settings=settings, vad=vad, stt=stt, voices=voices, embedder=embedder)
+    start = time.perf_counter()
     for account in registry.accounts.values():
         if (account.voice.engine, account.voice.name) not in voices:
             logger.warning(
@@ -89,8 +172,17 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
                 account.id,
                 account.voice.engine,
                 account.voice.name,
-                pool.tts_for(account.voice).model,
+                pool.voice_for(account.voice).model,
             )
-        pool.faq_indexes[account.id] = FaqIndex(embedder, list(account.faqs))
+        pool.faq_index(account)
+    timings["faq_indexes"] = round(time.perf_counter() - start, 3)
     logger.info("engines loaded", extra={"load_seconds": timings})
     return pool
+
+
+def _load_turn_detector() -> None:
+    # livekit keeps the v1-mini weights in a process-wide singleton; the forkserver
+    # usually preloads them, this covers the other start methods.
+    import livekit.local_inference as local_inference
+
+    local_inference.init_eot()

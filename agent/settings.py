@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
     # The worker's health/status HTTP server; 0 picks a free port (tests, several workers).
     http_port: int = Field(default=8081, ge=0, validation_alias="FIRSTWORD_HTTP_PORT")
+    # Prometheus metrics of the worker and its calls; 0 picks a free port (logged), -1 is off.
+    metrics_port: int = Field(default=9464, ge=-1, validation_alias="FIRSTWORD_METRICS_PORT")
+    # "thread": every call runs in the worker process and shares one copy of the engines,
+    # so a new call never waits for models to load. "process": one process per call,
+    # isolated, each loading its own engines (about 0.8 GB and 2 s of CPU per process).
+    job_executor: Literal["thread", "process"] = Field(
+        default="thread", validation_alias="FIRSTWORD_JOB_EXECUTOR"
+    )
+    # How long a call trusts the accounts it has before checking their files for changes.
+    account_ttl_seconds: float = Field(default=5.0, ge=0, validation_alias="FIRSTWORD_ACCOUNT_TTL")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"

@@ -8,15 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
 
-export LIVEKIT_PORT="${LIVEKIT_PORT:-7880}"
-export LIVEKIT_URL="ws://127.0.0.1:$LIVEKIT_PORT" LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=secret
-export FIRSTWORD_HTTP_PORT="${FIRSTWORD_HTTP_PORT:-0}"
-mkdir -p .cache
-started_server=0
-if ! curl -fsS --max-time 1 "http://127.0.0.1:$LIVEKIT_PORT/" >/dev/null 2>&1; then
-  scripts/livekit-server.sh start
-  started_server=1
-fi
+export FIRSTWORD_HTTP_PORT="${FIRSTWORD_HTTP_PORT:-0}" FIRSTWORD_METRICS_PORT="${FIRSTWORD_METRICS_PORT:-0}"
+source scripts/local-server-env.sh
 
 worker_log=.cache/demo-worker.log
 .venv/bin/python agent.py start >"$worker_log" 2>&1 &
@@ -24,7 +17,7 @@ worker=$!
 cleanup() {
   kill -INT "$worker" 2>/dev/null || true
   wait "$worker" 2>/dev/null || true
-  if [[ $started_server == 1 ]]; then scripts/livekit-server.sh stop; fi
+  stop_local_server
 }
 trap cleanup EXIT
 

@@ -48,6 +48,9 @@ class CallReport:
     greeting: str
     turns: list[Turn] = field(default_factory=list)
     hung_up_mid_answer: bool = False
+    # When connect() returned, on time.perf_counter(): CLOCK_MONOTONIC on Linux, the clock
+    # the worker's call timeline uses, so the two can be lined up.
+    joined_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,8 +80,12 @@ def caller_token(settings: Settings, room: str, identity: str, attributes: dict[
 
 
 async def run_call(
-    settings: Settings, questions: list[Question], transcribe: Transcribe, options: CallOptions
+    settings: Settings,
+    questions: list[Question],
+    transcribe: Transcribe | None,
+    options: CallOptions,
 ) -> CallReport:
+    """One call. Without `transcribe` it only times the first word, then hangs up."""
     room_name = options.room or f"call-{uuid.uuid4().hex[:8]}"
     attributes = dict(options.attributes)
     if options.account:
@@ -107,13 +114,17 @@ async def run_call(
         )
         mic.start()
 
-        report = CallReport(room=room_name, connect_s=joined - t_connect, ttfw_s=None, greeting="")
+        report = CallReport(
+            room=room_name, connect_s=joined - t_connect, ttfw_s=None, greeting="", joined_at=joined
+        )
         start = await recorder.wait_speech_start(joined, options.greeting_timeout_s)
         if start is None:
             logger.error("no greeting within %.0f s", options.greeting_timeout_s)
             return report
         first, first_at = start
         report.ttfw_s = first_at - joined
+        if transcribe is None:
+            return report
         end = await recorder.wait_speech_end(first, options.end_silence_s, 30.0)
         report.greeting = await asyncio.to_thread(transcribe, recorder.audio(first, end), RATE)
 

@@ -25,26 +25,48 @@ Synthesize = Callable[[str], np.ndarray]
 class LocalTTS(tts.TTS):
     """A non-streaming TTS provider around a blocking `text -> float32 mono` function."""
 
-    def __init__(self, synthesize: Synthesize, *, sample_rate: int, engine: str, voice: str):
+    def __init__(
+        self,
+        synthesize: Synthesize,
+        *,
+        sample_rate: int,
+        engine: str,
+        voice: str,
+        lock: threading.Lock | None = None,
+    ):
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=sample_rate,
             num_channels=1,
         )
         self._synthesize = synthesize
-        self._engine = engine
-        self._voice = voice
+        self.engine = engine
+        self.voice = voice
         # onnxruntime sessions are thread-safe, but two syntheses at once on two cores
-        # only slow each other down; queue them.
-        self._lock = threading.Lock()
+        # only slow each other down; queue them. Leases share the lock of their model.
+        self._lock = lock or threading.Lock()
+
+    def lease(self) -> LocalTTS:
+        """A provider object for one call, over this loaded voice.
+
+        A session subscribes to its TTS's events (metrics, errors); a provider object
+        shared by concurrent calls would mix their events, so each call gets its own.
+        """
+        return LocalTTS(
+            self._synthesize,
+            sample_rate=self.sample_rate,
+            engine=self.engine,
+            voice=self.voice,
+            lock=self._lock,
+        )
 
     @property
     def model(self) -> str:
-        return f"{self._engine}:{self._voice}"
+        return f"{self.engine}:{self.voice}"
 
     @property
     def provider(self) -> str:
-        return self._engine
+        return self.engine
 
     def render(self, text: str) -> np.ndarray:
         """Blocking synthesis, for callers outside a session (greeting cache, caller)."""

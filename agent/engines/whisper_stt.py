@@ -39,13 +39,19 @@ def load_whisper(model_dir: Path | None, *, threads: int, verify: bool) -> Whisp
 class WhisperSTT(stt.STT):
     """A livekit-agents STT provider around a loaded `WhisperModel`."""
 
-    def __init__(self, model: WhisperModel, *, language: str = "en") -> None:
+    def __init__(
+        self, model: WhisperModel, *, language: str = "en", lock: threading.Lock | None = None
+    ) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
         self._model = model
-        self._language = language
+        self.language = language
         # CTranslate2 runs one request per replica; serialise so concurrent calls queue
-        # instead of oversubscribing two cores.
-        self._lock = threading.Lock()
+        # instead of oversubscribing two cores. Leases share the lock of their model.
+        self._lock = lock or threading.Lock()
+
+    def lease(self) -> WhisperSTT:
+        """A provider object for one call over the same model (see `LocalTTS.lease`)."""
+        return WhisperSTT(self._model, language=self.language, lock=self._lock)
 
     @property
     def model(self) -> str:
@@ -77,7 +83,7 @@ class WhisperSTT(stt.STT):
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
-        lang = language if isinstance(language, str) else self._language
+        lang = language if isinstance(language, str) else self.language
         text = await asyncio.to_thread(
             self.transcribe_pcm, frame_to_float(frame), frame.sample_rate, lang
         )

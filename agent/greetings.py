@@ -1,0 +1,176 @@
+"""Greeting audio rendered ahead of time, so a call's first word needs no synthesis.
+
+Audio is keyed by (engine, voice, text, sample rate): a changed greeting or voice is a new
+key, never a stale hit. It is kept in memory and as WAV files on disk, so a restarted worker
+does not synthesise again. A greeting that is not cached yet is synthesised sentence by
+sentence while it plays, and cached once complete.
+
+Leading silence is cut from cached audio: the TTS voices start with up to ~0.1 s of it,
+which the caller would otherwise wait through before the first word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from livekit import rtc
+
+from .engines.audio import float_to_int16_bytes
+from .engines.local_tts import LocalTTS
+
+logger = logging.getLogger("firstword.greetings")
+
+# Bump when the stored audio changes shape (trimming, format), so old files are not reused.
+_FORMAT = 1
+_LEADING_SILENCE = 300  # int16 amplitude, about -40 dBFS
+_LEAD_IN_S = 0.01
+_FRAME_S = 0.02
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(frozen=True)
+class GreetingKey:
+    engine: str
+    voice: str
+    text: str
+    sample_rate: int
+
+    @classmethod
+    def for_voice(cls, voice: LocalTTS, text: str) -> GreetingKey:
+        return cls(voice.engine, voice.voice, text, voice.sample_rate)
+
+    def digest(self) -> str:
+        fields = [_FORMAT, self.engine, self.voice, self.sample_rate, self.text]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
+
+
+def trim_leading_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Drop int16 samples before the first loud one, keeping a short lead-in."""
+    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > _LEADING_SILENCE)
+    if loud.size == 0:
+        return audio
+    return audio[max(0, int(loud[0]) - int(sample_rate * _LEAD_IN_S)) :]
+
+
+def to_frames(audio: np.ndarray, sample_rate: int) -> list[rtc.AudioFrame]:
+    """Split int16 mono audio into 20 ms frames (the last one may be shorter)."""
+    step = int(sample_rate * _FRAME_S)
+    return [
+        rtc.AudioFrame(audio[i : i + step].tobytes(), sample_rate, 1, len(audio[i : i + step]))
+        for i in range(0, len(audio), step)
+    ]
+
+
+class GreetingCache:
+    """In-memory and on-disk greeting audio, shared by every call of a process."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._directory = directory
+        self._memory: dict[GreetingKey, np.ndarray] = {}
+        # Calls may run as threads of one process, each with its own event loop.
+        self._lock = threading.Lock()
+
+    def cached(self, key: GreetingKey) -> np.ndarray | None:
+        """The audio if it is in memory (never touches the disk: safe on the event loop)."""
+        with self._lock:
+            return self._memory.get(key)
+
+    def load(self, key: GreetingKey) -> np.ndarray | None:
+        """From memory, else from disk (blocking). A damaged file is removed and missed."""
+        audio = self.cached(key)
+        if audio is not None or self._directory is None:
+            return audio
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with wave.open(str(path), "rb") as wav:
+                if wav.getframerate() != key.sample_rate or wav.getnchannels() != 1:
+                    raise ValueError(f"{wav.getframerate()} Hz, expected {key.sample_rate}")
+                audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        except (OSError, EOFError, ValueError, wave.Error) as exc:
+            logger.warning("greeting cache file %s is unusable (%s); synthesising again", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self._memory[key] = audio
+        return audio
+
+    def store(self, key: GreetingKey, audio: np.ndarray) -> None:
+        """Keep the audio in memory and write it to disk (blocking)."""
+        with self._lock:
+            self._memory[key] = audio
+        if self._directory is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename, so a reader in another process never sees half a file.
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            with wave.open(str(tmp), "wb") as wav:
+                wav.setnchannels(1)
+                wav.setsampwidth(2)
+                wav.setframerate(key.sample_rate)
+                wav.writeframes(audio.tobytes())
+            tmp.replace(path)
+        except OSError as exc:
+            logger.warning("cannot write greeting cache file %s: %s", path, exc)
+
+    def prepare(self, voice: LocalTTS, text: str) -> bool:
+        """Make sure the greeting is cached (blocking); True if it had to be synthesised."""
+        key = GreetingKey.for_voice(voice, text)
+        if self.load(key) is not None:
+            return False
+        audio = _render(voice, text)
+        self.store(key, trim_leading_silence(audio, voice.sample_rate))
+        return True
+
+    async def stream(
+        self, voice: LocalTTS, text: str
+    ) -> tuple[bool, AsyncIterator[rtc.AudioFrame]]:
+        """(hit, frames): cached audio, or sentence-by-sentence synthesis that fills the cache."""
+        key = GreetingKey.for_voice(voice, text)
+        audio = self.cached(key)
+        if audio is None and self._directory is not None:
+            audio = await asyncio.to_thread(self.load, key)
+        if audio is not None:
+            return True, _iterate(to_frames(audio, key.sample_rate))
+        return False, self._synthesise(voice, key)
+
+    async def _synthesise(self, voice: LocalTTS, key: GreetingKey) -> AsyncIterator[rtc.AudioFrame]:
+        parts: list[np.ndarray] = []
+        for sentence in _SENTENCE_END.split(key.text.strip()):
+            audio = await asyncio.to_thread(_render, voice, sentence)
+            if not parts:
+                audio = trim_leading_silence(audio, key.sample_rate)
+            parts.append(audio)
+            for frame in to_frames(audio, key.sample_rate):
+                yield frame
+        # Reached only when the whole greeting was rendered (a caller who hangs up
+        # mid-greeting cancels the generator before this point).
+        full = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        await asyncio.to_thread(self.store, key, full)
+
+    def _path(self, key: GreetingKey) -> Path:
+        assert self._directory is not None
+        return self._directory / f"{key.engine}-{key.voice}-{key.digest()}.wav"
+
+
+def _render(voice: LocalTTS, text: str) -> np.ndarray:
+    return np.frombuffer(float_to_int16_bytes(voice.render(text)), dtype=np.int16)
+
+
+async def _iterate(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame

@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed by commands, not asserted by tests."""
