@@ -137,7 +137,8 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
         ),
         "tts.hibari": timed("tts.hibari", lambda: load_hibari(threads=threads, verify=verify)),
         "embedder": timed(
-            "embedder", lambda: load_embedder(settings.embedding_model_path, verify=verify)
+            "embedder",
+            lambda: load_embedder(settings.embedding_model_path, verify=verify, threads=threads),
         ),
         "turn_detector": timed("turn_detector", _load_turn_detector),
     }

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     # Worker: warm processes kept ready, and how many calls one worker takes before it
     # reports itself full. An empty agent name means automatic dispatch to every room.
-    idle_processes: int = Field(default=1, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
+    idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
     max_concurrent_calls: int = Field(default=4, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
     # The worker's health/status HTTP server; 0 picks a free port (tests, several workers).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def faq_llm_for(
         return FaqLLM(account, index, min_score=settings.faq_min_score)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def livekit_server() -> Iterator[str]:
+    """The real LiveKit server on the tests' own port, started by the project's script."""
+    from tests.e2e_support import ENV, URL
+
+    script = PROJECT_ROOT / "scripts" / "livekit-server.sh"
+    subprocess.run([str(script), "start"], env=ENV, check=True, timeout=600)
+    yield URL
+    subprocess.run([str(script), "stop"], env=ENV, check=False, timeout=30)
 
 
 @pytest.fixture

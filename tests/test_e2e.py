@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,56 +15,16 @@ from livekit import api
 
 from agent.accounts import Account, AccountRegistry
 from agent.settings import PROJECT_ROOT
+from tests.e2e_support import ENV, URL, running_worker
 from tests.helpers import similarity
 
 pytestmark = pytest.mark.e2e
 
-PORT = int(os.environ.get("FIRSTWORD_TEST_LIVEKIT_PORT", "7980"))
-URL = f"ws://127.0.0.1:{PORT}"
-ENV = {
-    **os.environ,
-    "LIVEKIT_URL": URL,
-    "LIVEKIT_API_KEY": "devkey",
-    "LIVEKIT_API_SECRET": "secret",
-    "LIVEKIT_PORT": str(PORT),
-    "FIRSTWORD_HTTP_PORT": "0",
-    "FIRSTWORD_IDLE_PROCESSES": "1",
-}
-
-
-@pytest.fixture(scope="module")
-def livekit_server() -> Iterator[str]:
-    script = PROJECT_ROOT / "scripts" / "livekit-server.sh"
-    subprocess.run([str(script), "start"], env=ENV, check=True, timeout=600)
-    yield URL
-    subprocess.run([str(script), "stop"], env=ENV, check=False, timeout=30)
-
 
 @pytest.fixture(scope="module")
 def worker_log(livekit_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "agent.py", "start"],
-            cwd=PROJECT_ROOT,
-            env=ENV,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while '"registered worker"' not in log.read_text():
-            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "worker did not register in 90 s"
-            time.sleep(0.3)
+    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as log:
         yield log
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def call(tmp_path: Path, *args: str) -> dict:

@@ -109,7 +109,10 @@ async def _main(args: argparse.Namespace) -> int:
             hang_up_mid_answer=args.hang_up_mid_answer,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
         )
-        report = await run_call(settings, questions, transcribe, options)
+        if args.hang_up_at_first_word:
+            report = await run_call(settings, [], None, options)
+        else:
+            report = await run_call(settings, questions, transcribe, options)
         reports.append(report)
         if not args.quiet:
             _print_report(report, i)
@@ -132,6 +135,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="calls to make, one after another")
     parser.add_argument("--json", help="write the reports and summary to this file")
     parser.add_argument("--hang-up-mid-answer", action="store_true")
+    parser.add_argument(
+        "--hang-up-at-first-word",
+        action="store_true",
+        help="leave as soon as the greeting is heard (times the first word only)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--no-record", action="store_true", help="do not save the agent's audio to .cache/calls"

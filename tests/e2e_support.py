@@ -1,0 +1,75 @@
+"""What the end-to-end tests share: the server's address, starting workers, making calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.settings import PROJECT_ROOT
+
+PORT = int(os.environ.get("FIRSTWORD_TEST_LIVEKIT_PORT", "7980"))
+URL = f"ws://127.0.0.1:{PORT}"
+ENV = {
+    **os.environ,
+    "LIVEKIT_URL": URL,
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret",
+    "LIVEKIT_PORT": str(PORT),
+    "FIRSTWORD_HTTP_PORT": "0",
+    "FIRSTWORD_METRICS_PORT": "0",
+    "FIRSTWORD_IDLE_PROCESSES": "1",
+}
+
+
+@contextmanager
+def running_worker(log: Path, env: Mapping[str, str] | None = None) -> Iterator[Path]:
+    """`python agent.py start`, registered with the test server; stopped on exit."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "agent.py", "start"],
+            cwd=PROJECT_ROOT,
+            env={**ENV, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while '"registered worker"' not in log.read_text():
+            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "worker did not register in 90 s"
+            time.sleep(0.3)
+        yield log
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def log_records(log: Path) -> list[dict[str, Any]]:
+    """The worker's JSON log lines (other lines skipped)."""
+    records = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def metrics_url(log: Path) -> str:
+    match = re.search(r"metrics listening on (http://\S+/metrics)", log.read_text())
+    assert match, "the worker did not log its metrics address"
+    return match.group(1)

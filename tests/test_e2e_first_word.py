@@ -1,0 +1,147 @@
+"""End to end, issue 3: greetings from the audio cache, the call timeline and the metrics.
+
+Each test starts its own worker on the real LiveKit server, with its own accounts folder
+and cache folder, and calls it over WebRTC with the caller simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.caller.simulator import CallOptions, CallReport, run_call
+from agent.engines.whisper_stt import WhisperSTT
+from agent.settings import Settings
+from tests.e2e_support import URL, log_records, metrics_url, running_worker
+from tests.helpers import similarity
+
+pytestmark = pytest.mark.e2e
+
+GYM_GREETING = "Hello, this is Green Gym. How can I help you?"
+GYM_GREETING_2 = "Good day from Green Gym. What can I do for you?"
+BAD_LOG = ("Traceback", "Task was destroyed", "Unclosed", "unhandled exception", "panicked")
+
+
+def _settings() -> Settings:
+    return Settings(LIVEKIT_URL=URL, LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret")
+
+
+def _write_gym(accounts: Path, greeting: str) -> None:
+    source = (accounts / "bluebird-bikes.yaml").read_text()
+    text = source.replace("id: bluebird-bikes", "id: green-gym").replace("0199", "0777")
+    text = re.sub(r"(?m)^greeting: .*$", f"greeting: {greeting}", text)
+    (accounts / "green-gym.yaml").write_text(text)
+
+
+async def _call(whisper: WhisperSTT, account: str, *, hang_up: bool = False) -> CallReport:
+    def transcribe(audio: np.ndarray, rate: int) -> str:
+        return whisper.transcribe_pcm(audio, rate, "en") if audio.size else ""
+
+    options = CallOptions(account=account, end_silence_s=1.0)
+    return await run_call(_settings(), [], None if hang_up else transcribe, options)
+
+
+def _timeline(log: Path, room: str) -> dict[str, Any]:
+    for _ in range(50):
+        lines = [r for r in log_records(log) if r.get("room") == room and "timeline_ms" in r]
+        if lines:
+            assert len(lines) == 1, lines  # one line per call
+            return lines[0]
+        # The line is written when the first frame goes out; the caller may hear it first.
+        time.sleep(0.1)
+    raise AssertionError(f"no timeline line for {room}")
+
+
+def _metrics(log: Path) -> str:
+    with urllib.request.urlopen(metrics_url(log), timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _value(metrics: str, name: str) -> float:
+    match = re.search(rf"(?m)^{re.escape(name)} (\S+)$", metrics)
+    assert match, f"{name} not in the metrics:\n{metrics[:2000]}"
+    return float(match.group(1))
+
+
+async def test_greeting_cache_new_account_restart_and_changed_text(
+    livekit_server: str, accounts_copy: Path, tmp_path: Path, whisper: WhisperSTT
+) -> None:
+    cache = tmp_path / "cache"
+    env = {
+        "FIRSTWORD_ACCOUNTS_DIR": str(accounts_copy),
+        "FIRSTWORD_CACHE_DIR": str(cache),
+        "FIRSTWORD_ACCOUNT_TTL": "0",
+    }
+    log = tmp_path / "worker-1.log"
+    with running_worker(log, env):
+        # Prewarm rendered the two known greetings into the empty cache.
+        prewarm = [r for r in log_records(log) if r.get("message") == "process prewarmed"]
+        assert prewarm[0]["greetings_synthesised"] == 2
+        # An account added while the worker runs has no cached greeting: it still greets.
+        await asyncio.to_thread(_write_gym, accounts_copy, GYM_GREETING)
+        first = await _call(whisper, "green-gym")
+        assert similarity(first.greeting, GYM_GREETING) >= 0.8, first.greeting
+        assert _timeline(log, first.room)["greeting_cached"] is False
+        # ...and the second call plays it from the cache.
+        second = await _call(whisper, "green-gym")
+        assert similarity(second.greeting, GYM_GREETING) >= 0.8, second.greeting
+        timeline = _timeline(log, second.room)
+        assert timeline["greeting_cached"] is True
+        stages = list(timeline["timeline_ms"])
+        assert stages[0] == "job_received" and stages[-1] == "first_frame"
+
+        metrics = await asyncio.to_thread(_metrics, log)
+        count = 'firstword_time_to_first_word_seconds_count{account="green-gym"}'
+        assert _value(metrics, count) == 2
+        assert _value(metrics, 'firstword_greeting_cache_total{result="miss"}') == 1
+        assert _value(metrics, "firstword_prewarm_seconds_count") >= 1
+        assert 'firstword_call_stage_seconds_count{stage="room_connected"}' in metrics
+
+    # A restarted worker finds every greeting on disk: nothing to synthesise.
+    log = tmp_path / "worker-2.log"
+    with running_worker(log, env):
+        prewarm = [r for r in log_records(log) if r.get("message") == "process prewarmed"]
+        assert prewarm[0]["greetings_synthesised"] == 0
+        third = await _call(whisper, "green-gym")
+        assert _timeline(log, third.room)["greeting_cached"] is True
+        # A changed greeting is a new cache key: the caller hears the new text.
+        await asyncio.to_thread(_write_gym, accounts_copy, GYM_GREETING_2)
+        fourth = await _call(whisper, "green-gym")
+        assert similarity(fourth.greeting, GYM_GREETING_2) >= 0.8, fourth.greeting
+        assert _timeline(log, fourth.room)["greeting_cached"] is False
+    text = await asyncio.to_thread(log.read_text)
+    assert not [bad for bad in BAD_LOG if bad in text], text[-3000:]
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_caller_leaving_during_the_greeting_leaves_nothing_behind(
+    livekit_server: str, tmp_path: Path, whisper: WhisperSTT, executor: str
+) -> None:
+    cache = tmp_path / "cache"
+    log = tmp_path / "worker.log"
+    env = {"FIRSTWORD_JOB_EXECUTOR": executor, "FIRSTWORD_CACHE_DIR": str(cache)}
+    with running_worker(log, env):
+        reports = [await _call(whisper, "harbor-dental", hang_up=True) for _ in range(2)]
+        assert all(r.ttfw_s is not None for r in reports)
+        # The job ends with the caller: no call stays active, in either executor.
+        metrics = ""
+        for _ in range(50):
+            metrics = await asyncio.to_thread(_metrics, log)
+            if _value(metrics, "firstword_active_calls") == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert _value(metrics, "firstword_active_calls") == 0, metrics
+        count = 'firstword_time_to_first_word_seconds_count{account="harbor-dental"}'
+        assert _value(metrics, count) == 2
+        # The conversation logs, attached after the first frame, still saw the call end.
+        usage = [r for r in log_records(log) if str(r.get("message", "")).startswith("call usage")]
+        assert {r["room"] for r in usage} == {r.room for r in reports}
+    text = await asyncio.to_thread(log.read_text)
+    assert not [bad for bad in BAD_LOG if bad in text], text[-3000:]
