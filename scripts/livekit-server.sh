@@ -40,7 +40,8 @@ start_server() {
   fi
   mkdir -p "$STATE"
   local config
-  config="$(printf 'port: %d\nrtc:\n  tcp_port: %d\n  udp_port: %d\n' "$PORT" $((PORT + 1)) $((PORT + 2)))"
+  # Info, not the debug level --dev implies: debug logs ~200 MB per benchmark run and costs CPU.
+  config="$(printf 'port: %d\nrtc:\n  tcp_port: %d\n  udp_port: %d\nlogging:\n  level: info\n' "$PORT" $((PORT + 1)) $((PORT + 2)))"
   nohup "$BIN" --dev --bind 127.0.0.1 --node-ip 127.0.0.1 --config-body "$config" \
     >"$STATE/server.log" 2>&1 &
   echo $! >"$STATE/pid"
