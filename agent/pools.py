@@ -64,7 +64,6 @@ class EnginePool:
     voices: dict[tuple[str, str], LocalTTS]
     embedder: Embedder
     greetings: GreetingCache
-    load_seconds: dict[str, float] = field(default_factory=dict)
     _faq: dict[str, tuple[tuple[FAQ, ...], FaqIndex]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,28 +71,27 @@ class EnginePool:
         """The shared voice of an account, or the fallback (`load_pool` warned about it)."""
         return self.voices.get((voice.engine, voice.name)) or self.voices[FALLBACK_VOICE]
 
-    def faq_index(self, account: Account) -> FaqIndex:
-        """The account's index, built now (blocking) if its FAQs are new or changed."""
-        faqs = tuple(account.faqs)
+    def _cached_index(self, account: Account) -> FaqIndex | None:
         with self._lock:
             cached = self._faq.get(account.id)
-        if cached is not None and cached[0] == faqs:
-            return cached[1]
-        index = FaqIndex(self.embedder, list(faqs))
-        with self._lock:
-            self._faq[account.id] = (faqs, index)
-        return index
+        return cached[1] if cached is not None and cached[0] == tuple(account.faqs) else None
 
     def has_index(self, account: Account) -> bool:
-        with self._lock:
-            cached = self._faq.get(account.id)
-        return cached is not None and cached[0] == tuple(account.faqs)
+        return self._cached_index(account) is not None
+
+    def faq_index(self, account: Account) -> FaqIndex:
+        """The account's index, built now (blocking) if its FAQs are new or changed."""
+        index = self._cached_index(account)
+        if index is None:
+            index = FaqIndex(self.embedder, list(account.faqs))
+            with self._lock:
+                self._faq[account.id] = (tuple(account.faqs), index)
+        return index
 
     async def for_call(self, account: Account) -> CallEngines:
         """Per-call providers; only an account whose FAQs changed since prewarm waits."""
-        if self.has_index(account):
-            index = self.faq_index(account)
-        else:
+        index = self._cached_index(account)
+        if index is None:
             index = await asyncio.to_thread(self.faq_index, account)
         return CallEngines(
             # Silero keeps its state per stream; the session is what we share.
@@ -163,7 +161,6 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
         voices=voices,
         embedder=loaded["embedder"],
         greetings=GreetingCache(settings.cache_dir / "greetings"),
-        load_seconds=timings,
     )
     start = time.perf_counter()
     for account in registry.accounts.values():
