@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +63,13 @@ def trim_leading_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio[max(0, int(loud[0]) - int(sample_rate * _LEAD_IN_S)) :]
 
 
-def to_frames(audio: np.ndarray, sample_rate: int) -> list[rtc.AudioFrame]:
-    """Split int16 mono audio into 20 ms frames (the last one may be shorter)."""
+def to_frames(audio: np.ndarray, sample_rate: int) -> Iterator[rtc.AudioFrame]:
+    """20 ms frames of int16 mono audio (the last may be shorter), made as they are taken:
+    a call's first frame does not wait for the rest of the greeting to be cut."""
     step = int(sample_rate * _FRAME_S)
-    return [
-        rtc.AudioFrame(audio[i : i + step].tobytes(), sample_rate, 1, len(audio[i : i + step]))
-        for i in range(0, len(audio), step)
-    ]
+    for i in range(0, len(audio), step):
+        chunk = audio[i : i + step]
+        yield rtc.AudioFrame(chunk.tobytes(), sample_rate, 1, len(chunk))
 
 
 class GreetingCache:
@@ -171,6 +171,6 @@ def _render(voice: LocalTTS, text: str) -> np.ndarray:
     return np.frombuffer(float_to_int16_bytes(voice.render(text)), dtype=np.int16)
 
 
-async def _iterate(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+async def _iterate(frames: Iterator[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
     for frame in frames:
         yield frame
