@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from agent.preflight import PreflightError, check_accounts, check_server_reachable
+from agent.preflight import (
+    PreflightError,
+    check_accounts,
+    check_server_reachable,
+    startup_warnings,
+)
 from agent.settings import get_settings
 
 _NEEDS_SERVER = {"dev", "start", "connect"}
@@ -20,13 +25,9 @@ def main() -> None:
     except PreflightError as exc:
         print(f"firstword: {exc}", file=sys.stderr)
         sys.exit(2)
-    if settings.providers == "cloud":
-        # Said once here rather than in every job process's prewarm.
-        print(
-            "firstword: warning: FIRSTWORD_PROVIDERS=cloud, but no cloud engine is available "
-            "yet; running the local engines",
-            file=sys.stderr,
-        )
+    # Said once here rather than in every job process's prewarm.
+    for warning in startup_warnings(settings):
+        print(f"firstword: warning: {warning}", file=sys.stderr)
 
     from livekit.agents import cli
 

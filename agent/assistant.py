@@ -1,19 +1,50 @@
-"""The Agent that speaks for one business on one call."""
+"""The Agent that speaks for one business on one call.
+
+With a cloud model (Gemini) its instructions carry the business's facts and the rule to
+hand off; with the FAQ answerer the facts are matched directly and the instructions are
+not read. Either way it can hand the caller to a person with `hand_off_to_person`.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from livekit.agents import Agent
+from livekit.agents import Agent, RunContext, function_tool
 
 from .accounts import Account
 
 logger = logging.getLogger("firstword.assistant")
 
 
+def grounded_instructions(account: Account) -> str:
+    """The account's instructions, its facts, and how to answer on a phone line."""
+    facts = "\n".join(f"- Q: {faq.questions[0]}\n  A: {faq.answer}" for faq in account.faqs)
+    return (
+        f"{account.instructions.strip()}\n\n"
+        f"You answer the phone for {account.business_name}. These are the only facts you "
+        f"know about the business:\n{facts}\n\n"
+        "Rules: answer in one or two short spoken sentences, with no lists or markdown. "
+        "State only the facts above; never guess prices, times or policies. If the caller "
+        "asks for something the facts do not cover, or asks for a person, call "
+        "hand_off_to_person."
+    )
+
+
 class Assistant(Agent):
     """A receptionist for `account`: answers from the business's facts, or hands off."""
 
     def __init__(self, account: Account) -> None:
-        super().__init__(instructions=account.instructions)
+        super().__init__(instructions=grounded_instructions(account))
         self.account = account
+        self.handoffs: list[str] = []
+
+    @function_tool
+    async def hand_off_to_person(self, context: RunContext, reason: str) -> str:
+        """Connect the caller with a person at the business.
+
+        Args:
+            reason: what the caller needs, in a few words.
+        """
+        self.handoffs.append(reason)
+        logger.info("handoff requested", extra={"account": self.account.id, "reason": reason})
+        return f"Say exactly this to the caller, then stop: {self.account.handoff_phrase}"

@@ -32,6 +32,8 @@ from . import metrics
 from .accounts import AccountStore, CallHints, resolve_account
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
+from .cloud.chains import build_chains
+from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
@@ -172,6 +174,18 @@ async def entrypoint(ctx: JobContext) -> None:
     account = resolution.account
     call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
     engines = await pool.for_call(account)
+    settings = get_settings()
+    chains = build_chains(
+        account,
+        settings,
+        local_stt=engines.stt,
+        local_llm=engines.llm,
+        local_tts=engines.tts,
+        vad=engines.vad,
+    )
+    ctx.add_shutdown_callback(chains.aclose)
+    if chains.cloud:
+        call["cloud"] = chains.names
     cached, greeting_audio = await pool.greetings.stream(
         pool.voice_for(account.voice), account.greeting
     )
@@ -181,16 +195,17 @@ async def entrypoint(ctx: JobContext) -> None:
 
     session: AgentSession[Any] = AgentSession(
         vad=engines.vad,
-        stt=engines.stt,
-        llm=engines.llm,
-        tts=engines.tts,
+        stt=chains.stt,
+        llm=chains.llm,
+        tts=chains.tts,
         turn_handling={
             "turn_detection": engines.turn_detector,
             "interruption": {"mode": "vad"},
             "endpointing": {"min_delay": 0.4, "max_delay": 1.5},
-            # Answers are stored text, so rendering them before the turn is confirmed
-            # wastes nothing and takes the TTS out of the critical path.
-            "preemptive_generation": {"enabled": True, "preemptive_tts": True},
+            # Stored answers cost nothing to render before the turn is confirmed, which
+            # takes the TTS out of the critical path; a cloud model's tokens do cost, so
+            # its speech waits for the turn.
+            "preemptive_generation": {"enabled": True, "preemptive_tts": not chains.cloud},
         },
     )
 
@@ -204,6 +219,8 @@ async def entrypoint(ctx: JobContext) -> None:
         timeline.mark("first_frame")
         _report(timeline, call, reason="first word")
         attach_conversation_logs(session, call)
+        # The first answer is seconds away: time enough to open the cloud connections.
+        chains.start_warming(settings.rewarm_idle_seconds)
 
     attach_after_first_frame(session, _after_first_frame)
 
@@ -217,6 +234,9 @@ async def entrypoint(ctx: JobContext) -> None:
             # greeting's first frame. Callers on a phone see no transcript; web clients get
             # each line as soon as it is known.
             text_output=room_io.TextOutputOptions(sync_transcription=False),
+            audio_input=room_io.AudioInputOptions(
+                noise_cancellation=noise_filter(account, caller.kind, settings)
+            ),
         ),
     )
     timeline.mark("session_started")

@@ -58,6 +58,28 @@ GREETING_CACHE = Counter(
     ["result"],
 )
 
+BREAKER_STATE = Gauge(
+    "firstword_provider_breaker_state",
+    "Circuit breaker of a cloud provider endpoint: 0 closed, 1 half-open (probing), 2 open.",
+    ["provider"],
+    multiprocess_mode="max",
+)
+PROVIDER_FAILURES = Counter(
+    "firstword_provider_failures_total",
+    "Failed requests to a cloud provider, by kind: error, timeout or dropped (mid-stream).",
+    ["provider", "kind"],
+)
+PROVIDER_SKIPPED = Counter(
+    "firstword_provider_skipped_total",
+    "Requests not sent to a provider because its circuit breaker was open.",
+    ["provider"],
+)
+RESCUES = Counter(
+    "firstword_provider_rescues_total",
+    "Utterances or sentences a provider left unfinished, completed by the local engine.",
+    ["provider"],
+)
+
 
 def _registry() -> CollectorRegistry:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

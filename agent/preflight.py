@@ -13,6 +13,18 @@ class PreflightError(RuntimeError):
     """The worker cannot start; the message says why and what to do."""
 
 
+def startup_warnings(settings: Settings) -> list[str]:
+    """What the accounts ask for that this worker will not give them (said once)."""
+    from . import noise
+    from .cloud import choice
+
+    registry = load_accounts(settings.accounts_dir, settings.default_account)
+    lines = choice.startup_warnings(registry, settings)
+    if (line := noise.startup_warning(registry, settings)) is not None:
+        lines.append(line)
+    return lines
+
+
 def check_accounts(settings: Settings) -> None:
     try:
         load_accounts(settings.accounts_dir, settings.default_account)

@@ -32,11 +32,55 @@ class Settings(BaseSettings):
         default=SecretStr("secret"), validation_alias="LIVEKIT_API_SECRET"
     )
 
-    # "local" runs every engine on this machine; "cloud" is reserved for the cloud engines
-    # (Google, Gemini, ElevenLabs), which fall back to the local ones.
-    providers: Literal["local", "cloud"] = Field(
-        default="local", validation_alias="FIRSTWORD_PROVIDERS"
+    # "auto": each account gets the cloud engines it asks for when their credentials are
+    # set, local ones otherwise; "local": every account runs on this machine's engines.
+    providers: Literal["auto", "local"] = Field(
+        default="auto", validation_alias="FIRSTWORD_PROVIDERS"
     )
+
+    # Cloud credentials, in the names the providers' own SDKs read.
+    google_api_key: SecretStr | None = Field(default=None, validation_alias="GOOGLE_API_KEY")
+    google_credentials_file: Path | None = Field(
+        default=None, validation_alias="GOOGLE_APPLICATION_CREDENTIALS"
+    )
+    eleven_api_key: SecretStr | None = Field(default=None, validation_alias="ELEVEN_API_KEY")
+    # Endpoint overrides (a regional endpoint, a proxy, or the loopback stand-ins). The gRPC
+    # ones are host:port; "insecure" is for loopback only (no TLS, anonymous credentials).
+    gemini_base_url: str | None = Field(default=None, validation_alias="GOOGLE_GEMINI_BASE_URL")
+    elevenlabs_base_url: str | None = Field(
+        default=None, validation_alias="FIRSTWORD_ELEVENLABS_BASE_URL"
+    )
+    google_speech_endpoint: str | None = Field(
+        default=None, validation_alias="FIRSTWORD_GOOGLE_SPEECH_ENDPOINT"
+    )
+    google_tts_endpoint: str | None = Field(
+        default=None, validation_alias="FIRSTWORD_GOOGLE_TTS_ENDPOINT"
+    )
+    google_grpc_insecure: bool = Field(default=False, validation_alias="FIRSTWORD_GOOGLE_INSECURE")
+
+    # How long each cloud operation may take before the call moves to the next provider.
+    # A caller notices silence after ~1 s, so these are far below the plugins' 10 s.
+    connect_timeout: float = Field(default=1.0, gt=0, validation_alias="FIRSTWORD_CONNECT_TIMEOUT")
+    stt_timeout: float = Field(default=1.0, gt=0, validation_alias="FIRSTWORD_STT_TIMEOUT")
+    llm_first_token_timeout: float = Field(
+        default=1.5, gt=0, validation_alias="FIRSTWORD_LLM_FIRST_TOKEN_TIMEOUT"
+    )
+    tts_first_byte_timeout: float = Field(
+        default=0.8, gt=0, validation_alias="FIRSTWORD_TTS_FIRST_BYTE_TIMEOUT"
+    )
+    # A whole answer (LLM) or sentence (TTS) may take this long once it has started.
+    cloud_total_timeout: float = Field(
+        default=15.0, gt=0, validation_alias="FIRSTWORD_CLOUD_TOTAL_TIMEOUT"
+    )
+    # Retries of the same provider before failing over; 0: fail over at once.
+    cloud_retries: int = Field(default=0, ge=0, le=3, validation_alias="FIRSTWORD_CLOUD_RETRIES")
+    # Circuit breaker per provider endpoint, shared by every call of a process.
+    breaker_failures: int = Field(default=3, ge=1, validation_alias="FIRSTWORD_BREAKER_FAILURES")
+    breaker_cooldown: float = Field(
+        default=15.0, gt=0, validation_alias="FIRSTWORD_BREAKER_COOLDOWN"
+    )
+    # A call's cloud connections idle this long are opened again before the next turn.
+    rewarm_idle_seconds: float = Field(default=45.0, gt=0, validation_alias="FIRSTWORD_REWARM_IDLE")
 
     accounts_dir: Path = Field(
         default=PROJECT_ROOT / "config" / "accounts", validation_alias="FIRSTWORD_ACCOUNTS_DIR"
@@ -78,6 +122,11 @@ class Settings(BaseSettings):
     )
     # How long a call trusts the accounts it has before checking their files for changes.
     account_ttl_seconds: float = Field(default=5.0, ge=0, validation_alias="FIRSTWORD_ACCOUNT_TTL")
+
+    # "auto": BVC only against LiveKit Cloud servers; "on": always (accounts that ask).
+    noise_cancellation: Literal["auto", "on", "off"] = Field(
+        default="auto", validation_alias="FIRSTWORD_NOISE_CANCELLATION"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"

@@ -35,6 +35,55 @@ class Voice(BaseModel):
     name: str = "heart"
 
 
+class CloudSTT(BaseModel):
+    """A cloud speech recogniser the account prefers to Whisper."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["google"]
+    model: str = "latest_long"
+    language: str = "en-US"
+
+
+class CloudLLM(BaseModel):
+    """A cloud model that answers instead of the FAQ retriever (which stays the fallback)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["gemini"]
+    model: str = "gemini-2.5-flash"
+    temperature: float = Field(default=0.3, ge=0, le=2)
+
+
+class CloudTTS(BaseModel):
+    """A cloud voice the account prefers to its local `voice`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["elevenlabs", "google"]
+    # ElevenLabs: a voice id; Google: a voice name such as "en-US-Chirp3-HD-Achernar".
+    voice: str = Field(min_length=1)
+    # ElevenLabs model id; unused by Google.
+    model: str = "eleven_flash_v2_5"
+    language: str = "en-US"
+
+
+class Providers(BaseModel):
+    """Cloud engines in the order they are tried; the local engine is always tried last."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stt: list[CloudSTT] = Field(default_factory=list)
+    llm: list[CloudLLM] = Field(default_factory=list)
+    tts: list[CloudTTS] = Field(default_factory=list)
+
+    @field_validator("stt", "llm", "tts", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        # `tts: {engine: elevenlabs, ...}` is the common case; a list gives an order.
+        return [value] if isinstance(value, dict) else value
+
+
 class Account(BaseModel):
     """A business that answers its calls with firstword."""
 
@@ -50,6 +99,9 @@ class Account(BaseModel):
     # SIP trunk numbers (E.164) whose calls belong to this business.
     phone_numbers: list[str] = Field(default_factory=list)
     faqs: list[FAQ] = Field(min_length=1)
+    providers: Providers = Providers()
+    # "auto": BVCTelephony for SIP callers and BVC for the others; needs LiveKit Cloud.
+    noise_cancellation: Literal["off", "auto", "bvc", "bvc_telephony"] = "off"
 
     @field_validator("faqs")
     @classmethod

@@ -1,0 +1,1 @@
+"""Cloud engines (Google STT/TTS, Gemini, ElevenLabs) behind breakers, timeouts and fallbacks."""

@@ -1,0 +1,97 @@
+"""An `llm.LLM` around a cloud model: breaker, first-token timeout, retries.
+
+A failure before the first token is raised as a non-retryable error, so the fallback
+adapter around it moves to the next model (in the end the FAQ answerer) with the same
+conversation at once, instead of the plugin's own retries and 10 s timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from livekit.agents import APIConnectOptions, llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+
+from .policy import Policy, as_api_error, failure_kind, first_item
+
+logger = logging.getLogger("firstword.cloud")
+
+
+class GuardedLLM(llm.LLM):
+    def __init__(self, inner: llm.LLM, policy: Policy) -> None:
+        super().__init__()
+        self.inner = inner
+        self.policy = policy
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    def prewarm(self, *, loop: Any = None) -> None:
+        self.inner.prewarm()
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        return _GuardedStream(
+            self,
+            chat_ctx=chat_ctx,
+            tools=tools or [],
+            conn_options=conn_options,
+            tool_choice=tool_choice,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _GuardedStream(llm.LLMStream):
+    def __init__(
+        self, guarded: GuardedLLM, *, tool_choice: NotGivenOr[llm.ToolChoice], **kwargs: Any
+    ) -> None:
+        super().__init__(guarded, **kwargs)
+        self._guarded = guarded
+        self._tool_choice = tool_choice
+
+    async def _run(self) -> None:
+        policy = self._guarded.policy
+        policy.admit()
+        for attempt in range(policy.retries + 1):
+            sent = False
+            try:
+                async with self._guarded.inner.chat(
+                    chat_ctx=self._chat_ctx,
+                    tools=self._tools,
+                    tool_choice=self._tool_choice,
+                    conn_options=APIConnectOptions(
+                        max_retry=0, timeout=policy.total_timeout, retry_interval=0
+                    ),
+                ) as stream:
+                    chunks = aiter(stream)
+                    chunk = await first_item(chunks, policy.first_timeout, policy.name)
+                    self._event_ch.send_nowait(chunk)
+                    sent = True
+                    async for chunk in chunks:
+                        self._event_ch.send_nowait(chunk)
+                policy.breaker.record_success()
+                return
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # cancelled: the turn was interrupted
+                    policy.breaker.release()
+                    raise
+                policy.breaker.record_failure("dropped" if sent else failure_kind(exc))
+                if sent or attempt == policy.retries or not policy.breaker.allow():
+                    raise as_api_error(exc, policy.name) from exc
+                logger.warning("%s failed (%s), retrying", policy.name, exc)
