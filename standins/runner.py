@@ -101,6 +101,8 @@ def start_standins(
         yield standins
     finally:
         assert stop is not None
+        standins.all_healthy()  # releases hanging requests, so the servers can stop
         loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
+        thread.join(30)
+        if not thread.is_alive():
+            loop.close()

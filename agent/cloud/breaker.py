@@ -117,3 +117,9 @@ def breaker_for(name: str, *, failures: int, cooldown: float) -> CircuitBreaker:
         if breaker is None:
             breaker = _breakers[name] = CircuitBreaker(name, failures=failures, cooldown=cooldown)
         return breaker
+
+
+def forget_breakers() -> None:
+    """Drop every breaker (tests; a process otherwise keeps them for its lifetime)."""
+    with _lock:
+        _breakers.clear()

@@ -1,0 +1,325 @@
+"""Cloud engines through the real plugins, against the loopback stand-ins: each engine
+answers, hangs and errors fail over in time, the breaker opens and closes, a dropped
+sentence is still heard whole, missing keys mean local engines, and keys stay secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from livekit.agents import stt as lk_stt
+from livekit.plugins import silero
+
+from agent import metrics
+from agent.accounts import Account, AccountRegistry
+from agent.cloud.breaker import BreakerState, CircuitBreaker, forget_breakers
+from agent.cloud.chains import CallChains, build_chains
+from agent.cloud.choice import startup_warnings
+from agent.engines.faq_llm import FaqLLM
+from agent.engines.local_tts import LocalTTS
+from agent.engines.whisper_stt import WhisperSTT
+from agent.settings import Settings
+from standins import Standins, start_standins
+from tests.cloud_support import ask, caller_frames, cloud_account, speak
+from tests.helpers import similarity, words
+
+FIRST_TOKEN, FIRST_BYTE, STT_WAIT = 0.6, 0.5, 0.8
+
+
+@pytest.fixture(scope="module")
+def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
+    with start_standins(
+        render=hibari.render,
+        rate=hibari.sample_rate,
+        transcribe=lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en"),
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def vad() -> silero.VAD:
+    return silero.VAD.load(min_silence_duration=0.35)
+
+
+@pytest.fixture
+def cloud_settings(standins: Standins, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    standins.all_healthy()
+    forget_breakers()
+    for name, value in standins.env().items():
+        monkeypatch.setenv(name, value)
+    for name, value in {
+        "FIRSTWORD_LLM_FIRST_TOKEN_TIMEOUT": FIRST_TOKEN,
+        "FIRSTWORD_TTS_FIRST_BYTE_TIMEOUT": FIRST_BYTE,
+        "FIRSTWORD_STT_TIMEOUT": STT_WAIT,
+        "FIRSTWORD_BREAKER_FAILURES": 2,
+        "FIRSTWORD_BREAKER_COOLDOWN": 0.5,
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    return Settings()
+
+
+@pytest.fixture
+def chains_for(
+    cloud_settings: Settings,
+    faq_llm_for: Callable[[str], FaqLLM],
+    hibari: LocalTTS,
+    whisper: WhisperSTT,
+    vad: silero.VAD,
+) -> Iterator[Callable[..., CallChains]]:
+    made: list[CallChains] = []
+
+    def build(account: Account, settings: Settings = cloud_settings) -> CallChains:
+        chains = build_chains(
+            account,
+            settings,
+            local_stt=whisper.lease(),
+            local_llm=faq_llm_for(account.id),
+            local_tts=hibari.lease(),
+            vad=vad,
+        )
+        made.append(chains)
+        return chains
+
+    yield build
+    loop = asyncio.new_event_loop()
+    for chains in made:
+        loop.run_until_complete(chains.aclose())
+    loop.close()
+
+
+@pytest.fixture
+def dental(registry: AccountRegistry) -> Account:
+    return cloud_account(registry.accounts["harbor-dental"])
+
+
+async def test_gemini_answers_from_the_accounts_facts(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    chains = chains_for(dental)
+    answer = await ask(chains.llm, dental, "How much does a teeth cleaning cost?")
+    faq = next(f for f in dental.faqs if f.id == "cleaning-price")
+    assert answer == faq.answer
+    request = standins.gemini.requests[-1]
+    assert faq.answer in str(request["systemInstruction"])
+    # Thinking is off, for latency.
+    thinking = request["generationConfig"]["thinkingConfig"]
+    assert thinking.get("thinkingBudget", thinking.get("thinking_budget")) == 0, thinking
+    assert any("hand_off_to_person" in str(t) for t in request.get("tools", []))
+
+
+async def test_gemini_hands_off_with_the_tool(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    # The stand-in calls the tool when no fact matches; the chunk carries the call.
+    chains = chains_for(dental)
+    from livekit.agents import llm
+
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Do you sell concert tickets?")
+    calls = []
+    async with chains.llm.chat(chat_ctx=ctx, tools=[]) as stream:
+        async for chunk in stream:
+            calls += [c.name for c in (chunk.delta.tool_calls if chunk.delta else [])]
+    assert calls == ["hand_off_to_person"]
+
+
+@pytest.mark.parametrize("engine", ["elevenlabs", "google"])
+async def test_each_cloud_voice_speaks(
+    engine: str,
+    chains_for: Callable[..., CallChains],
+    registry: AccountRegistry,
+    standins: Standins,
+    whisper: WhisperSTT,
+) -> None:
+    account = cloud_account(registry.accounts["harbor-dental"], tts_engine=engine)
+    server = standins.elevenlabs if engine == "elevenlabs" else standins.tts
+    before = server.faults.requests
+    audio, rate, _ = await speak(chains_for(account).tts, "We are open from nine to five.")
+    assert server.faults.requests == before + 1
+    heard = whisper.transcribe_pcm(audio, rate, "en")
+    assert similarity(heard, "We are open from nine to five.") >= 0.8, heard
+
+
+async def test_google_stt_transcribes_the_caller(
+    chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
+) -> None:
+    text = await _transcribe(chains_for(dental).stt, hibari, "Do you take walk in patients?")
+    assert similarity(text, "Do you take walk in patients?") >= 0.8, text
+    assert standins.speech.transcripts, "the Google stand-in transcribed nothing"
+
+
+async def _transcribe(stt: lk_stt.STT, voice: LocalTTS, text: str) -> str:
+    stream = stt.stream()
+
+    async def feed(frames: AsyncIterator) -> None:
+        async for frame in frames:
+            stream.push_frame(frame)
+        stream.end_input()
+
+    feeder = asyncio.create_task(feed(caller_frames(voice.render(text), voice.sample_rate)))
+    heard = []
+    try:
+        async with asyncio.timeout(30):
+            async for event in stream:
+                if event.type == lk_stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    heard.append(event.alternatives[0].text)
+    finally:
+        feeder.cancel()
+        await stream.aclose()
+    return " ".join(heard)
+
+
+async def test_hanging_llm_fails_over_to_the_faq_answerer_in_time(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    standins.gemini.faults.hang = True
+    start = time.perf_counter()
+    answer = await ask(chains_for(dental).llm, dental, "How much does a teeth cleaning cost?")
+    elapsed = time.perf_counter() - start
+    assert answer == next(f.answer for f in dental.faqs if f.id == "cleaning-price")
+    assert elapsed < FIRST_TOKEN + 1.0, elapsed
+
+
+async def test_hanging_tts_fails_over_to_the_local_voice_in_time(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    standins.elevenlabs.faults.hang = True
+    _, _, first = await speak(chains_for(dental).tts, "Thank you for waiting.")
+    assert 0 < first < FIRST_BYTE + 1.0, first
+
+
+async def test_hanging_stt_still_hears_the_question(
+    chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
+) -> None:
+    standins.speech.faults.hang = True
+    question = "What are your opening hours on Saturday?"
+    text = await _transcribe(chains_for(dental).stt, hibari, question)
+    assert similarity(text, question) >= 0.8, text
+    assert metrics.RESCUES.labels(chains_for(dental).names[0])._value.get() >= 1
+
+
+async def test_errors_open_the_breaker_which_skips_then_closes(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    standins.gemini.faults.error = 503
+    question = "When are you open?"
+    for _ in range(2):  # breaker_failures=2
+        assert await ask(chains_for(dental).llm, dental, question)
+    sent = standins.gemini.faults.requests
+    # A new call (new chains) skips the provider: nothing reaches it.
+    start = time.perf_counter()
+    assert await ask(chains_for(dental).llm, dental, question)
+    assert time.perf_counter() - start < 0.5
+    assert standins.gemini.faults.requests == sent
+    name = chains_for(dental).names[1]
+    assert metrics.BREAKER_STATE.labels(name)._value.get() == BreakerState.OPEN
+    # Recovered, and the cool-down over: the next request probes and closes the breaker.
+    standins.gemini.faults.healthy()
+    await asyncio.sleep(0.6)
+    answer = await ask(chains_for(dental).llm, dental, "How much does a teeth cleaning cost?")
+    assert standins.gemini.faults.requests == sent + 1
+    assert answer == next(f.answer for f in dental.faqs if f.id == "cleaning-price")
+    assert metrics.BREAKER_STATE.labels(name)._value.get() == BreakerState.CLOSED
+
+
+@pytest.mark.parametrize("path", ["websocket", "http"])
+async def test_tts_dropping_mid_sentence_still_says_the_whole_sentence(
+    path: str,
+    chains_for: Callable[..., CallChains],
+    dental: Account,
+    standins: Standins,
+    whisper: WhisperSTT,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sentence = "Our office is at one hundred twenty Harbor Street, next to the ferry terminal."
+    standins.elevenlabs.faults.drop_after = 0.5
+    chains = chains_for(dental)
+    if path == "http":  # the plugin's HTTP stream instead of its WebSocket
+        voice = chains.cloud[2].inner
+        monkeypatch.setattr(voice, "_capabilities", type(voice.capabilities)(streaming=False))
+    audio, rate, _ = await speak(chains.tts, sentence)
+    heard = words(whisper.transcribe_pcm(audio, rate, "en"))
+    # The caller hears the start twice (cloud voice, then the local voice from the top),
+    # but every word of the sentence, in order, at the end.
+    tail = heard[-len(words(sentence)) :]
+    assert similarity(" ".join(tail), sentence) >= 0.8, heard
+
+
+def test_missing_credentials_mean_local_engines_and_one_warning(
+    registry: AccountRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GOOGLE_API_KEY", "ELEVEN_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    wants = cloud_account(registry.accounts["harbor-dental"])
+    lines = startup_warnings(AccountRegistry({wants.id: wants}, wants.id), settings)
+    assert len(lines) == 3, lines  # stt, llm and tts, each said once
+    assert "GOOGLE_API_KEY is not set" in " ".join(lines)
+    assert "ELEVEN_API_KEY is not set" in " ".join(lines)
+
+
+def test_without_credentials_a_call_gets_the_local_engines(
+    registry: AccountRegistry,
+    faq_llm_for: Callable[[str], FaqLLM],
+    hibari: LocalTTS,
+    whisper: WhisperSTT,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in ("GOOGLE_API_KEY", "ELEVEN_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    local_stt, local_llm, local_tts = whisper.lease(), faq_llm_for("harbor-dental"), hibari.lease()
+    with caplog.at_level(logging.WARNING):
+        chains = build_chains(
+            cloud_account(registry.accounts["harbor-dental"]),
+            Settings(_env_file=None),  # type: ignore[call-arg]
+            local_stt=local_stt,
+            local_llm=local_llm,
+            local_tts=local_tts,
+            vad=None,
+        )
+    assert (chains.stt, chains.llm, chains.tts) == (local_stt, local_llm, local_tts)
+    assert not caplog.records, "a call must not warn again: start-up already did"
+
+
+async def test_secrets_never_reach_the_logs(
+    chains_for: Callable[..., CallChains],
+    dental: Account,
+    standins: Standins,
+    cloud_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    standins.gemini.faults.error = 401
+    standins.elevenlabs.faults.drop_after = 0.2
+    with caplog.at_level(logging.DEBUG):
+        chains = chains_for(dental)
+        await ask(chains.llm, dental, "When are you open?")
+        await speak(chains.tts, "We are open from nine to five.")
+        logging.getLogger("test").info("settings: %s / %r", cloud_settings, cloud_settings)
+    assert caplog.records
+    keys = [standins.env()["GOOGLE_API_KEY"], standins.env()["ELEVEN_API_KEY"]]
+    for record in caplog.records:
+        text = record.getMessage() + str(record.__dict__)
+        for key in keys:
+            assert key not in text, record.getMessage()
+
+
+def test_breaker_probes_once_after_the_cool_down() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("unit@test", failures=2, cooldown=10, clock=lambda: now[0])
+    breaker.record_failure("error")
+    assert breaker.state is BreakerState.CLOSED and breaker.allow()
+    breaker.record_failure("timeout")
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.allow() and breaker.state is BreakerState.HALF_OPEN
+    assert not breaker.allow(), "only one probe at a time"
+    breaker.record_failure("timeout")
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is BreakerState.CLOSED and breaker.allow()
