@@ -25,6 +25,6 @@ class Faults:
 
     async def wait_first(self, already: float = 0.0) -> None:
         """Hold the first byte: forever when hanging, else what is left of the latency."""
-        while self.hang:  # until told otherwise (or the stand-ins stop)
+        while self.hang:  # noqa: ASYNC110 (a flag the test flips from another thread)
             await asyncio.sleep(0.05)
         await asyncio.sleep(max(0.0, self.latency - already))

@@ -22,7 +22,7 @@ def cloud_account(base: Account, *, tts_engine: str = "elevenlabs") -> Account:
             "providers": Providers(
                 stt=[CloudSTT(engine="google")],
                 llm=[CloudLLM(engine="gemini")],
-                tts=[CloudTTS(engine=tts_engine, voice="standin-voice")],  # type: ignore[arg-type]
+                tts=[CloudTTS.model_validate({"engine": tts_engine, "voice": "standin-voice"})],
             )
         }
     )
@@ -33,7 +33,9 @@ async def ask(chain: llm.LLM, account: Account, question: str) -> str:
     ctx.add_message(role="system", content=grounded_instructions(account))
     ctx.add_message(role="user", content=question)
     text = ""
-    async with chain.chat(chat_ctx=ctx, tools=Assistant(account).tools) as stream:
+    async with chain.chat(
+        chat_ctx=ctx, tools=[t for t in Assistant(account).tools if isinstance(t, llm.Tool)]
+    ) as stream:
         async for chunk in stream:
             if chunk.delta and chunk.delta.content:
                 text += chunk.delta.content
@@ -54,7 +56,9 @@ async def speak(voice: tts.TTS, text: str) -> tuple[np.ndarray, int, float]:
     return samples, merged.sample_rate, first if first is not None else -1.0
 
 
-async def caller_frames(audio: np.ndarray, rate: int, tail: float = 2.0) -> AsyncIterator[rtc.AudioFrame]:
+async def caller_frames(
+    audio: np.ndarray, rate: int, tail: float = 2.0
+) -> AsyncIterator[rtc.AudioFrame]:
     """`audio` then `tail` seconds of silence, as 20 ms frames in real time."""
     pcm = float_to_int16_bytes(np.concatenate([audio, np.zeros(int(rate * tail), np.float32)]))
     step = rate // 50

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from livekit.agents import stt as lk_stt
+from livekit.agents import vad as lk_vad
 from livekit.plugins import silero
 
 from agent import metrics
@@ -40,7 +41,7 @@ def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
 
 
 @pytest.fixture(scope="module")
-def vad() -> silero.VAD:
+def vad() -> lk_vad.VAD:
     return silero.VAD.load(min_silence_duration=0.35)
 
 
@@ -50,14 +51,15 @@ def cloud_settings(standins: Standins, monkeypatch: pytest.MonkeyPatch) -> Setti
     forget_breakers()
     for name, value in standins.env().items():
         monkeypatch.setenv(name, value)
-    for name, value in {
+    limits = {
         "FIRSTWORD_LLM_FIRST_TOKEN_TIMEOUT": FIRST_TOKEN,
         "FIRSTWORD_TTS_FIRST_BYTE_TIMEOUT": FIRST_BYTE,
         "FIRSTWORD_STT_TIMEOUT": STT_WAIT,
         "FIRSTWORD_BREAKER_FAILURES": 2,
         "FIRSTWORD_BREAKER_COOLDOWN": 0.5,
-    }.items():
-        monkeypatch.setenv(name, str(value))
+    }
+    for key, limit in limits.items():
+        monkeypatch.setenv(key, str(limit))
     return Settings()
 
 
@@ -67,7 +69,7 @@ def chains_for(
     faq_llm_for: Callable[[str], FaqLLM],
     hibari: LocalTTS,
     whisper: WhisperSTT,
-    vad: silero.VAD,
+    vad: lk_vad.VAD,
 ) -> Iterator[Callable[..., CallChains]]:
     made: list[CallChains] = []
 
@@ -253,7 +255,7 @@ def test_missing_credentials_mean_local_engines_and_one_warning(
 ) -> None:
     for name in ("GOOGLE_API_KEY", "ELEVEN_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     wants = cloud_account(registry.accounts["harbor-dental"])
     lines = startup_warnings(AccountRegistry({wants.id: wants}, wants.id), settings)
     assert len(lines) == 3, lines  # stt, llm and tts, each said once
@@ -275,7 +277,7 @@ def test_without_credentials_a_call_gets_the_local_engines(
     with caplog.at_level(logging.WARNING):
         chains = build_chains(
             cloud_account(registry.accounts["harbor-dental"]),
-            Settings(_env_file=None),  # type: ignore[call-arg]
+            Settings(_env_file=None),
             local_stt=local_stt,
             local_llm=local_llm,
             local_tts=local_tts,
