@@ -14,6 +14,7 @@ from agent.engines.faq_llm import FaqIndex, FaqLLM
 from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT, Settings
+from standins import Standins, start_standins
 
 ACCOUNTS_DIR = PROJECT_ROOT / "config" / "accounts"
 
@@ -60,6 +61,17 @@ def faq_llm_for(
         return FaqLLM(account, index, min_score=settings.faq_min_score)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
+    """The cloud providers' loopback stand-ins, speaking with hibari, hearing with Whisper."""
+    with start_standins(
+        render=hibari.render,
+        rate=hibari.sample_rate,
+        transcribe=lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en"),
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

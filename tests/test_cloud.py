@@ -23,21 +23,11 @@ from agent.engines.faq_llm import FaqLLM
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
-from standins import Standins, start_standins
+from standins import Standins
 from tests.cloud_support import ask, caller_frames, cloud_account, speak
 from tests.helpers import similarity, words
 
 FIRST_TOKEN, FIRST_BYTE, STT_WAIT = 0.6, 0.5, 0.8
-
-
-@pytest.fixture(scope="module")
-def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
-    with start_standins(
-        render=hibari.render,
-        rate=hibari.sample_rate,
-        transcribe=lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en"),
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,13 @@ import pytest
 import yaml
 
 from agent.accounts import AccountRegistry
-from agent.engines.local_tts import LocalTTS
-from agent.engines.whisper_stt import WhisperSTT
-from standins import Standins, start_standins
+from standins import Standins
 from tests.cloud_support import cloud_account
 from tests.e2e_support import log_records, running_worker
 from tests.test_e2e import assert_greeted, call
 
 pytestmark = pytest.mark.e2e
 QUESTION = "How much does a teeth cleaning cost?"
-
-
-@pytest.fixture(scope="module")
-def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
-    with start_standins(
-        render=hibari.render,
-        rate=hibari.sample_rate,
-        transcribe=lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en"),
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
