@@ -108,6 +108,7 @@ async def _main(args: argparse.Namespace) -> int:
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
+            web_url=args.web,
         )
         if args.hang_up_at_first_word:
             report = await run_call(settings, [], None, options)
@@ -141,6 +142,11 @@ def main() -> None:
         help="leave as soon as the greeting is heard (times the first word only)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--web",
+        metavar="URL",
+        help="get the token from the web app at URL (python -m agent.web), which pre-dispatches",
+    )
     parser.add_argument(
         "--no-record", action="store_true", help="do not save the agent's audio to .cache/calls"
     )
