@@ -70,6 +70,9 @@ class CallOptions:
     # Join with a token from the web app (`POST /api/token`), whose room has the agent
     # pre-dispatched, instead of minting one for a new room.
     web_url: str | None = None
+    # Seconds between getting that token and joining: a page asks for it when it opens, and
+    # the caller clicks a moment later; the agent gets ready in between.
+    web_lead_s: float = 0.0
 
 
 async def web_ticket(web_url: str, account: str | None) -> dict[str, str]:
@@ -107,6 +110,7 @@ async def run_call(
     if options.web_url:
         ticket = await web_ticket(options.web_url, options.account)
         room_name, token, url = ticket["room"], ticket["token"], ticket["url"]
+        await asyncio.sleep(options.web_lead_s)
     else:
         room_name = options.room or f"call-{uuid.uuid4().hex[:8]}"
         attributes = dict(options.attributes)

@@ -39,6 +39,8 @@ class Ticket:
     identity: str
     account: str
     dispatch_ms: float  # how long the room + dispatch request took
+    # Seconds the dispatched agent waits for this caller before it closes the room.
+    wait_s: float = 20.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -48,6 +50,7 @@ class Ticket:
             "identity": self.identity,
             "account": self.account,
             "dispatch_ms": round(self.dispatch_ms, 1),
+            "wait_s": self.wait_s,
         }
 
 
@@ -111,4 +114,5 @@ class Predispatcher:
             .with_grants(api.VideoGrants(room_join=True, room=room))
             .to_jwt()
         )
-        return Ticket(self._public_url, token, room, identity, account, dispatch_ms)
+        wait_s = self._settings.caller_wait_timeout
+        return Ticket(self._public_url, token, room, identity, account, dispatch_ms, wait_s)

@@ -61,17 +61,34 @@ function watchFirstWord(mediaStreamTrack, joinedAt) {
   }, 5);
 }
 
-async function start() {
-  $('call').disabled = true;
-  setState('connecting');
+// The token is asked for when the page opens: that dispatches the agent, which then joins
+// and gets ready while the caller reaches for the button. A ticket older than the agent's wait
+// for its caller (the room is gone) is replaced at the click.
+async function fetchTicket() {
   const response = await fetch('/api/token', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ account }),
   });
   const ticket = await response.json();
-  if (!response.ok) {
-    setState(`error: ${ticket.error}`);
+  if (!response.ok) throw new Error(ticket.error);
+  ticket.fetchedAt = performance.now();
+  return ticket;
+}
+let pending = fetchTicket();
+pending.catch(() => {}); // reported at the click
+
+async function start() {
+  $('call').disabled = true;
+  setState('connecting');
+  let ticket;
+  try {
+    ticket = await pending;
+    if (performance.now() - ticket.fetchedAt > (ticket.wait_s - 2) * 1000) ticket = await fetchTicket();
+  } catch (error) {
+    pending = fetchTicket();
+    pending.catch(() => {});
+    setState(`error: ${error.message}`);
     $('call').disabled = false;
     return;
   }
