@@ -18,6 +18,7 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents import (
+    NOT_GIVEN,
     AgentServer,
     AgentSession,
     AgentStateChangedEvent,
@@ -29,7 +30,7 @@ from livekit.agents import (
 )
 
 from . import metrics
-from .accounts import AccountStore, CallHints, resolve_account
+from .accounts import AccountStore, CallHints, predispatched_account, resolve_account
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
@@ -142,6 +143,25 @@ def _timeline(ctx: JobContext) -> CallTimeline:
     return timeline
 
 
+async def _wait_for_caller(ctx: JobContext) -> rtc.RemoteParticipant | None:
+    """The caller; None when nobody came in time (a pre-dispatched room, see agent/web/).
+
+    A web page asks for its token before it connects, and the agent is dispatched then; if
+    the page never joins, the agent closes the room instead of holding a worker slot.
+    """
+    timeout = get_settings().caller_wait_timeout
+    try:
+        return await asyncio.wait_for(ctx.wait_for_participant(), timeout)
+    except TimeoutError:
+        logger.info("no caller within %.0f s; closing room %s", timeout, ctx.room.name)
+        try:
+            await asyncio.wait_for(ctx.delete_room(), 5.0)
+        except Exception as error:  # the server reaps the room anyway (its empty_timeout)
+            logger.warning("could not delete room %s: %s", ctx.room.name, error)
+        ctx.shutdown(reason="no caller arrived")
+        return None
+
+
 @server.rtc_session(agent_name=get_settings().agent_name)
 async def entrypoint(ctx: JobContext) -> None:
     """One call: connect, find the caller and their account, start the session, greet."""
@@ -165,14 +185,21 @@ async def entrypoint(ctx: JobContext) -> None:
     try:
         await ctx.connect()
         timeline.mark("room_connected")
-        caller = await ctx.wait_for_participant()
-        timeline.mark("caller_joined")
-        resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
+        # A pre-dispatched room (agent/web/) names its account in the dispatch: the session
+        # starts and publishes before the caller arrives, so they hear the greeting at once.
+        resolution = predispatched_account(await accounts, _text(ctx.job.metadata))
+        caller: rtc.RemoteParticipant | None = None
+        if resolution is None:
+            caller = await _wait_for_caller(ctx)
+            if caller is None:
+                return
+            timeline.mark("caller_joined")
+            resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
     finally:
         if not accounts.done():
             accounts.cancel()
     account = resolution.account
-    call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
+    call.update(account=account.id, account_source=resolution.source)
     engines = await pool.for_call(account)
     settings = get_settings()
     chains = build_chains(
@@ -228,18 +255,29 @@ async def entrypoint(ctx: JobContext) -> None:
         agent=Assistant(account),
         room=ctx.room,
         room_options=room_io.RoomOptions(
-            participant_identity=caller.identity,
+            # None: the first caller to join (a pre-dispatched room has none yet).
+            participant_identity=caller.identity if caller else NOT_GIVEN,
             # Holding transcripts back to the pace of the audio costs a spectral analysis of
             # every agent frame on the event loop: ~0.1 s stalled before a pre-rendered
             # greeting's first frame. Callers on a phone see no transcript; web clients get
             # each line as soon as it is known.
             text_output=room_io.TextOutputOptions(sync_transcription=False),
             audio_input=room_io.AudioInputOptions(
-                noise_cancellation=noise_filter(account, caller.kind, settings)
+                noise_cancellation=noise_filter(
+                    account,
+                    caller.kind if caller else rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                    settings,
+                )
             ),
         ),
     )
     timeline.mark("session_started")
+    if caller is None:
+        caller = await _wait_for_caller(ctx)
+        if caller is None:
+            return
+        timeline.mark("caller_joined")
+    call["caller"] = caller.identity
     session.say(account.greeting, audio=greeting_audio)
 
 

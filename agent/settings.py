@@ -128,6 +128,21 @@ class Settings(BaseSettings):
         default="auto", validation_alias="FIRSTWORD_NOISE_CANCELLATION"
     )
 
+    # Web app (`python -m agent.web`): the call page and the token endpoint. Loopback by
+    # default; put it behind a TLS proxy to serve real callers.
+    web_host: str = Field(default="127.0.0.1", validation_alias="FIRSTWORD_WEB_HOST")
+    web_port: int = Field(default=8090, ge=0, validation_alias="FIRSTWORD_WEB_PORT")
+    # Tokens per client address: a burst, then this many a minute.
+    web_token_burst: int = Field(default=5, ge=1, validation_alias="FIRSTWORD_WEB_TOKEN_BURST")
+    web_tokens_per_minute: float = Field(
+        default=20.0, gt=0, validation_alias="FIRSTWORD_WEB_TOKENS_PER_MINUTE"
+    )
+    # A pre-dispatched agent waits this long for its caller, then closes the room, so a
+    # page that asked for a token and never joined holds a worker slot only briefly.
+    caller_wait_timeout: float = Field(
+        default=20.0, gt=0, validation_alias="FIRSTWORD_CALLER_WAIT_TIMEOUT"
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )

@@ -10,6 +10,7 @@ agent (above -45 dBFS), then hangs up. Results go to a JSON and a CSV file; a ta
 the ratios between modes are printed.
 
     scripts/bench.sh [--warm 20] [--cold 3] [--concurrency 1,4,8] [--rounds 3]
+                     [--modes baseline,firstword,predispatched,floor]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,8 +39,16 @@ from agent.settings import PROJECT_ROOT, get_settings
 WORKERS = {
     "baseline": ["benchmarks/baseline_agent.py", "start"],
     "firstword": ["agent.py", "start"],
+    # The same worker, called the way the web page calls it: the caller first asks the web
+    # app (python -m agent.web) for its token, which creates the room with the agent
+    # dispatched, then joins. Measured, like the others, from the caller's connect().
+    "predispatched": ["agent.py", "start"],
     "floor": ["benchmarks/floor_agent.py", "start"],
 }
+BENCH_ACCOUNT = "harbor-dental"
+# predispatched: seconds between the token and joining. The page asks for its token when it
+# opens; a person clicks "Call" a moment later. Measured from connect(), like every mode.
+WEB_LEAD_S = 1.0
 
 
 @dataclass
@@ -109,8 +119,71 @@ def _timelines(log: Path) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass
+class WebApp:
+    """`python -m agent.web` on a free loopback port, for the predispatched mode."""
+
+    log: Path
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        env = {
+            **os.environ,
+            "FIRSTWORD_WEB_PORT": str(port),
+            # The benchmark is one client asking for hundreds of tokens.
+            "FIRSTWORD_WEB_TOKEN_BURST": "100000",
+            "FIRSTWORD_WEB_TOKENS_PER_MINUTE": "100000",
+        }
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.web"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return port
+
+    async def start(self) -> None:
+        port = self.launch()
+        assert self.process is not None
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+                writer.close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the web app exited; see {self.log}") from None
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the web app did not listen within 30 s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+WEB: WebApp | None = None
+
+
 async def _call(mode: str, scenario: str) -> Sample:
     options = CallOptions(room=f"bench-{mode}-{uuid.uuid4().hex[:8]}", greeting_timeout_s=60.0)
+    if mode == "predispatched":
+        assert WEB is not None
+        options = CallOptions(
+            account=BENCH_ACCOUNT,
+            web_url=WEB.url,
+            web_lead_s=WEB_LEAD_S,
+            greeting_timeout_s=60.0,
+        )
     report = await run_call(get_settings(), [], None, options)
     ttfw = None if report.ttfw_s is None else report.ttfw_s * 1000
     return Sample(mode, scenario, ttfw, report.connect_s * 1000, report.room, report.joined_at)
@@ -119,8 +192,24 @@ async def _call(mode: str, scenario: str) -> Sample:
 async def _bench_mode(
     mode: str, args: argparse.Namespace, out: Path
 ) -> tuple[list[Sample], Worker]:
+    global WEB
     samples: list[Sample] = []
     worker = Worker(mode, out / f"{mode}-worker.log")
+    if mode == "predispatched":
+        WEB = WebApp(out / "web-app.log")
+        await WEB.start()
+    try:
+        await _bench_worker(mode, args, out, worker, samples)
+    finally:
+        if WEB is not None:
+            WEB.stop()
+            WEB = None
+    return samples, worker
+
+
+async def _bench_worker(
+    mode: str, args: argparse.Namespace, out: Path, worker: Worker, samples: list[Sample]
+) -> None:
     for i in range(args.cold):
         worker.log = out / f"{mode}-worker-{i}.log"
         worker.start()
@@ -145,7 +234,6 @@ async def _bench_mode(
                     await asyncio.sleep(args.gap + 0.25 * n)
         finally:
             worker.stop()
-    return samples, worker
 
 
 def _progress(*samples: Sample) -> None:
@@ -167,8 +255,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def _breakdown(samples: list[Sample], workers: list[Worker], scenario: str) -> dict[str, float]:
-    """Median ms each step of firstword's calls in `scenario` took, caller to caller.
+def _breakdown(
+    samples: list[Sample], workers: list[Worker], scenario: str, mode: str = "firstword"
+) -> dict[str, float]:
+    """Median ms each step of `mode`'s calls in `scenario` took, caller to caller.
 
     The caller and the worker stamp CLOCK_MONOTONIC, so the worker's timeline of a call
     (by room) slots between the caller joining and the caller hearing the first word.
@@ -177,7 +267,7 @@ def _breakdown(samples: list[Sample], workers: list[Worker], scenario: str) -> d
     steps: dict[str, list[float]] = {}
     for sample in samples:
         line = timelines.get(sample.room)
-        if sample.mode != "firstword" or sample.scenario != scenario or line is None:
+        if sample.mode != mode or sample.scenario != scenario or line is None:
             continue
         if sample.ttfw_ms is None:
             continue
@@ -209,6 +299,9 @@ def _report(samples: list[Sample], workers: list[Worker], out: Path) -> dict[str
         row: dict[str, float] = {}
         if fw and base:
             row["baseline_over_firstword_p50"] = round(base["p50"] / fw["p50"], 2)
+        pre = table.get("predispatched", {}).get(scenario, {})
+        if fw and pre:
+            row["firstword_over_predispatched_p50"] = round(fw["p50"] / pre["p50"], 2)
         if fw and floor:
             row["firstword_minus_floor_p50_ms"] = round(fw["p50"] - floor["p50"], 1)
             row["firstword_minus_floor_p90_ms"] = round(fw["p90"] - floor["p90"], 1)
@@ -221,6 +314,10 @@ def _report(samples: list[Sample], workers: list[Worker], out: Path) -> dict[str
         "comparisons": comparisons,
         "firstword_breakdown_median_ms": {
             scenario: _breakdown(samples, workers, scenario) for scenario in scenarios
+        },
+        "predispatched_breakdown_median_ms": {
+            scenario: _breakdown(samples, workers, scenario, "predispatched")
+            for scenario in scenarios
         },
         "samples": [s.__dict__ for s in samples],
     }
@@ -252,12 +349,17 @@ def _print_table(result: dict[str, Any], out: Path) -> None:
     for scenario, steps in result["firstword_breakdown_median_ms"].items():
         if steps:
             print(f"  {scenario}: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
+    if any(result["predispatched_breakdown_median_ms"].values()):
+        print("\npredispatched, median ms per step (negative: before the caller joined):")
+        for scenario, steps in result["predispatched_breakdown_median_ms"].items():
+            if steps:
+                print(f"  {scenario}: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     print(f"\nresults: {out / 'ttfw.json'} and {out / 'ttfw.csv'}")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default="baseline,firstword,floor")
+    parser.add_argument("--modes", default="baseline,firstword,predispatched,floor")
     parser.add_argument("--cold", type=int, default=3, help="worker restarts (cold samples)")
     parser.add_argument("--warm", type=int, default=20, help="sequential warm calls")
     parser.add_argument("--concurrency", default="1,4,8", help="simultaneous calls per round")

@@ -36,4 +36,8 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
 fi
 
 scripts/livekit-server.sh install
+# The call page's script (livekit-client from npm, bundled): python -m agent.web serves it.
+scripts/web-build.sh
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+scripts/os-packages.sh chromium
 echo "setup done"

@@ -108,6 +108,8 @@ async def _main(args: argparse.Namespace) -> int:
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
+            web_url=args.web,
+            web_lead_s=args.web_lead,
         )
         if args.hang_up_at_first_word:
             report = await run_call(settings, [], None, options)
@@ -141,6 +143,19 @@ def main() -> None:
         help="leave as soon as the greeting is heard (times the first word only)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--web",
+        metavar="URL",
+        help="get the token from the web app at URL (python -m agent.web), which pre-dispatches",
+    )
+    parser.add_argument(
+        "--web-lead",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="with --web: seconds between getting the token and joining (a page opened, "
+        "then a click; default 1.0)",
+    )
     parser.add_argument(
         "--no-record", action="store_true", help="do not save the agent's audio to .cache/calls"
     )

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 from livekit import api, rtc
 
@@ -66,6 +67,25 @@ class CallOptions:
     end_silence_s: float = 1.2
     hang_up_mid_answer: bool = False  # leave as soon as the first answer starts
     record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
+    # Join with a token from the web app (`POST /api/token`), whose room has the agent
+    # pre-dispatched, instead of minting one for a new room.
+    web_url: str | None = None
+    # Seconds between getting that token and joining: a page asks for it when it opens, and
+    # the caller clicks a moment later; the agent gets ready in between.
+    web_lead_s: float = 0.0
+
+
+async def web_ticket(web_url: str, account: str | None) -> dict[str, str]:
+    """Ask the web app for a caller token, as the call page does (the agent is dispatched then)."""
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(f"{web_url.rstrip('/')}/api/token", json={"account": account or ""}) as reply,
+    ):
+        body = await reply.json()
+        if reply.status != 200:
+            raise RuntimeError(f"the web app refused the token: {reply.status} {body}")
+        return {key: str(value) for key, value in body.items()}
 
 
 def caller_token(settings: Settings, room: str, identity: str, attributes: dict[str, str]) -> str:
@@ -86,11 +106,17 @@ async def run_call(
     options: CallOptions,
 ) -> CallReport:
     """One call. Without `transcribe` it only times the first word, then hangs up."""
-    room_name = options.room or f"call-{uuid.uuid4().hex[:8]}"
-    attributes = dict(options.attributes)
-    if options.account:
-        attributes[ACCOUNT_ATTRIBUTE] = options.account
-    token = caller_token(settings, room_name, f"caller-{uuid.uuid4().hex[:6]}", attributes)
+    url = settings.livekit_url
+    if options.web_url:
+        ticket = await web_ticket(options.web_url, options.account)
+        room_name, token, url = ticket["room"], ticket["token"], ticket["url"]
+        await asyncio.sleep(options.web_lead_s)
+    else:
+        room_name = options.room or f"call-{uuid.uuid4().hex[:8]}"
+        attributes = dict(options.attributes)
+        if options.account:
+            attributes[ACCOUNT_ATTRIBUTE] = options.account
+        token = caller_token(settings, room_name, f"caller-{uuid.uuid4().hex[:6]}", attributes)
 
     room = rtc.Room()
     recorder = Recorder()
@@ -105,7 +131,7 @@ async def run_call(
 
     mic = Microphone()
     t_connect = time.perf_counter()
-    await room.connect(settings.livekit_url, token)
+    await room.connect(url, token)
     joined = time.perf_counter()
     try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", mic.source)

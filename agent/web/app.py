@@ -1,0 +1,112 @@
+"""The aiohttp application: the call page, its script bundle, and the token endpoint.
+
+- `GET /call/<account>`: the call page of a known account (404 names an unknown one).
+- `POST /api/token` with `{"account": "<id>"}`: creates the room with the agent dispatched
+  (see `predispatch.py`) and returns the LiveKit URL, token and room. Unknown accounts get 404,
+  malformed bodies 400, clients over their rate 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from ..accounts import AccountStore
+from ..settings import Settings
+from .predispatch import Predispatcher, Ticket
+from .ratelimit import RateLimiter
+
+logger = logging.getLogger("firstword.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+BUNDLE = STATIC_DIR / "call.js"
+
+
+class TicketSource(Protocol):
+    async def ticket(self, account: str, *, predispatch: bool = True) -> Ticket: ...
+
+
+STORE_KEY = web.AppKey("accounts", AccountStore)
+TICKETS_KEY = web.AppKey("tickets", TicketSource)
+LIMITER_KEY = web.AppKey("limiter", RateLimiter)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+async def call_page(request: web.Request) -> web.StreamResponse:
+    account_id = request.match_info["account"]
+    registry = await request.app[STORE_KEY].current()
+    account = registry.accounts.get(account_id)
+    if account is None:
+        return _error(404, f"unknown account {account_id!r}")
+    if not BUNDLE.is_file():
+        return _error(503, "the call page's script is not built: run scripts/web-build.sh")
+    page = (STATIC_DIR / "call.html").read_text(encoding="utf-8")
+    page = page.replace("{{ACCOUNT_ID}}", html.escape(account.id)).replace(
+        "{{BUSINESS_NAME}}", html.escape(account.business_name)
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def token(request: web.Request) -> web.Response:
+    client = request.remote or "unknown"
+    wait = request.app[LIMITER_KEY].allow(client)
+    if wait > 0:
+        return _error(
+            429, "too many token requests; try again shortly", **{"Retry-After": f"{wait:.0f}"}
+        )
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, 'the body must be JSON: {"account": "<account id>"}')
+    account_id = body.get("account") if isinstance(body, dict) else None
+    if not isinstance(account_id, str) or not account_id:
+        return _error(400, "field 'account' (a string) is required")
+    registry = await request.app[STORE_KEY].current()
+    if account_id not in registry.accounts:
+        return _error(404, f"unknown account {account_id!r}")
+    predispatch = body.get("predispatch", True) is not False
+    try:
+        ticket = await request.app[TICKETS_KEY].ticket(account_id, predispatch=predispatch)
+    except Exception:
+        logger.exception("could not create the room for account %s", account_id)
+        return _error(502, "the LiveKit server did not accept the call; try again")
+    logger.info(
+        "token issued",
+        extra={"account": account_id, "room": ticket.room, "dispatch_ms": ticket.dispatch_ms},
+    )
+    return web.json_response(ticket.to_json())
+
+
+def build_app(store: AccountStore, tickets: TicketSource, limiter: RateLimiter) -> web.Application:
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[TICKETS_KEY] = tickets
+    app[LIMITER_KEY] = limiter
+    app.router.add_get("/call/{account}", call_page)
+    app.router.add_post("/api/token", token)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
+
+
+def app_from_settings(settings: Settings) -> web.Application:
+    """The app as `python -m agent.web` serves it."""
+    store = AccountStore(
+        settings.accounts_dir, settings.default_account, ttl_seconds=settings.account_ttl_seconds
+    )
+    tickets = Predispatcher(settings)
+    limiter = RateLimiter(settings.web_token_burst, settings.web_tokens_per_minute)
+    app = build_app(store, tickets, limiter)
+
+    async def _close(_app: web.Application) -> None:
+        await tickets.aclose()
+
+    app.on_cleanup.append(_close)
+    return app

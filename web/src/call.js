@@ -1,0 +1,121 @@
+// The call page: ask the web app for a token (which pre-dispatches the agent), join the room
+// with LiveKit's JavaScript client, publish the microphone, play the agent, show its text
+// streams as a live transcript, and measure the time from joining to the first audible frame.
+import { Room, RoomEvent, Track } from 'livekit-client';
+
+const account = document.body.dataset.account;
+const $ = (id) => document.getElementById(id);
+// What the page knows, for people (the DOM) and for tests (window.firstword).
+const call = { state: 'ready', ttfwMs: null, room: null, transcript: [] };
+window.firstword = call;
+
+function setState(state) {
+  call.state = state;
+  $('state').textContent = state;
+  document.body.dataset.state = state;
+}
+
+// One line per transcript segment: a segment may come as several streams (interim, then final
+// for the caller), each carrying the whole text so far, so a new stream replaces the line's text.
+const lines = new Map();
+function segmentLine(segment, isAgent) {
+  let entry = lines.get(segment);
+  if (!entry) {
+    const li = document.createElement('li');
+    li.className = isAgent ? 'agent' : 'caller';
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = isAgent ? 'agent' : 'you';
+    const text = document.createElement('span');
+    li.append(who, text);
+    $('transcript').append(li);
+    entry = { agent: isAgent, text: '', node: text };
+    lines.set(segment, entry);
+    call.transcript.push(entry);
+  }
+  entry.text = '';
+  return (chunk) => {
+    entry.text += chunk;
+    entry.node.textContent = entry.text;
+  };
+}
+
+// The first frame above -45 dBFS on the agent's track, as the caller simulator measures it.
+function watchFirstWord(mediaStreamTrack, joinedAt) {
+  const context = new AudioContext();
+  const source = context.createMediaStreamSource(new MediaStream([mediaStreamTrack]));
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 512;
+  source.connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const threshold = Math.pow(10, -45 / 20);
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    if (Math.sqrt(sum / samples.length) > threshold) {
+      clearInterval(timer);
+      call.ttfwMs = Math.round(performance.now() - joinedAt);
+      $('ttfw').textContent = `${call.ttfwMs} ms`;
+    }
+  }, 5);
+}
+
+// The token is asked for when the page opens: that dispatches the agent, which then joins
+// and gets ready while the caller reaches for the button. A ticket older than the agent's wait
+// for its caller (the room is gone) is replaced at the click.
+async function fetchTicket() {
+  const response = await fetch('/api/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ account }),
+  });
+  const ticket = await response.json();
+  if (!response.ok) throw new Error(ticket.error);
+  ticket.fetchedAt = performance.now();
+  return ticket;
+}
+let pending = fetchTicket();
+pending.catch(() => {}); // reported at the click
+
+async function start() {
+  $('call').disabled = true;
+  setState('connecting');
+  let ticket;
+  try {
+    ticket = await pending;
+    if (performance.now() - ticket.fetchedAt > (ticket.wait_s - 2) * 1000) ticket = await fetchTicket();
+  } catch (error) {
+    pending = fetchTicket();
+    pending.catch(() => {});
+    setState(`error: ${error.message}`);
+    $('call').disabled = false;
+    return;
+  }
+  const room = new Room();
+  call.room = ticket.room;
+  let joinedAt = 0;
+  room.on(RoomEvent.TrackSubscribed, (track) => {
+    if (track.kind !== Track.Kind.Audio) return;
+    document.body.append(track.attach());
+    watchFirstWord(track.mediaStreamTrack, joinedAt);
+  });
+  room.registerTextStreamHandler('lk.transcription', async (reader, participant) => {
+    const isAgent = participant.identity !== room.localParticipant.identity;
+    const segment = reader.info.attributes?.['lk.segment_id'] ?? reader.info.id;
+    const append = segmentLine(segment, isAgent);
+    for await (const chunk of reader) append(chunk);
+  });
+  room.on(RoomEvent.Disconnected, () => {
+    setState('ended');
+    $('hangup').disabled = true;
+  });
+  $('hangup').onclick = () => room.disconnect();
+  await room.connect(ticket.url, ticket.token);
+  joinedAt = performance.now();
+  setState('connected');
+  $('hangup').disabled = false;
+  await room.localParticipant.setMicrophoneEnabled(true);
+}
+
+$('call').onclick = () => start().catch((error) => setState(`error: ${error.message}`));
