@@ -5,9 +5,13 @@ sentence is still heard whole, missing keys mean local engines, and keys stay se
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from livekit.agents import stt as lk_stt
@@ -16,6 +20,7 @@ from livekit.plugins import silero
 
 from agent import metrics
 from agent.accounts import Account, AccountRegistry
+from agent.accounts.models import CloudLLM
 from agent.cloud.breaker import BreakerState, CircuitBreaker, forget_breakers
 from agent.cloud.chains import CallChains, build_chains
 from agent.cloud.choice import startup_warnings
@@ -100,6 +105,20 @@ async def test_gemini_answers_from_the_accounts_facts(
     thinking = request["generationConfig"]["thinkingConfig"]
     assert thinking.get("thinkingBudget", thinking.get("thinking_budget")) == 0, thinking
     assert any("hand_off_to_person" in str(t) for t in request.get("tools", []))
+
+
+async def test_gemini_3_gets_thinking_level_minimal(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    # The plugin picks the level or the budget by model; ours sets both (agent/cloud/plugins.py).
+    providers = dental.providers.model_copy(
+        update={"llm": [CloudLLM(engine="gemini", model="gemini-3-flash-preview")]}
+    )
+    account = dental.model_copy(update={"providers": providers})
+    assert await ask(chains_for(account).llm, account, "How much does a teeth cleaning cost?")
+    thinking = standins.gemini.requests[-1]["generationConfig"]["thinkingConfig"]
+    assert thinking.get("thinkingLevel", thinking.get("thinking_level")) == "MINIMAL", thinking
+    assert "thinkingBudget" not in thinking and "thinking_budget" not in thinking, thinking
 
 
 async def test_gemini_hands_off_with_the_tool(
@@ -315,3 +334,67 @@ def test_breaker_probes_once_after_the_cool_down() -> None:
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
+
+
+def _service_account_file(path: Path) -> tuple[Path, str]:
+    """A service-account key file (a fresh RSA key; it is never sent anywhere)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    email = "firstword-test@example-project.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account",
+        "project_id": "example-project",
+        "private_key_id": "test",
+        "private_key": pem,
+        "client_email": email,
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info))
+    return path, email
+
+
+async def test_overridden_google_endpoints_get_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import speech_v1, texttospeech
+
+    from agent.accounts.models import CloudSTT, CloudTTS
+    from agent.cloud import plugins
+
+    key_file, email = _service_account_file(tmp_path / "service-account.json")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_SPEECH_ENDPOINT", "eu-speech.example.com:443")
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_TTS_ENDPOINT", "eu-texttospeech.example.com:443")
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_INSECURE", "false")
+    settings = Settings(_env_file=None)
+    built: dict[str, dict[str, Any]] = {}
+
+    def recorder(name: str) -> Callable[..., MagicMock]:
+        def build(**kwargs: Any) -> MagicMock:
+            built[name] = kwargs
+            return MagicMock()
+
+        return build
+
+    monkeypatch.setattr(speech_v1, "SpeechAsyncClient", recorder("stt"))
+    monkeypatch.setattr(texttospeech, "TextToSpeechAsyncClient", recorder("tts"))
+    stt = plugins.google_stt(CloudSTT(engine="google"), settings)
+    # The plugin opens its gRPC clients through its connection pool (see tests/test_compat.py).
+    async with stt._pool.connection(timeout=5):
+        pass
+    tts = plugins.google_tts(CloudTTS.model_validate({"engine": "google", "voice": "v"}), settings)
+    tts.prewarm()
+    for name, endpoint in (("stt", "eu-speech"), ("tts", "eu-texttospeech")):
+        kwargs = built[name]
+        assert kwargs["client_options"].api_endpoint == f"{endpoint}.example.com:443"
+        credentials = kwargs.get("credentials")
+        assert getattr(credentials, "service_account_email", None) == email, (name, kwargs)
+    await stt.aclose()
+    await tts.aclose()
