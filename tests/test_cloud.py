@@ -154,6 +154,7 @@ async def test_each_cloud_voice_speaks(
     assert similarity(heard, "We are open from nine to five.") >= 0.8, heard
 
 
+@pytest.mark.e2e  # streams the question in real time (seconds)
 async def test_google_stt_transcribes_the_caller(
     chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
 ) -> None:
@@ -202,6 +203,7 @@ async def test_hanging_tts_fails_over_to_the_local_voice_in_time(
     assert 0 < first < FIRST_BYTE + 1.0, first
 
 
+@pytest.mark.e2e  # streams the question in real time (seconds)
 async def test_hanging_stt_still_hears_the_question(
     chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
 ) -> None:
