@@ -34,6 +34,7 @@ from .accounts import AccountStore, CallHints, predispatched_account, resolve_ac
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
+from .compat import job_dispatch_times
 from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
@@ -130,10 +131,9 @@ def _caller_hints(ctx: JobContext, caller: rtc.RemoteParticipant) -> CallHints:
 def _timeline(ctx: JobContext) -> CallTimeline:
     """A timeline whose origin is the job request, as the worker's main process saw it."""
     now_mono, now_wall = time.monotonic(), time.time()
-    # The worker stamps the dispatch in unix seconds on the job's info (not public API).
-    info = getattr(ctx, "_info", None)
-    received = float(getattr(info, "received_at", 0.0) or 0.0)
-    assigned = float(getattr(info, "assigned_at", 0.0) or 0.0)
+    # The worker stamps the dispatch in unix seconds (0.0: unknown, e.g. console mode).
+    dispatch = job_dispatch_times(ctx)
+    received, assigned = dispatch.received_at, dispatch.assigned_at
     timeline = CallTimeline(origin=now_mono - (now_wall - received) if received else now_mono)
     if received:
         timeline.mark("job_received", timeline.origin)

@@ -31,6 +31,7 @@ from livekit.plugins import silero
 
 from .accounts import Account, AccountRegistry
 from .accounts.models import FAQ, Voice
+from .compat import silero_vad_sharing_model
 from .engines.embedder import Embedder, load_embedder
 from .engines.faq_llm import FaqIndex, FaqLLM
 from .engines.local_tts import LocalTTS, load_hibari, load_piper
@@ -94,8 +95,8 @@ class EnginePool:
         if index is None:
             index = await asyncio.to_thread(self.faq_index, account)
         return CallEngines(
-            # Silero keeps its state per stream; the session is what we share.
-            vad=silero.VAD(session=self.vad._onnx_session, opts=self.vad._opts),
+            # Silero keeps its state per stream; the loaded model is what we share.
+            vad=silero_vad_sharing_model(self.vad),
             stt=self.stt.lease(),
             llm=FaqLLM(account, index, min_score=self.settings.faq_min_score),
             tts=self.voice_for(account.voice).lease(),

@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIVEKIT_SERVER_VERSION="v1.13.5"
 BIN="$ROOT/bin/livekit-server"
 PORT="${LIVEKIT_PORT:-7880}"
-STATE="$ROOT/.cache/livekit-server-$PORT"
+STATE="${FIRSTWORD_CACHE_DIR:-$ROOT/.cache}/livekit-server-$PORT"
 
 install_server() {
   if [[ -x "$BIN" ]] && "$BIN" --version 2>/dev/null | grep -q "version ${LIVEKIT_SERVER_VERSION#v}\$"; then

@@ -75,7 +75,18 @@ def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
 
 
 @pytest.fixture(scope="session")
-def livekit_server() -> Iterator[str]:
+def e2e_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where end-to-end runs keep caches, recordings and the server's state: a temporary
+    folder, not the repo's `.cache` (workers and callers get it through `e2e_support.ENV`)."""
+    from tests.e2e_support import ENV
+
+    cache = tmp_path_factory.mktemp("e2e-cache")
+    ENV["FIRSTWORD_CACHE_DIR"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def livekit_server(e2e_cache_dir: Path) -> Iterator[str]:
     """The real LiveKit server on the tests' own port, started by the project's script."""
     from tests.e2e_support import ENV, URL
 

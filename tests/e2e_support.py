@@ -27,6 +27,7 @@ ENV = {
     "FIRSTWORD_HTTP_PORT": "0",
     "FIRSTWORD_METRICS_PORT": "0",
     "FIRSTWORD_IDLE_PROCESSES": "1",
+    # FIRSTWORD_CACHE_DIR: a temporary folder, set by conftest's `e2e_cache_dir` fixture.
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -65,18 +64,20 @@ def _touch(path: Path) -> None:
 async def test_account_cache_serves_until_ttl_then_reloads_changed_files(
     accounts_copy: Path,
 ) -> None:
-    store = AccountStore(accounts_copy, "harbor-dental", ttl_seconds=0.2)
+    now = [100.0]
+    store = AccountStore(accounts_copy, "harbor-dental", ttl_seconds=5, clock=lambda: now[0])
     first = await store.current()
     path = accounts_copy / "harbor-dental.yaml"
     text = path.read_text()
     path.write_text(text.replace("Thank you for calling Harbor Dental", "Welcome to Harbor Dental"))
     _touch(path)
+    now[0] += 4.9
     assert await store.current() is first  # within the TTL: no disk access
-    await asyncio.sleep(0.25)
+    now[0] += 0.2
     fresh = await store.current()
     assert fresh is not first
     assert fresh.accounts["harbor-dental"].greeting.startswith("Welcome to Harbor Dental")
-    await asyncio.sleep(0.25)
+    now[0] += 5.1
     assert await store.current() is fresh  # unchanged files: the same accounts
 
 

@@ -5,20 +5,25 @@ sentence is still heard whole, missing keys mean local engines, and keys stay se
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from livekit.agents import stt as lk_stt
 from livekit.agents import vad as lk_vad
 from livekit.plugins import silero
+from prometheus_client import REGISTRY
 
-from agent import metrics
 from agent.accounts import Account, AccountRegistry
-from agent.cloud.breaker import BreakerState, CircuitBreaker, forget_breakers
+from agent.accounts.models import CloudLLM
+from agent.cloud.breaker import BreakerState, CircuitBreaker, breaker_for, forget_breakers
 from agent.cloud.chains import CallChains, build_chains
-from agent.cloud.choice import startup_warnings
+from agent.cloud.choice import endpoint_name, startup_warnings
 from agent.engines.faq_llm import FaqLLM
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
@@ -102,6 +107,20 @@ async def test_gemini_answers_from_the_accounts_facts(
     assert any("hand_off_to_person" in str(t) for t in request.get("tools", []))
 
 
+async def test_gemini_3_gets_thinking_level_minimal(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    # The plugin picks the level or the budget by model; ours sets both (agent/cloud/plugins.py).
+    providers = dental.providers.model_copy(
+        update={"llm": [CloudLLM(engine="gemini", model="gemini-3-flash-preview")]}
+    )
+    account = dental.model_copy(update={"providers": providers})
+    assert await ask(chains_for(account).llm, account, "How much does a teeth cleaning cost?")
+    thinking = standins.gemini.requests[-1]["generationConfig"]["thinkingConfig"]
+    assert thinking.get("thinkingLevel", thinking.get("thinking_level")) == "MINIMAL", thinking
+    assert "thinkingBudget" not in thinking and "thinking_budget" not in thinking, thinking
+
+
 async def test_gemini_hands_off_with_the_tool(
     chains_for: Callable[..., CallChains], dental: Account, standins: Standins
 ) -> None:
@@ -135,6 +154,7 @@ async def test_each_cloud_voice_speaks(
     assert similarity(heard, "We are open from nine to five.") >= 0.8, heard
 
 
+@pytest.mark.e2e  # streams the question in real time (seconds)
 async def test_google_stt_transcribes_the_caller(
     chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
 ) -> None:
@@ -183,19 +203,38 @@ async def test_hanging_tts_fails_over_to_the_local_voice_in_time(
     assert 0 < first < FIRST_BYTE + 1.0, first
 
 
+@pytest.mark.e2e  # streams the question in real time (seconds)
 async def test_hanging_stt_still_hears_the_question(
     chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
 ) -> None:
     standins.speech.faults.hang = True
     question = "What are your opening hours on Saturday?"
-    text = await _transcribe(chains_for(dental).stt, hibari, question)
+    chains = chains_for(dental)
+    rescues = {"provider": chains.names[0]}
+    before = REGISTRY.get_sample_value("firstword_provider_rescues_total", rescues) or 0.0
+    text = await _transcribe(chains.stt, hibari, question)
     assert similarity(text, question) >= 0.8, text
-    assert metrics.RESCUES.labels(chains_for(dental).names[0])._value.get() >= 1
+    assert REGISTRY.get_sample_value("firstword_provider_rescues_total", rescues) == before + 1
+
+
+def _breaker_state(name: str) -> float | None:
+    return REGISTRY.get_sample_value("firstword_provider_breaker_state", {"provider": name})
 
 
 async def test_errors_open_the_breaker_which_skips_then_closes(
-    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+    chains_for: Callable[..., CallChains],
+    dental: Account,
+    standins: Standins,
+    cloud_settings: Settings,
 ) -> None:
+    # The breaker of this endpoint, made now with a clock the test moves (calls reuse it).
+    now = [1000.0]
+    breaker_for(
+        endpoint_name("gemini", cloud_settings),
+        failures=cloud_settings.breaker_failures,
+        cooldown=cloud_settings.breaker_cooldown,
+        clock=lambda: now[0],
+    )
     standins.gemini.faults.error = 503
     question = "When are you open?"
     for _ in range(2):  # breaker_failures=2
@@ -204,17 +243,20 @@ async def test_errors_open_the_breaker_which_skips_then_closes(
     # A new call (new chains) skips the provider: nothing reaches it.
     start = time.perf_counter()
     assert await ask(chains_for(dental).llm, dental, question)
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 1.0  # generous: a skip waits for no timeout
     assert standins.gemini.faults.requests == sent
     name = chains_for(dental).names[1]
-    assert metrics.BREAKER_STATE.labels(name)._value.get() == BreakerState.OPEN
+    assert _breaker_state(name) == BreakerState.OPEN
+    now[0] += cloud_settings.breaker_cooldown - 0.01
+    assert await ask(chains_for(dental).llm, dental, question)
+    assert standins.gemini.faults.requests == sent, "probed before the cool-down was over"
     # Recovered, and the cool-down over: the next request probes and closes the breaker.
     standins.gemini.faults.healthy()
-    await asyncio.sleep(0.6)
+    now[0] += 0.02
     answer = await ask(chains_for(dental).llm, dental, "How much does a teeth cleaning cost?")
     assert standins.gemini.faults.requests == sent + 1
     assert answer == next(f.answer for f in dental.faqs if f.id == "cleaning-price")
-    assert metrics.BREAKER_STATE.labels(name)._value.get() == BreakerState.CLOSED
+    assert _breaker_state(name) == BreakerState.CLOSED
 
 
 @pytest.mark.parametrize("path", ["websocket", "http"])
@@ -315,3 +357,67 @@ def test_breaker_probes_once_after_the_cool_down() -> None:
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
+
+
+def _service_account_file(path: Path) -> tuple[Path, str]:
+    """A service-account key file (a fresh RSA key; it is never sent anywhere)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    email = "firstword-test@example-project.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account",
+        "project_id": "example-project",
+        "private_key_id": "test",
+        "private_key": pem,
+        "client_email": email,
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info))
+    return path, email
+
+
+async def test_overridden_google_endpoints_get_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import speech_v1, texttospeech
+
+    from agent.accounts.models import CloudSTT, CloudTTS
+    from agent.cloud import plugins
+
+    key_file, email = _service_account_file(tmp_path / "service-account.json")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_SPEECH_ENDPOINT", "eu-speech.example.com:443")
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_TTS_ENDPOINT", "eu-texttospeech.example.com:443")
+    monkeypatch.setenv("FIRSTWORD_GOOGLE_INSECURE", "false")
+    settings = Settings(_env_file=None)
+    built: dict[str, dict[str, Any]] = {}
+
+    def recorder(name: str) -> Callable[..., MagicMock]:
+        def build(**kwargs: Any) -> MagicMock:
+            built[name] = kwargs
+            return MagicMock()
+
+        return build
+
+    monkeypatch.setattr(speech_v1, "SpeechAsyncClient", recorder("stt"))
+    monkeypatch.setattr(texttospeech, "TextToSpeechAsyncClient", recorder("tts"))
+    stt = plugins.google_stt(CloudSTT(engine="google"), settings)
+    # The plugin opens its gRPC clients through its connection pool (see tests/test_compat.py).
+    async with stt._pool.connection(timeout=5):
+        pass
+    tts = plugins.google_tts(CloudTTS.model_validate({"engine": "google", "voice": "v"}), settings)
+    tts.prewarm()
+    for name, endpoint in (("stt", "eu-speech"), ("tts", "eu-texttospeech")):
+        kwargs = built[name]
+        assert kwargs["client_options"].api_endpoint == f"{endpoint}.example.com:443"
+        credentials = kwargs.get("credentials")
+        assert getattr(credentials, "service_account_email", None) == email, (name, kwargs)
+    await stt.aclose()
+    await tts.aclose()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.engines.audio import float_to_int16_bytes, rms_dbfs
+from agent.engines.audio import float_to_int16_bytes, resample, rms_dbfs
 from agent.engines.local_tts import LocalTTS
 from agent.engines.weights import WeightFile, WeightsError, verified_path
 from agent.engines.whisper_stt import WhisperSTT
@@ -53,3 +53,18 @@ async def test_whisper_hears_nothing_in_silence(whisper: WhisperSTT) -> None:
     silence = rtc.AudioFrame(bytes(16000 * 2), 16000, 1, 16000)
     event = await whisper.recognize([silence])
     assert len(event.alternatives[0].text.split()) <= 2
+
+
+@pytest.mark.parametrize("src_rate", [24000, 48000])
+def test_resampling_for_whisper_does_not_fold_high_frequencies_back(src_rate: int) -> None:
+    # A 10 kHz tone is above 16 kHz audio's 8 kHz limit: it must be filtered out, not
+    # folded back into the speech band (linear interpolation left it at -10 to -13 dBFS).
+    t = np.arange(src_rate) / src_rate
+    tone = (0.5 * np.sin(2 * np.pi * 10_000 * t)).astype(np.float32)
+    out = resample(tone, src_rate, 16000)
+    assert abs(out.size - 16000) <= 1
+    assert rms_dbfs(out[1000:-1000]) < -50, rms_dbfs(out[1000:-1000])
+    # ...while speech frequencies pass unchanged.
+    voice_band = (0.5 * np.sin(2 * np.pi * 1_000 * t)).astype(np.float32)
+    kept = resample(voice_band, src_rate, 16000)[1000:-1000]
+    assert abs(rms_dbfs(kept) - rms_dbfs(voice_band)) < 0.5

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .loader import AccountFileError, AccountRegistry, load_accounts
@@ -35,15 +36,23 @@ def _stamps(directory: Path) -> _Stamps:
 class AccountStore:
     """Accounts cached across calls, shared by the calls of a process."""
 
-    def __init__(self, directory: Path, default_id: str, *, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        default_id: str,
+        *,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._directory = directory
+        self._clock = clock
         self._default_id = default_id
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
         stamps = _stamps(directory) if directory.is_dir() else {}
         self._registry = load_accounts(directory, default_id)  # errors stop the worker
         self._stamps = stamps
-        self._checked_at = time.monotonic()
+        self._checked_at = self._clock()
 
     @property
     def registry(self) -> AccountRegistry:
@@ -51,7 +60,7 @@ class AccountStore:
 
     async def current(self) -> AccountRegistry:
         """The accounts for a new call; touches the disk only when the TTL has run out."""
-        if time.monotonic() - self._checked_at < self._ttl:
+        if self._clock() - self._checked_at < self._ttl:
             return self._registry
         return await asyncio.to_thread(self.refresh)
 
@@ -71,5 +80,5 @@ class AccountStore:
                     logger.error("%s; calls keep the accounts loaded before", exc)
                 # Remember what we saw either way, so one broken edit logs once.
                 self._stamps = stamps
-            self._checked_at = time.monotonic()
+            self._checked_at = self._clock()
             return self._registry

@@ -110,12 +110,20 @@ _breakers: dict[str, CircuitBreaker] = {}
 _lock = threading.Lock()
 
 
-def breaker_for(name: str, *, failures: int, cooldown: float) -> CircuitBreaker:
-    """The process's breaker for one provider endpoint (made on first use)."""
+def breaker_for(
+    name: str,
+    *,
+    failures: int,
+    cooldown: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> CircuitBreaker:
+    """The process's breaker for one provider endpoint (made on first use, with `clock`)."""
     with _lock:
         breaker = _breakers.get(name)
         if breaker is None:
-            breaker = _breakers[name] = CircuitBreaker(name, failures=failures, cooldown=cooldown)
+            breaker = _breakers[name] = CircuitBreaker(
+                name, failures=failures, cooldown=cooldown, clock=clock
+            )
         return breaker
 
 

@@ -54,10 +54,8 @@ class GuardedSTT(stt.STT):
         return self.inner.provider
 
     def prewarm(self) -> None:
-        # Google's plugin keeps its clients in a connection pool that can open one ahead.
-        pool = getattr(self.inner, "_pool", None)
-        if pool is not None:
-            pool.prewarm()
+        # Google's (see `agent.compat.GoogleSTTWithClient`) opens a pooled connection ahead.
+        self.inner.prewarm()
 
     async def _recognize_impl(
         self,

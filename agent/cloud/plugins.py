@@ -7,12 +7,14 @@ endpoint, a proxy or the loopback stand-ins in `standins/`. Keys are read from `
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
 import grpc
 from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import speech_v1, texttospeech
 from google.cloud.speech_v1.services.speech.transports.grpc_asyncio import (
     SpeechGrpcAsyncIOTransport,
@@ -21,18 +23,21 @@ from google.cloud.texttospeech_v1.services.text_to_speech.transports.grpc_asynci
     TextToSpeechGrpcAsyncIOTransport,
 )
 from google.genai import types as genai_types
+from google.oauth2 import service_account
 from livekit.plugins import elevenlabs, google
-from livekit.plugins.google import llm as google_llm
 
 from ..accounts.models import CloudLLM, CloudSTT, CloudTTS
+from ..compat import GoogleSTTWithClient, GoogleTTSWithClient
 from ..settings import Settings
 
 # Raw PCM: nothing to decode on our side, and the same rate as the local hibari voice.
 ELEVENLABS_ENCODING: Final = "pcm_24000"
 GOOGLE_TTS_RATE = 24000
+_SCOPES: Final = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 def _google_credentials(settings: Settings) -> dict[str, Any]:
+    """The plugin's own credential arguments (used where the plugin builds its client)."""
     if settings.google_grpc_insecure:
         return {"credentials": AnonymousCredentials()}
     if settings.google_credentials_file is not None:
@@ -40,58 +45,62 @@ def _google_credentials(settings: Settings) -> dict[str, Any]:
     return {}
 
 
-class _GoogleSTT(google.STT):
-    """Google STT whose gRPC endpoint can be overridden."""
+def _file_credentials(settings: Settings) -> Credentials | None:
+    """The service account of GOOGLE_APPLICATION_CREDENTIALS, for clients we build ourselves.
 
-    def __init__(self, *, endpoint: str | None, insecure: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._endpoint = endpoint
-        self._insecure = insecure
+    Blocking (reads the file); None means the client's Application Default Credentials."""
+    if settings.google_credentials_file is None:
+        return None
+    return service_account.Credentials.from_service_account_file(
+        str(settings.google_credentials_file), scopes=_SCOPES
+    )
 
-    async def _create_client(self, timeout: float) -> Any:  # noqa: ASYNC109 (plugin API)
-        if self._endpoint is None:
-            return await super()._create_client(timeout)
-        if self._insecure:
-            channel = grpc.aio.insecure_channel(self._endpoint)
+
+def _speech_client_factory(
+    settings: Settings,
+) -> Callable[[], Awaitable[speech_v1.SpeechAsyncClient]] | None:
+    endpoint = settings.google_speech_endpoint
+    if endpoint is None:
+        return None
+
+    async def make() -> speech_v1.SpeechAsyncClient:
+        if settings.google_grpc_insecure:
+            channel = grpc.aio.insecure_channel(endpoint)
             return speech_v1.SpeechAsyncClient(
                 transport=SpeechGrpcAsyncIOTransport(channel=channel)
             )
         return speech_v1.SpeechAsyncClient(
-            credentials=self._credentials if self._credentials else None,
-            client_options=ClientOptions(api_endpoint=self._endpoint),
+            credentials=await asyncio.to_thread(_file_credentials, settings),
+            client_options=ClientOptions(api_endpoint=endpoint),
         )
 
+    return make
 
-class _GoogleTTS(google.TTS):
-    """Google TTS whose gRPC endpoint can be overridden."""
 
-    def __init__(self, *, endpoint: str | None, insecure: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._endpoint = endpoint
-        self._insecure = insecure
+def _tts_client_factory(
+    settings: Settings,
+) -> Callable[[], texttospeech.TextToSpeechAsyncClient] | None:
+    endpoint = settings.google_tts_endpoint
+    if endpoint is None:
+        return None
 
-    def _ensure_client(self) -> texttospeech.TextToSpeechAsyncClient:
-        if self._endpoint is None or self._client is not None:
-            return super()._ensure_client()
-        if self._insecure:
-            channel = grpc.aio.insecure_channel(self._endpoint)
-            self._client = texttospeech.TextToSpeechAsyncClient(
+    def make() -> texttospeech.TextToSpeechAsyncClient:
+        if settings.google_grpc_insecure:
+            channel = grpc.aio.insecure_channel(endpoint)
+            return texttospeech.TextToSpeechAsyncClient(
                 transport=TextToSpeechGrpcAsyncIOTransport(channel=channel)
             )
-        else:
-            self._client = texttospeech.TextToSpeechAsyncClient(
-                client_options=ClientOptions(api_endpoint=self._endpoint)
-            )
-        return self._client
+        return texttospeech.TextToSpeechAsyncClient(
+            credentials=_file_credentials(settings),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
 
-    def prewarm(self) -> None:
-        self._ensure_client()
+    return make
 
 
 def google_stt(choice: CloudSTT, settings: Settings) -> google.STT:
-    return _GoogleSTT(
-        endpoint=settings.google_speech_endpoint,
-        insecure=settings.google_grpc_insecure,
+    return GoogleSTTWithClient(
+        client_factory=_speech_client_factory(settings),
         model=choice.model,
         languages=choice.language,
         detect_language=False,
@@ -101,9 +110,8 @@ def google_stt(choice: CloudSTT, settings: Settings) -> google.STT:
 
 
 def google_tts(choice: CloudTTS, settings: Settings) -> google.TTS:
-    return _GoogleTTS(
-        endpoint=settings.google_tts_endpoint,
-        insecure=settings.google_grpc_insecure,
+    return GoogleTTSWithClient(
+        client_factory=_tts_client_factory(settings),
         voice_name=choice.voice,
         language=choice.language,
         sample_rate=GOOGLE_TTS_RATE,
@@ -132,10 +140,10 @@ def elevenlabs_tts(
 def gemini_llm(choice: CloudLLM, settings: Settings) -> google.LLM:
     assert settings.google_api_key is not None
     # Thinking off: with it a first token takes seconds, not a few hundred milliseconds.
-    thinking = (
-        genai_types.ThinkingConfig(thinking_level=genai_types.ThinkingLevel.MINIMAL)
-        if google_llm._supports_thinking_level(choice.model)
-        else genai_types.ThinkingConfig(thinking_budget=0)
+    # Both fields: the plugin sends the level to models that take one (Gemini 3 and newer)
+    # and the budget to the others (2.5 and older), so we need not know which is which.
+    thinking = genai_types.ThinkingConfig(
+        thinking_budget=0, thinking_level=genai_types.ThinkingLevel.MINIMAL
     )
     extra: dict[str, Any] = {}
     if settings.gemini_base_url:

@@ -7,12 +7,21 @@ from livekit import rtc
 
 
 def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Linear resampling of mono float32 audio; good enough for speech recognition input."""
+    """Resample mono float32 audio with an anti-aliasing filter (soxr, in livekit.rtc).
+
+    Whisper hears 16 kHz; speech arrives at 24 or 48 kHz, and dropping samples by linear
+    interpolation folds everything above 8 kHz back into the band Whisper listens to. One
+    utterance at a time: a fresh resampler, pushed once and flushed (about a millisecond
+    for 3 s of speech, see the README)."""
     if src_rate == dst_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
-    n_out = round(samples.size * dst_rate / src_rate)
-    positions = np.linspace(0, samples.size - 1, n_out)
-    return np.interp(positions, np.arange(samples.size), samples).astype(np.float32)
+    resampler = rtc.AudioResampler(src_rate, dst_rate, quality=rtc.AudioResamplerQuality.MEDIUM)
+    pcm = bytearray(float_to_int16_bytes(samples))
+    frames = [*resampler.push(pcm), *resampler.flush()]
+    if not frames:
+        return np.zeros(0, dtype=np.float32)
+    out = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames])
+    return out.astype(np.float32) / 32768.0
 
 
 def frame_to_float(frame: rtc.AudioFrame) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""Every reach into a framework's private attributes, in one place, each behind one function.
+
+livekit-agents and its plugins offer no public way to do these few things; each function says
+what it needs and why. `tests/test_compat.py` checks every attribute used here on the pinned
+versions and names it when an upgrade removes or renames it, so a framework change fails
+there, loudly, instead of deep inside a call. Keep each reach in its own function (or class)
+with its own test, so adding one does not touch the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from google.cloud import texttospeech
+from livekit.agents import JobContext
+from livekit.plugins import google, silero
+
+# --- livekit-plugins-silero ---------------------------------------------------------------
+
+
+def silero_vad_sharing_model(vad: silero.VAD) -> silero.VAD:
+    """A new `silero.VAD` over `vad`'s loaded ONNX session, with its own copy of the options.
+
+    Each call needs its own VAD object (a session subscribes to its providers' events), but
+    loading the model again per call costs ~0.1 s and memory. The constructor takes a session
+    and options (public signature), but the loaded ones are only reachable as `_onnx_session`
+    and `_opts`. The options are copied so that one call's `update_options` stays its own.
+    """
+    return silero.VAD(session=vad._onnx_session, opts=replace(vad._opts))
+
+
+# --- livekit-agents: JobContext -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatchTimes:
+    """When the worker received the job request and the server assigned it (unix s; 0: unknown)."""
+
+    received_at: float
+    assigned_at: float
+
+
+def job_dispatch_times(ctx: JobContext) -> DispatchTimes:
+    """The worker's dispatch stamps of this job (0.0 where unknown: console, simulation).
+
+    The worker stamps them on the job's `RunningJobInfo`, which `JobContext` keeps as `_info`
+    (livekit-agents itself reads them from there for its job span); no public accessor.
+    """
+    info = ctx._info
+    return DispatchTimes(
+        received_at=float(info.received_at or 0.0), assigned_at=float(info.assigned_at or 0.0)
+    )
+
+
+# --- livekit-plugins-google: where the gRPC clients come from -----------------------------
+
+
+class GoogleSTTWithClient(google.STT):
+    """`google.STT` whose gRPC client comes from `client_factory` (when given).
+
+    The plugin builds its client in `_create_client` (the connect callback of its connection
+    pool, `_pool`) from a location, not an endpoint; an endpoint override (a regional host,
+    a proxy, the loopback stand-ins) needs the client built by us. `prewarm` opens a pooled
+    connection ahead of the first utterance (the plugin's own `prewarm` is the base no-op).
+    """
+
+    def __init__(
+        self, *, client_factory: Callable[[], Awaitable[Any]] | None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._firstword_client_factory = client_factory
+
+    async def _create_client(self, timeout: float) -> Any:  # noqa: ASYNC109 (plugin API)
+        if self._firstword_client_factory is None:
+            return await super()._create_client(timeout)
+        return await self._firstword_client_factory()
+
+    def prewarm(self) -> None:
+        self._pool.prewarm()
+
+
+class GoogleTTSWithClient(google.TTS):
+    """`google.TTS` whose gRPC client comes from `client_factory` (when given).
+
+    The plugin builds its client lazily in `_ensure_client`, for a location's host only; we
+    build it for an overridden endpoint and store it where the plugin looks (`_client`).
+    """
+
+    def __init__(
+        self,
+        *,
+        client_factory: Callable[[], texttospeech.TextToSpeechAsyncClient] | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._firstword_client_factory = client_factory
+
+    def _ensure_client(self) -> texttospeech.TextToSpeechAsyncClient:
+        if self._firstword_client_factory is not None and self._client is None:
+            self._client = self._firstword_client_factory()
+        return super()._ensure_client()
+
+    def prewarm(self) -> None:
+        self._ensure_client()

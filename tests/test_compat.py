@@ -1,0 +1,108 @@
+"""The framework internals `agent/compat.py` relies on, checked on the pinned versions.
+
+Each test goes through the real framework code path that uses the private attribute, and
+its message names the attribute, so an upgrade that moves one fails here by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+from livekit import rtc
+from livekit.agents import JobContext, JobProcess
+from livekit.agents.job import JobAcceptArguments, JobExecutorType, RunningJobInfo
+from livekit.plugins import google, silero
+from livekit.protocol import agent as agent_proto
+
+from agent import compat
+
+
+def _has(obj: Any, name: str, where: str) -> Any:
+    assert hasattr(obj, name), f"{where}.{name} is gone: update agent/compat.py"
+    return getattr(obj, name)
+
+
+async def test_silero_vad_shares_the_loaded_onnx_session_and_copies_the_options() -> None:
+    loaded = silero.VAD.load(min_silence_duration=0.35)
+    assert isinstance(loaded, silero.VAD)
+    session = _has(loaded, "_onnx_session", "silero.VAD")
+    opts = _has(loaded, "_opts", "silero.VAD")
+    params = inspect.signature(silero.VAD.__init__).parameters
+    assert {"session", "opts"} <= set(params), f"silero.VAD.__init__ takes {list(params)}"
+
+    per_call = compat.silero_vad_sharing_model(loaded)
+    assert per_call is not loaded and per_call._onnx_session is session
+    assert per_call._opts == opts and per_call._opts is not opts
+    per_call.update_options(min_silence_duration=1.0)
+    assert loaded.min_silence_duration == 0.35, "a call's options leaked into the shared VAD"
+    stream = per_call.stream()  # the framework builds its model over the shared session
+    assert stream._model._sess is session
+    await stream.aclose()
+
+
+async def test_job_dispatch_times_come_from_the_running_job_info() -> None:
+    fields = set(RunningJobInfo.__dataclass_fields__)
+    assert {"received_at", "assigned_at"} <= fields, f"RunningJobInfo has {sorted(fields)}"
+    info = RunningJobInfo(
+        accept_arguments=JobAcceptArguments(name="", identity="agent", metadata=""),
+        job=agent_proto.Job(id="AJ_test"),
+        url="ws://127.0.0.1:1",
+        token="",
+        worker_id="W_test",
+        fake_job=False,
+        received_at=1000.25,
+        assigned_at=1000.5,
+    )
+    ctx = JobContext(
+        proc=JobProcess(executor_type=JobExecutorType.THREAD, user_arguments=None, http_proxy=None),
+        info=info,
+        room=rtc.Room(),
+        on_connect=MagicMock(),
+        on_shutdown=MagicMock(),
+        inference_executor=MagicMock(),
+    )
+    assert _has(ctx, "_info", "JobContext") is info
+    assert compat.job_dispatch_times(ctx) == compat.DispatchTimes(1000.25, 1000.5)
+
+
+async def test_google_stt_connects_through_our_client_factory() -> None:
+    create = _has(google.STT, "_create_client", "google.STT")
+    assert inspect.iscoroutinefunction(create), "google.STT._create_client is no longer async"
+    assert "timeout" in inspect.signature(create).parameters, "google.STT._create_client(timeout)"
+    client = object()
+
+    async def factory() -> object:
+        return client
+
+    stt = compat.GoogleSTTWithClient(
+        client_factory=factory, credentials=MagicMock(), detect_language=False
+    )
+    pool = _has(stt, "_pool", "google.STT")
+    _has(pool, "prewarm", "google.STT._pool")
+    # The plugin's connection pool opens its connections through the hook.
+    async with pool.connection(timeout=1.0) as connection:
+        assert connection is client, "google.STT._pool no longer connects via _create_client"
+    stt.prewarm()
+    await stt.aclose()
+
+
+async def test_google_tts_synthesises_through_our_client_factory() -> None:
+    _has(google.TTS, "_ensure_client", "google.TTS")
+    client = MagicMock()
+    tts = compat.GoogleTTSWithClient(
+        client_factory=lambda: client, credentials=MagicMock(), use_streaming=False
+    )
+    assert _has(tts, "_client", "google.TTS") is None
+    tts.prewarm()
+    assert tts._client is client, "google.TTS no longer keeps its client in _client"
+    # The plugin's request path asks _ensure_client for the client it calls.
+    client.synthesize_speech.side_effect = RuntimeError("reached the client")
+    with pytest.raises(Exception, match="reached the client"):
+        async with tts.synthesize("hello") as stream:
+            async for _ in stream:
+                pass
+    assert client.synthesize_speech.called
+    await tts.aclose()
