@@ -27,7 +27,7 @@ from agent.caller.mic import Microphone
 from agent.caller.recorder import RATE, Recorder
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
-from tests.e2e_support import ENV, PORT, metrics_url
+from tests.e2e_support import ENV, PORT, log_records, metrics_url
 from tests.helpers import similarity
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +147,7 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
             await call.speech_end(start[0])
             # Which worker has the call: its log names the room.
             owner = next(i for i, log in enumerate(logs) if call.name in log.read_text())
-            victim, survivor = (proc_a, proc_b) if owner == 0 else (proc_b, proc_a)
+            victim = proc_a if owner == 0 else proc_b
             survivor_log = logs[1 - owner]
             await asyncio.sleep(0.5)  # the call's lease is written after its first word
 
@@ -162,6 +162,10 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
                 whisper.transcribe_pcm, call.recorder.audio(again[0], end), RATE, "en"
             )
             print(f"\ncrash pick-up, heard by the caller {pickup_s * 1000:.0f} ms after kill -9")
+            for record in log_records(survivor_log):
+                if "picked up again" in record.get("message", "") or record.get("resumed"):
+                    keys = ("message", "remove_ms", "dispatch_ms", "timeline_ms")
+                    print({k: record[k] for k in keys if k in record})
             assert similarity(line, settings.resume_line) >= 0.6, line
             assert pickup_s < 6.0, f"picked up after {pickup_s:.1f} s"
             assert _counter(metrics_url(survivor_log), "firstword_jobs_redispatched_total") == 1
