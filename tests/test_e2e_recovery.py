@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -151,7 +152,7 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
             survivor_log = logs[1 - owner]
             await asyncio.sleep(0.5)  # the call's lease is written after its first word
 
-            killed_at = time.perf_counter()
+            killed_at, killed_wall = time.perf_counter(), time.time()
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait(timeout=10)
             again = await call.heard_after(killed_at, 15.0)
@@ -165,7 +166,11 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
             for record in log_records(survivor_log):
                 if "picked up again" in record.get("message", "") or record.get("resumed"):
                     keys = ("message", "remove_ms", "dispatch_ms", "timeline_ms")
-                    print({k: record[k] for k in keys if k in record})
+                    logged = datetime.fromisoformat(record["timestamp"]).timestamp()
+                    print(
+                        f"logged {(logged - killed_wall) * 1000:.0f} ms after the kill:",
+                        {k: record[k] for k in keys if k in record},
+                    )
             assert similarity(line, settings.resume_line) >= 0.6, line
             assert pickup_s < 6.0, f"picked up after {pickup_s:.1f} s"
             assert _counter(metrics_url(survivor_log), "firstword_jobs_redispatched_total") == 1
