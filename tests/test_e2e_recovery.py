@@ -165,7 +165,7 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
             print(f"\ncrash pick-up, heard by the caller {pickup_s * 1000:.0f} ms after kill -9")
             for record in log_records(survivor_log):
                 if "picked up again" in record.get("message", "") or record.get("resumed"):
-                    keys = ("message", "remove_ms", "dispatch_ms", "timeline_ms")
+                    keys = ("message", "remove_ms", "dispatch_ms", "greeting_cached", "timeline_ms")
                     logged = datetime.fromisoformat(record["timestamp"]).timestamp()
                     print(
                         f"logged {(logged - killed_wall) * 1000:.0f} ms after the kill:",
