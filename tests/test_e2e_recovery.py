@@ -208,15 +208,16 @@ async def test_two_server_nodes_on_redis_answer_calls_on_both(
     cluster: list[str], registry: AccountRegistry, tmp_path: Path
 ) -> None:
     account = registry.accounts["harbor-dental"]
-    env = {
-        "LIVEKIT_URL": cluster[0],
-        "LIVEKIT_API_KEY": CLUSTER_KEY,
-        "LIVEKIT_API_SECRET": CLUSTER_SECRET,
-    }
-    # One worker, registered on the first node only: calls on the second node reach it
+    keys = {"LIVEKIT_API_KEY": CLUSTER_KEY, "LIVEKIT_API_SECRET": CLUSTER_SECRET}
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    # Each node has a worker; a call reaches whichever the server picks, across nodes
     # through the cluster's Redis.
-    with worker(tmp_path / "worker.log", env):
-        for url in (*cluster, *cluster):
+    with (
+        worker(logs[0], {**keys, "LIVEKIT_URL": cluster[0]}),
+        worker(logs[1], {**keys, "LIVEKIT_URL": cluster[1]}),
+    ):
+        for url in (*cluster, *cluster, *cluster):
             async with live_call(url, CLUSTER_KEY, CLUSTER_SECRET, account.id) as call:
                 heard = await call.heard_after(0.0, 15.0)
                 assert heard is not None, f"call on {url} not answered"
+                assert any(call.name in log.read_text() for log in logs)
