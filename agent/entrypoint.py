@@ -29,7 +29,7 @@ from livekit.agents import (
     room_io,
 )
 
-from . import metrics
+from . import metrics, recovery
 from .accounts import AccountStore, CallHints, predispatched_account, resolve_account
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
@@ -58,6 +58,9 @@ def prewarm(proc: JobProcess) -> None:
     )
     pool = process_wide("pool", lambda: load_pool(settings, store.registry))
     synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
+    process_wide(
+        "resume_lines", lambda: recovery.prepare_resume_lines(pool, store.registry, settings)
+    )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -110,6 +113,7 @@ def _load_by_calls(server: AgentServer) -> float:
 
 
 server = _build_server()
+recovery.attach(server)
 
 
 def _text(value: object) -> str:
@@ -213,9 +217,11 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(chains.aclose)
     if chains.cloud:
         call["cloud"] = chains.names
-    cached, greeting_audio = await pool.greetings.stream(
-        pool.voice_for(account.voice), account.greeting
-    )
+    # A call picked up after its worker died goes on with a short line, not the greeting.
+    resumed = recovery.is_resumed(_text(ctx.job.metadata))
+    call["resumed"] = resumed
+    first_line = settings.resume_line if resumed else account.greeting
+    cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
     metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
     call["greeting_cached"] = cached
     timeline.mark("account_ready")
@@ -278,7 +284,8 @@ async def entrypoint(ctx: JobContext) -> None:
             return
         timeline.mark("caller_joined")
     call["caller"] = caller.identity
-    session.say(account.greeting, audio=greeting_audio)
+    session.say(first_line, audio=greeting_audio)
+    recovery.track_call(ctx, account.id)
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:

@@ -52,6 +52,10 @@ ACTIVE_CALLS = Gauge(
     "Calls in progress.",
     multiprocess_mode="livesum",
 )
+JOBS_REDISPATCHED = Counter(
+    "firstword_jobs_redispatched_total",
+    "Calls picked up again after their worker died (see agent/recovery.py).",
+)
 GREETING_CACHE = Counter(
     "firstword_greeting_cache_total",
     "Greetings served from the audio cache (hit) or synthesised during the call (miss).",

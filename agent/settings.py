@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         default=20.0, gt=0, validation_alias="FIRSTWORD_CALLER_WAIT_TIMEOUT"
     )
 
+    # Crash recovery (agent/recovery.py): on when REDIS_URL is set. Each call holds a lease
+    # in Redis for this long; a call whose lease ran out (its worker died) is dispatched
+    # again by a surviving worker, which says the resume line in the account's voice.
+    redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
+    crash_recovery: bool = Field(default=True, validation_alias="FIRSTWORD_CRASH_RECOVERY")
+    recovery_lease_ms: int = Field(
+        default=1000, ge=200, le=60000, validation_alias="FIRSTWORD_RECOVERY_LEASE_MS"
+    )
+    resume_line: str = Field(
+        default="Sorry, I lost you for a moment. How can I help?",
+        min_length=1,
+        validation_alias="FIRSTWORD_RESUME_LINE",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )

@@ -3,6 +3,11 @@
 #   scripts/livekit-server.sh install   build it from its Go module into ./bin (skipped if built)
 #   scripts/livekit-server.sh start     start it on 127.0.0.1:$LIVEKIT_PORT (default 7880) unless it answers already
 #   scripts/livekit-server.sh stop      stop the server this script started on that port
+# Multi-node mode (LiveKit's distributed mode): set LIVEKIT_REDIS=host:port (a Redis shared by
+# every node, e.g. scripts/redis-server.sh) and LIVEKIT_API_KEY / LIVEKIT_API_SECRET (32+
+# characters). Then there is no --dev: the keys reach the server through LIVEKIT_KEYS (its
+# environment, not its command line), and each node gets its own ports from LIVEKIT_PORT
+# (+1 TCP, +2 UDP) and its own state dir, so several nodes run side by side on one host.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,8 +47,19 @@ start_server() {
   local config
   # Info, not the debug level --dev implies: debug logs ~200 MB per benchmark run and costs CPU.
   config="$(printf 'port: %d\nrtc:\n  tcp_port: %d\n  udp_port: %d\nlogging:\n  level: info\n' "$PORT" $((PORT + 1)) $((PORT + 2)))"
-  nohup "$BIN" --dev --bind 127.0.0.1 --node-ip 127.0.0.1 --config-body "$config" \
-    >"$STATE/server.log" 2>&1 &
+  if [[ -n "${LIVEKIT_REDIS:-}" ]]; then
+    local key="${LIVEKIT_API_KEY:-}" secret="${LIVEKIT_API_SECRET:-}"
+    if [[ -z "$key" || ${#secret} -lt 32 ]]; then
+      echo "livekit-server.sh: multi-node mode (LIVEKIT_REDIS=$LIVEKIT_REDIS) needs LIVEKIT_API_KEY and a LIVEKIT_API_SECRET of 32+ characters" >&2
+      exit 2
+    fi
+    config="$config$(printf '\nredis:\n  address: %s\n' "$LIVEKIT_REDIS")"
+    LIVEKIT_KEYS="$key: $secret" nohup "$BIN" --bind 127.0.0.1 --node-ip 127.0.0.1 \
+      --config-body "$config" >"$STATE/server.log" 2>&1 &
+  else
+    nohup "$BIN" --dev --bind 127.0.0.1 --node-ip 127.0.0.1 --config-body "$config" \
+      >"$STATE/server.log" 2>&1 &
+  fi
   echo $! >"$STATE/pid"
   for _ in $(seq 1 100); do
     if answers; then
