@@ -39,7 +39,7 @@ from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
-from .timeline import CallTimeline
+from .timeline import STAGES, CallTimeline
 
 logger = logging.getLogger("firstword.worker")
 
@@ -60,6 +60,8 @@ def prewarm(proc: JobProcess) -> None:
     synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
     # Readiness needs a voice that speaks now, not only cached greetings (agent/health.py).
     process_wide("voice_check", lambda: check_voices(pool.voices))
+    # Series at zero so that the first call of each account counts in rate() (agent/metrics.py).
+    metrics.start_series(store.registry.accounts, STAGES)
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start

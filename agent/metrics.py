@@ -11,6 +11,7 @@ process's registry. Metric names are documented in the README.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -106,3 +107,18 @@ VOICES_WORKING = Gauge(
     "Voices of this worker that synthesised a test word at prewarm (readiness, agent/health.py).",
     multiprocess_mode="max",
 )
+
+
+def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
+    """Create the labelled series at zero before the first call (prewarm).
+
+    A labelled series appears only when first observed, and Prometheus' `rate()` cannot count
+    the observation that created it: each account's first call, and each stage's, would be
+    missing from the quantiles and the dashboard. Creating them at zero makes it count.
+    """
+    for account in accounts:
+        TIME_TO_FIRST_WORD.labels(account)
+    for stage in stages:
+        CALL_STAGE.labels(stage)
+    for result in ("hit", "miss"):
+        GREETING_CACHE.labels(result)
