@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -163,6 +165,24 @@ async def test_ping_redis_names_an_unreachable_server_and_a_bad_url() -> None:
     error = await ping_redis(f"redis://:hunter2@127.0.0.1:{_free_port()}/0")
     assert error is not None and "unreachable" in error and "hunter2" not in error
     assert "redis://" in str(await ping_redis("http://127.0.0.1:1"))
+
+
+@pytest.fixture
+def real_redis() -> Iterator[int]:
+    """A real Redis on a free loopback port, started by the project's script."""
+    port = _free_port()
+    env = {**os.environ, "REDIS_PORT": str(port)}
+    script = str(PROJECT_ROOT / "scripts" / "redis-server.sh")
+    subprocess.run([script, "start"], env=env, check=True, timeout=120, capture_output=True)
+    yield port
+    subprocess.run([script, "stop"], env=env, check=False, timeout=30)
+
+
+async def test_ping_redis_against_a_real_redis(real_redis: int) -> None:
+    assert await ping_redis(f"redis://127.0.0.1:{real_redis}/0") is None
+    # This Redis has no password: AUTH is refused, and said so without the password.
+    error = await ping_redis(f"redis://:hunter2@127.0.0.1:{real_redis}/0")
+    assert error is not None and "refused AUTH" in error and "hunter2" not in error
 
 
 async def test_ready_and_live_on_the_frameworks_health_server() -> None:
