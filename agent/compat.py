@@ -1,7 +1,7 @@
 """Every reach into a framework's private attributes, in one place, each behind one function.
 
 livekit-agents offers no public way to do these things; each function says what it needs and
-why. `tests/test_compat_health.py` checks them on the pinned version, so a framework change
+why. `tests/test_observability.py` checks them on the pinned version, so a framework change
 fails there, loudly, instead of in production.
 """
 
