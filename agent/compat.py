@@ -4,7 +4,8 @@ livekit-agents and its plugins offer no public way to do these few things; each 
 what it needs and why. `tests/test_compat.py` checks every attribute used here on the pinned
 versions and names it when an upgrade removes or renames it, so a framework change fails
 there, loudly, instead of deep inside a call. Keep each reach in its own function (or class)
-with its own test, so adding one does not touch the others.
+with its own test, so adding one does not touch the others. (The health server's reaches
+are checked in `tests/test_observability.py`.)
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aiohttp import web
 from google.cloud import texttospeech
-from livekit.agents import JobContext
+from livekit.agents import AgentServer, JobContext
 from livekit.plugins import google, silero
 
 # --- livekit-plugins-silero ---------------------------------------------------------------
@@ -104,3 +106,52 @@ class GoogleTTSWithClient(google.TTS):
 
     def prewarm(self) -> None:
         self._ensure_client()
+
+
+# --- livekit-agents: AgentServer's health server and its connection ----------------------
+
+
+class AgentServerWithRoutes(AgentServer):
+    """An `AgentServer` whose own health server (FIRSTWORD_HTTP_PORT) also serves `routes`.
+
+    The framework builds its aiohttp app (`GET /`, `GET /worker`) inside `run()` and starts it
+    before any public hook fires (`worker_started` comes after the router is frozen), so routes
+    cannot be added from outside. It keeps that server as `self._http_server`; this class
+    adds the routes the moment `run()` assigns it, before it starts. One port for every probe
+    instead of a second server of our own.
+    """
+
+    def __init__(self, *args: Any, routes: list[web.RouteDef] | None = None, **kwargs: Any):
+        self.__routes = list(routes or [])
+        super().__init__(*args, **kwargs)
+
+    @property
+    def _http_server(self) -> Any:
+        return self.__dict__.get("_firstword_http_server")
+
+    @_http_server.setter
+    def _http_server(self, value: Any) -> None:
+        if value is not None and self.__routes:
+            value.app.add_routes(self.__routes)
+        self.__dict__["_firstword_http_server"] = value
+
+
+@dataclass(frozen=True)
+class ServerConnection:
+    """The worker's connection to the LiveKit server, as its own health check sees it."""
+
+    registered: bool
+    connecting: bool
+    failed: bool
+
+
+def server_connection(server: AgentServer) -> ServerConnection:
+    """Registered (and not reconnecting), reconnecting, or given up.
+
+    `AgentServer.id` is public but keeps the last id through a reconnect; the framework's
+    own `GET /` reads `_connection_failed`, and `_connecting` is set while it (re)connects.
+    """
+    connecting = bool(server._connecting)
+    failed = bool(server._connection_failed)
+    registered = server.id != "unregistered" and not connecting and not failed
+    return ServerConnection(registered=registered, connecting=connecting, failed=failed)

@@ -34,12 +34,13 @@ from .accounts import AccountStore, CallHints, predispatched_account, resolve_ac
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
-from .compat import job_dispatch_times
+from .compat import AgentServerWithRoutes, job_dispatch_times
+from .health import Health, check_voices
 from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
-from .timeline import CallTimeline
+from .timeline import STAGES, CallTimeline
 
 logger = logging.getLogger("firstword.worker")
 
@@ -61,6 +62,10 @@ def prewarm(proc: JobProcess) -> None:
     process_wide(
         "resume_lines", lambda: recovery.prepare_resume_lines(pool, store.registry, settings)
     )
+    # Readiness needs a voice that speaks now, not only cached greetings (agent/health.py).
+    process_wide("voice_check", lambda: check_voices(pool.voices))
+    # Series at zero so that the first call of each account counts in rate() (agent/metrics.py).
+    metrics.start_series(store.registry.accounts, STAGES)
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -78,13 +83,18 @@ def prewarm(proc: JobProcess) -> None:
 def _build_server() -> AgentServer:
     settings = get_settings()
     threads = settings.job_executor == "thread"
-    server = AgentServer(
+    # Readiness pings Redis only when it is configured (crash recovery, caches).
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    health = Health(redis_url=redis_url)
+    server = AgentServerWithRoutes(
+        routes=health.routes(),
         setup_fnc=prewarm,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret.get_secret_value(),
         job_executor_type=JobExecutorType.THREAD if threads else JobExecutorType.PROCESS,
         num_idle_processes=settings.idle_processes,
+        host=settings.http_host,
         port=settings.http_port,
         # The first prewarm loads every engine: a few seconds on 2 cores.
         initialize_process_timeout=60.0,
@@ -95,16 +105,15 @@ def _build_server() -> AgentServer:
         # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
         max_retry=2,
         log_level=settings.log_level,
-        # Job processes report metrics through files; threads share this process's registry.
+        # livekit-agents serves /metrics itself (port 0: any free port, logged by the framework
+        # as "Prometheus metrics exposed at ..."; None: off). Job processes report through
+        # files, which its endpoint reads; threads share this process's registry.
+        prometheus_port=None if settings.metrics_port < 0 else settings.metrics_port,
         prometheus_multiproc_dir=None
         if threads
         else str(settings.cache_dir / "prometheus" / str(os.getpid())),
     )
-
-    @server.on("worker_started")
-    def _serve_metrics() -> None:
-        metrics.serve(settings.metrics_port)
-
+    health.attach(server)
     return server
 
 

@@ -1,15 +1,15 @@
-"""Prometheus metrics of the worker and its calls, and the HTTP endpoint that serves them.
+"""Prometheus metrics of the worker and its calls.
 
 Calls run either as threads of the worker process or as child processes
 (`FIRSTWORD_JOB_EXECUTOR`). Threads write to this process's registry. Child processes write
 through prometheus_client's multiprocess mode into `PROMETHEUS_MULTIPROC_DIR`, which the
-LiveKit worker sets before it starts the process pool; the endpoint then reads that
-directory. Metric names are documented in the README.
+LiveKit worker sets before it starts the process pool. livekit-agents' own endpoint serves
+them (`AgentServer(prometheus_port=...)`): it reads that directory when it is set, else this
+process's registry. Metric names are documented in the README.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,13 +20,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Metric,
     multiprocess,
-    start_http_server,
 )
-from prometheus_client.registry import Collector
-
-logger = logging.getLogger("firstword.metrics")
 
 _SECONDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -85,28 +80,49 @@ RESCUES = Counter(
 )
 
 
-def _registry() -> CollectorRegistry:
+def current_registry() -> CollectorRegistry:
+    """The registry a scrape reads, as livekit-agents' metrics endpoint chooses it.
+
+    The endpoint itself is the framework's (`AgentServer(prometheus_port=...)`, see
+    `agent/entrypoint.py`): with `PROMETHEUS_MULTIPROC_DIR` set (the process executor) it
+    reads every job process's files, otherwise this process's registry. The readiness check
+    (`agent/health.py`) reads the same source, so it sees what a scrape sees.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and Path(directory).is_dir() and any(Path(directory).glob("*.db")):
-        # Child processes have written here: their files hold every call's metrics.
+    if directory and Path(directory).is_dir():
         registry = CollectorRegistry(auto_describe=True)
         multiprocess.MultiProcessCollector(registry, path=directory)
         return registry
     return REGISTRY
 
 
-class _Source(Collector):
-    """Picks the source on each scrape: child processes' files appear only once they run."""
+def sample_values(name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called `name` (e.g. `firstword_prewarm_seconds_count`), with its labels."""
+    return [
+        (dict(sample.labels), sample.value)
+        for metric in current_registry().collect()
+        for sample in metric.samples
+        if sample.name == name
+    ]
 
-    def collect(self) -> Iterable[Metric]:
-        return _registry().collect()
+
+VOICES_WORKING = Gauge(
+    "firstword_voices_working",
+    "Voices of this worker that synthesised a test word at prewarm (readiness, agent/health.py).",
+    multiprocess_mode="max",
+)
 
 
-def serve(port: int, host: str = "127.0.0.1") -> int | None:
-    """Serve `/metrics` on a daemon thread; returns the bound port (None when disabled)."""
-    if port < 0:
-        return None
-    server, _thread = start_http_server(port, addr=host, registry=_Source())
-    bound = int(server.server_address[1])
-    logger.info("metrics listening on http://%s:%d/metrics", host, bound)
-    return bound
+def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
+    """Create the labelled series at zero before the first call (prewarm).
+
+    A labelled series appears only when first observed, and Prometheus' `rate()` cannot count
+    the observation that created it: each account's first call, and each stage's, would be
+    missing from the quantiles and the dashboard. Creating them at zero makes it count.
+    """
+    for account in accounts:
+        TIME_TO_FIRST_WORD.labels(account)
+    for stage in stages:
+        CALL_STAGE.labels(stage)
+    for result in ("hit", "miss"):
+        GREETING_CACHE.labels(result)

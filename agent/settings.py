@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
     max_concurrent_calls: int = Field(default=4, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
+    # Address of the health server and the metrics endpoint. All IPv4 interfaces by default:
+    # Kubernetes probes and Prometheus reach a pod on its own IP. (The framework's default,
+    # "", also binds IPv6 and, with port 0, on a different port than the one it logs.)
+    http_host: str = Field(default="0.0.0.0", validation_alias="FIRSTWORD_HTTP_HOST")
     # The worker's health/status HTTP server; 0 picks a free port (tests, several workers).
     http_port: int = Field(default=8081, ge=0, validation_alias="FIRSTWORD_HTTP_PORT")
     # Prometheus metrics of the worker and its calls; 0 picks a free port (logged), -1 is off.

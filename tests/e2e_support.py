@@ -24,6 +24,7 @@ ENV = {
     "LIVEKIT_API_KEY": "devkey",
     "LIVEKIT_API_SECRET": "secret",
     "LIVEKIT_PORT": str(PORT),
+    "FIRSTWORD_HTTP_HOST": "127.0.0.1",
     "FIRSTWORD_HTTP_PORT": "0",
     "FIRSTWORD_METRICS_PORT": "0",
     "FIRSTWORD_IDLE_PROCESSES": "1",
@@ -71,6 +72,16 @@ def log_records(log: Path) -> list[dict[str, Any]]:
 
 
 def metrics_url(log: Path) -> str:
-    match = re.search(r"metrics listening on (http://\S+/metrics)", log.read_text())
+    """The worker's /metrics, from livekit-agents' log line (it binds all interfaces: host "")."""
+    match = re.search(
+        r"Prometheus metrics exposed at http://([^\s:/\"]*):(\d+)/metrics", log.read_text()
+    )
     assert match, "the worker did not log its metrics address"
-    return match.group(1)
+    return f"http://{match.group(1) or '127.0.0.1'}:{match.group(2)}/metrics"
+
+
+def health_url(log: Path, path: str = "/ready") -> str:
+    """The worker's health server (FIRSTWORD_HTTP_PORT), from livekit-agents' log line."""
+    match = re.search(r"HTTP server listening on ([^\s:\"]*):(\d+)", log.read_text())
+    assert match, "the worker did not log its health server's address"
+    return f"http://{match.group(1) or '127.0.0.1'}:{match.group(2)}{path}"
