@@ -28,7 +28,7 @@ from livekit.agents import (
     room_io,
 )
 
-from . import metrics
+from . import capacity, metrics
 from .accounts import AccountStore, CallHints, resolve_account
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
@@ -56,6 +56,10 @@ def prewarm(proc: JobProcess) -> None:
     )
     pool = process_wide("pool", lambda: load_pool(settings, store.registry))
     synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
+    process_wide(
+        "hold_audio",
+        lambda: capacity.prepare_hold_audio(pool, list(store.registry.accounts.values())),
+    )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -84,8 +88,8 @@ def _build_server() -> AgentServer:
         # The first prewarm loads every engine: a few seconds on 2 cores.
         initialize_process_timeout=60.0,
         # The default CPU-based load reads ~1.0 on a busy 2-core box and would refuse
-        # every job; we count calls instead.
-        load_fnc=_load_by_calls,
+        # every job; we count live calls instead (agent/capacity.py).
+        load_fnc=_load_by_live_calls,
         load_threshold=1.0,
         # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
         max_retry=2,
@@ -103,8 +107,9 @@ def _build_server() -> AgentServer:
     return server
 
 
-def _load_by_calls(server: AgentServer) -> float:
-    return min(1.0, len(server.active_jobs) / max(1, get_settings().max_concurrent_calls))
+def _load_by_live_calls() -> float:
+    settings = get_settings()
+    return capacity.worker_load(settings.max_concurrent_calls, settings.hold_slots)
 
 
 server = _build_server()
@@ -124,6 +129,22 @@ def _caller_hints(ctx: JobContext, caller: rtc.RemoteParticipant) -> CallHints:
         participant_attributes={k: v for k, v in attributes.items() if isinstance(v, str)},
         participant_metadata=_text(caller.metadata),
     )
+
+
+def _release_when_gone(room: rtc.Room, identity: str, slot: capacity.CallSlot) -> None:
+    def _on_left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == identity:
+            slot.release()
+
+    room.on("participant_disconnected", _on_left)
+    if identity not in room.remote_participants:  # gone before we started listening
+        slot.release()
+
+
+def _received_at(ctx: JobContext) -> float:
+    # The worker stamps the dispatch in unix seconds on the job's info (not public API).
+    info = getattr(ctx, "_info", None)
+    return float(getattr(info, "received_at", 0.0) or 0.0)
 
 
 def _timeline(ctx: JobContext) -> CallTimeline:
@@ -148,11 +169,12 @@ async def entrypoint(ctx: JobContext) -> None:
     timeline = _timeline(ctx)
     store: AccountStore = ctx.proc.userdata["accounts"]
     pool: EnginePool = ctx.proc.userdata["pool"]
-    metrics.ACTIVE_CALLS.inc()
+    settings = get_settings()
+    slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
     call: dict[str, Any] = {"room": ctx.room.name}
 
     async def _end_of_call(reason: str) -> None:
-        metrics.ACTIVE_CALLS.dec()
+        slot.release()
         if "first_frame" not in timeline.marks:
             _report(timeline, call, reason=reason)
 
@@ -167,14 +189,33 @@ async def entrypoint(ctx: JobContext) -> None:
         timeline.mark("room_connected")
         caller = await ctx.wait_for_participant()
         timeline.mark("caller_joined")
+        # The call stops counting against capacity the moment its caller leaves.
+        _release_when_gone(ctx.room, caller.identity, slot)
+        capacity.observe_agent_wait(caller, ctx.room, _received_at(ctx))
         resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
     finally:
         if not accounts.done():
             accounts.cancel()
     account = resolution.account
     call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
+    if slot.mode == "held":
+        call["held"] = True
+        promoted = await capacity.hold(
+            ctx.room,
+            caller,
+            account,
+            pool,
+            slot,
+            max_calls=settings.max_concurrent_calls,
+            max_hold_s=settings.max_hold_seconds,
+        )
+        if not promoted:
+            ctx.shutdown(reason="left hold" if slot.released else "held too long: handed off")
+            return
+    if slot.released:  # the caller left while the call was being set up
+        ctx.shutdown(reason="caller left")
+        return
     engines = await pool.for_call(account)
-    settings = get_settings()
     chains = build_chains(
         account,
         settings,
@@ -186,9 +227,9 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(chains.aclose)
     if chains.cloud:
         call["cloud"] = chains.names
-    cached, greeting_audio = await pool.greetings.stream(
-        pool.voice_for(account.voice), account.greeting
-    )
+    # A call promoted from hold has heard the greeting: it gets a short line instead.
+    first_line = capacity.PROMOTED_LINE if call.get("held") else account.greeting
+    cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
     metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
     call["greeting_cached"] = cached
     timeline.mark("account_ready")
@@ -213,6 +254,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # the room and the process is freed now rather than when the server reaps the room.
     @session.on("close")
     def _on_close(event: CloseEvent) -> None:
+        slot.release()
         ctx.shutdown(reason=f"session closed: {event.reason}")
 
     def _after_first_frame(_event: AgentStateChangedEvent) -> None:
@@ -240,7 +282,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ),
     )
     timeline.mark("session_started")
-    session.say(account.greeting, audio=greeting_audio)
+    session.say(first_line, audio=greeting_audio)
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:

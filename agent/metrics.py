@@ -49,8 +49,33 @@ PREWARM = Histogram(
 )
 ACTIVE_CALLS = Gauge(
     "firstword_active_calls",
-    "Calls in progress.",
+    "Live calls in a conversation: counted until the caller leaves or the session closes, "
+    "not until the job is torn down (held calls are in firstword_calls_on_hold).",
     multiprocess_mode="livesum",
+)
+CAPACITY_CALLS = Gauge(
+    "firstword_capacity_calls",
+    "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS).",
+    multiprocess_mode="max",
+)
+WORKER_LOAD = Gauge(
+    "firstword_worker_load",
+    "The load this worker reports to the LiveKit server (0..1; 1 means full).",
+    multiprocess_mode="max",
+)
+CALLS_ON_HOLD = Gauge(
+    "firstword_calls_on_hold",
+    "Calls now in hold mode, waiting for a conversation slot.",
+    multiprocess_mode="livesum",
+)
+CALLS_OVERFLOWED = Counter(
+    "firstword_calls_overflowed_total",
+    "Calls that started in hold mode because every conversation slot was taken.",
+)
+AGENT_WAIT = Histogram(
+    "firstword_agent_wait_seconds",
+    "From the caller joining the room (as the server reports it) to the agent's job request.",
+    buckets=_SECONDS,
 )
 GREETING_CACHE = Counter(
     "firstword_greeting_cache_total",
@@ -95,7 +120,14 @@ class _Source(Collector):
     """Picks the source on each scrape: child processes' files appear only once they run."""
 
     def collect(self) -> Iterable[Metric]:
-        return _registry().collect()
+        registry = _registry()
+        if registry is REGISTRY:
+            return registry.collect()
+        # The worker's own gauges (load, capacity) are set in the main process, which does
+        # not write multiprocess files; the job processes' files hold only their zeros.
+        own = {"firstword_worker_load", "firstword_capacity_calls"}
+        found = [m for m in registry.collect() if m.name not in own]
+        return [*found, *WORKER_LOAD.collect(), *CAPACITY_CALLS.collect()]
 
 
 def serve(port: int, host: str = "127.0.0.1") -> int | None:
