@@ -89,6 +89,12 @@ def load_for(counts: CallCounts, max_calls: int, hold_slots: int) -> float:
     return min(1.0, _FULL_CONVERSATIONS + (1 - _FULL_CONVERSATIONS) * counts.held / hold_slots)
 
 
+def effective_load(counts: CallCounts, reserved: int, max_calls: int, hold_slots: int) -> float:
+    """What the worker compares with its threshold (1.0) to accept a job: every call it holds
+    or has promised to take, against all its slots (conversations and holds)."""
+    return (counts.live + counts.held + reserved) / max(1, max_calls + hold_slots)
+
+
 def worker_load(max_calls: int, hold_slots: int) -> float:
     """The framework's load function body: reads the live counts, records the metrics."""
     load = load_for(current_counts(), max_calls, hold_slots)

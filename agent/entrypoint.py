@@ -38,6 +38,7 @@ from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
 from .timeline import CallTimeline
+from .worker_compat import CapacityAwareServer
 
 logger = logging.getLogger("firstword.worker")
 
@@ -77,7 +78,7 @@ def prewarm(proc: JobProcess) -> None:
 def _build_server() -> AgentServer:
     settings = get_settings()
     threads = settings.job_executor == "thread"
-    server = AgentServer(
+    server = CapacityAwareServer(
         setup_fnc=prewarm,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,

@@ -9,6 +9,7 @@ a burst. The worker takes FIRSTWORD_MAX_CALLS=2 here so the bursts stay small.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import time
 import urllib.request
@@ -248,3 +249,19 @@ async def test_two_workers_share_a_burst(livekit_server: str, tmp_path: Path) ->
             await _settled(log)
     for log in logs:
         _assert_clean(log)
+
+
+def test_the_framework_still_has_what_the_capacity_override_uses() -> None:
+    from livekit.agents import AgentServer
+
+    from agent.worker_compat import CapacityAwareServer
+
+    # The override replaces this private method, which reads this private counter.
+    assert callable(getattr(AgentServer, "_get_effective_load", None))
+    assert issubclass(CapacityAwareServer, AgentServer)
+    # (set when the server runs; read through getattr with a default of 0)
+    assert "self._reserved_slots += 1" in inspect.getsource(AgentServer)
+    counts = capacity.CallCounts(live=2, held=1)
+    # Two conversations and one held call of 2 + 2 slots, plus one job promised: full.
+    assert capacity.effective_load(counts, 0, 2, 2) == pytest.approx(0.75)
+    assert capacity.effective_load(counts, 1, 2, 2) == 1.0
