@@ -188,7 +188,17 @@ async def entrypoint(ctx: JobContext) -> None:
     try:
         await ctx.connect()
         timeline.mark("room_connected")
-        caller = await ctx.wait_for_participant()
+        if not ctx.room.remote_participants:
+            # Nobody to talk to (the caller left before we joined, or the room was made
+            # ahead of its caller): a room waiting for its caller takes no slot.
+            slot.release()
+        try:
+            caller = await ctx.wait_for_participant()
+        except RuntimeError:  # the room closed before any caller came
+            ctx.shutdown(reason="no caller")
+            return
+        if slot.released:
+            slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         timeline.mark("caller_joined")
         # The call stops counting against capacity the moment its caller leaves.
         _release_when_gone(ctx.room, caller.identity, slot)
