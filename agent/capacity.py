@@ -17,9 +17,10 @@ moment, and the files are already written and read for `/metrics`: no new channe
 
 Load and dispatch: livekit-server v1.13.5 (`pkg/service/agentservice.go`,
 `selectWorkerWeightedByLoad`) picks among workers with status AVAILABLE at random, weighted
-by `1 - load`. So the load we report climbs to 0.9 as the conversation slots fill, then from
-0.9 to 1.0 as the hold slots fill: a worker with room gets most new calls, a full one still
-takes a call (on hold) when nobody has room, and at 1.0 the framework marks it FULL.
+by `1 - load`, and only if the node's workers report less than `agents.target_load` (0.7 by
+default; the psrpc affinity). So the load we report climbs to 0.5 as the conversation slots
+fill, then to 0.65 as the hold slots fill, and is 1.0 (FULL) only when both are taken: a worker
+with room gets more new calls, and a full one still takes a call (on hold).
 
 Overflow: a call that finds every conversation slot taken is held (`hold`): it publishes a
 plain audio track, plays the account's cached greeting and a short hold line (both from the
@@ -56,8 +57,12 @@ PROMOTED_LINE = "Thank you for waiting. How can I help you today?"
 # How often a held call looks for a free slot, and repeats its hold line.
 _POLL_S = 0.25
 _REPEAT_HOLD_S = 12.0
-# Reported load when every conversation slot is taken; the hold slots fill the rest up to 1.
-_FULL_CONVERSATIONS = 0.9
+# Reported load when every conversation slot is taken, and when every hold slot is too.
+# Both stay under livekit-server's `agents.target_load` (0.7 by default): a server whose
+# workers all report more gives a job request no affinity and drops it ("failed to send job
+# request: no servers available"), which is the silence this module exists to prevent.
+_FULL_CONVERSATIONS = 0.5
+_FULL_HOLDS = 0.65
 
 Mode = Literal["live", "held"]
 
@@ -81,12 +86,12 @@ def current_counts() -> CallCounts:
 
 
 def load_for(counts: CallCounts, max_calls: int, hold_slots: int) -> float:
-    """The load to report: up to 0.9 as conversations fill, then up to 1.0 as holds fill."""
+    """The load to report: up to 0.5 as conversations fill, up to 0.65 as holds fill, then 1."""
     if counts.live < max_calls:
         return _FULL_CONVERSATIONS * counts.live / max_calls
-    if hold_slots <= 0:
+    if counts.held >= hold_slots:
         return 1.0
-    return min(1.0, _FULL_CONVERSATIONS + (1 - _FULL_CONVERSATIONS) * counts.held / hold_slots)
+    return _FULL_CONVERSATIONS + (_FULL_HOLDS - _FULL_CONVERSATIONS) * counts.held / hold_slots
 
 
 def effective_load(counts: CallCounts, reserved: int, max_calls: int, hold_slots: int) -> float:

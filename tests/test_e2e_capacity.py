@@ -43,10 +43,12 @@ CAPACITY_ENV = {"FIRSTWORD_MAX_CALLS": "2", "FIRSTWORD_HOLD_SLOTS": "2"}
 def test_load_climbs_with_conversations_then_holds() -> None:
     counts = capacity.CallCounts
     assert capacity.load_for(counts(0, 0), 4, 4) == 0.0
-    assert capacity.load_for(counts(2, 0), 4, 4) == pytest.approx(0.45)
-    # Every conversation slot taken: still available (< 1), but weighted low by the server.
-    assert capacity.load_for(counts(4, 0), 4, 4) == pytest.approx(0.9)
-    assert capacity.load_for(counts(4, 2), 4, 4) == pytest.approx(0.95)
+    assert capacity.load_for(counts(2, 0), 4, 4) == pytest.approx(0.25)
+    # Every conversation slot taken: still under the server's target load (0.7), so a call
+    # still reaches this worker (to be held), but weighted lower than a worker with room.
+    assert capacity.load_for(counts(4, 0), 4, 4) == pytest.approx(0.5)
+    assert capacity.load_for(counts(4, 2), 4, 4) == pytest.approx(0.575)
+    assert capacity.load_for(counts(4, 3), 4, 4) < 0.7
     assert capacity.load_for(counts(4, 4), 4, 4) == 1.0
     # Without hold slots a worker with every conversation slot taken is full.
     assert capacity.load_for(counts(4, 0), 4, 0) == 1.0
