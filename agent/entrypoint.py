@@ -29,12 +29,12 @@ from livekit.agents import (
     room_io,
 )
 
-from . import metrics, recovery
-from .accounts import AccountStore, CallHints, predispatched_account, resolve_account
+from . import capacity, metrics, recovery
+from .accounts import AccountStore, CallHints, resolve_account
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
-from .compat import AgentServerWithRoutes, job_dispatch_times
+from .compat import FirstwordServer, job_dispatch_times
 from .health import Health, check_voices
 from .noise import noise_filter
 from .pools import EnginePool, load_pool
@@ -66,6 +66,10 @@ def prewarm(proc: JobProcess) -> None:
     process_wide("voice_check", lambda: check_voices(pool.voices))
     # Series at zero so that the first call of each account counts in rate() (agent/metrics.py).
     metrics.start_series(store.registry.accounts, STAGES)
+    process_wide(
+        "hold_audio",
+        lambda: capacity.prepare_hold_audio(pool, list(store.registry.accounts.values())),
+    )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -86,7 +90,7 @@ def _build_server() -> AgentServer:
     # Readiness pings Redis only when it is configured (crash recovery, caches).
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     health = Health(redis_url=redis_url)
-    server = AgentServerWithRoutes(
+    server = FirstwordServer(
         routes=health.routes(),
         setup_fnc=prewarm,
         ws_url=settings.livekit_url,
@@ -99,8 +103,8 @@ def _build_server() -> AgentServer:
         # The first prewarm loads every engine: a few seconds on 2 cores.
         initialize_process_timeout=60.0,
         # The default CPU-based load reads ~1.0 on a busy 2-core box and would refuse
-        # every job; we count calls instead.
-        load_fnc=_load_by_calls,
+        # every job; we count live calls instead (agent/capacity.py).
+        load_fnc=_load_by_live_calls,
         load_threshold=1.0,
         # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
         max_retry=2,
@@ -117,8 +121,9 @@ def _build_server() -> AgentServer:
     return server
 
 
-def _load_by_calls(server: AgentServer) -> float:
-    return min(1.0, len(server.active_jobs) / max(1, get_settings().max_concurrent_calls))
+def _load_by_live_calls() -> float:
+    settings = get_settings()
+    return capacity.worker_load(settings.max_concurrent_calls, settings.hold_slots)
 
 
 server = _build_server()
@@ -139,6 +144,16 @@ def _caller_hints(ctx: JobContext, caller: rtc.RemoteParticipant) -> CallHints:
         participant_attributes={k: v for k, v in attributes.items() if isinstance(v, str)},
         participant_metadata=_text(caller.metadata),
     )
+
+
+def _release_when_gone(room: rtc.Room, identity: str, slot: capacity.CallSlot) -> None:
+    def _on_left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == identity:
+            slot.release()
+
+    room.on("participant_disconnected", _on_left)
+    if identity not in room.remote_participants:  # gone before we started listening
+        slot.release()
 
 
 def _timeline(ctx: JobContext) -> CallTimeline:
@@ -165,6 +180,9 @@ async def _wait_for_caller(ctx: JobContext) -> rtc.RemoteParticipant | None:
     timeout = get_settings().caller_wait_timeout
     try:
         return await asyncio.wait_for(ctx.wait_for_participant(), timeout)
+    except RuntimeError:  # the room closed before any caller came
+        ctx.shutdown(reason="no caller")
+        return None
     except TimeoutError:
         logger.info("no caller within %.0f s; closing room %s", timeout, ctx.room.name)
         try:
@@ -181,11 +199,12 @@ async def entrypoint(ctx: JobContext) -> None:
     timeline = _timeline(ctx)
     store: AccountStore = ctx.proc.userdata["accounts"]
     pool: EnginePool = ctx.proc.userdata["pool"]
-    metrics.ACTIVE_CALLS.inc()
+    settings = get_settings()
+    slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
     call: dict[str, Any] = {"room": ctx.room.name}
 
     async def _end_of_call(reason: str) -> None:
-        metrics.ACTIVE_CALLS.dec()
+        slot.release()
         if "first_frame" not in timeline.marks:
             _report(timeline, call, reason=reason)
 
@@ -198,23 +217,45 @@ async def entrypoint(ctx: JobContext) -> None:
     try:
         await ctx.connect()
         timeline.mark("room_connected")
-        # A pre-dispatched room (agent/web/) names its account in the dispatch: the session
-        # starts and publishes before the caller arrives, so they hear the greeting at once.
-        resolution = predispatched_account(await accounts, _text(ctx.job.metadata))
-        caller: rtc.RemoteParticipant | None = None
-        if resolution is None:
-            caller = await _wait_for_caller(ctx)
-            if caller is None:
-                return
-            timeline.mark("caller_joined")
-            resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
+        if not ctx.room.remote_participants:
+            # Nobody to talk to (the caller left before we joined, or the room was made
+            # ahead of its caller, see agent/web/): a room waiting for its caller takes no
+            # slot. A pre-dispatched room names its account in the dispatch, so the account
+            # and its greeting audio are ready before the caller arrives.
+            slot.release()
+        caller = await _wait_for_caller(ctx)
+        if caller is None:
+            return
+        if slot.released:
+            slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
+        timeline.mark("caller_joined")
+        # The call stops counting against capacity the moment its caller leaves.
+        _release_when_gone(ctx.room, caller.identity, slot)
+        capacity.observe_agent_wait(caller, ctx.room, job_dispatch_times(ctx).received_at)
+        resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
     finally:
         if not accounts.done():
             accounts.cancel()
     account = resolution.account
-    call.update(account=account.id, account_source=resolution.source)
+    call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
+    if slot.mode == "held":
+        call["held"] = True
+        promoted = await capacity.hold(
+            ctx.room,
+            caller,
+            account,
+            pool,
+            slot,
+            max_calls=settings.max_concurrent_calls,
+            max_hold_s=settings.max_hold_seconds,
+        )
+        if not promoted:
+            ctx.shutdown(reason="left hold" if slot.released else "held too long: handed off")
+            return
+    if slot.released:  # the caller left while the call was being set up
+        ctx.shutdown(reason="caller left")
+        return
     engines = await pool.for_call(account)
-    settings = get_settings()
     chains = build_chains(
         account,
         settings,
@@ -226,10 +267,16 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(chains.aclose)
     if chains.cloud:
         call["cloud"] = chains.names
-    # A call picked up after its worker died goes on with a short line, not the greeting.
+    # A call picked up after its worker died goes on with a short line, and one promoted
+    # from hold has heard the greeting: both get a short line instead.
     resumed = recovery.is_resumed(_text(ctx.job.metadata))
     call["resumed"] = resumed
-    first_line = settings.resume_line if resumed else account.greeting
+    if resumed:
+        first_line = settings.resume_line
+    elif call.get("held"):
+        first_line = capacity.PROMOTED_LINE
+    else:
+        first_line = account.greeting
     cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
     metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
     call["greeting_cached"] = cached
@@ -255,6 +302,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # the room and the process is freed now rather than when the server reaps the room.
     @session.on("close")
     def _on_close(event: CloseEvent) -> None:
+        slot.release()
         ctx.shutdown(reason=f"session closed: {event.reason}")
 
     def _after_first_frame(_event: AgentStateChangedEvent) -> None:
@@ -287,12 +335,6 @@ async def entrypoint(ctx: JobContext) -> None:
         ),
     )
     timeline.mark("session_started")
-    if caller is None:
-        caller = await _wait_for_caller(ctx)
-        if caller is None:
-            return
-        timeline.mark("caller_joined")
-    call["caller"] = caller.identity
     session.say(first_line, audio=greeting_audio)
     recovery.track_call(ctx, account.id)
 

@@ -44,12 +44,37 @@ PREWARM = Histogram(
 )
 ACTIVE_CALLS = Gauge(
     "firstword_active_calls",
-    "Calls in progress.",
+    "Live calls in a conversation: counted until the caller leaves or the session closes, "
+    "not until the job is torn down (held calls are in firstword_calls_on_hold).",
     multiprocess_mode="livesum",
 )
 JOBS_REDISPATCHED = Counter(
     "firstword_jobs_redispatched_total",
     "Calls picked up again after their worker died (see agent/recovery.py).",
+)
+CAPACITY_CALLS = Gauge(
+    "firstword_capacity_calls",
+    "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS).",
+    multiprocess_mode="max",
+)
+WORKER_LOAD = Gauge(
+    "firstword_worker_load",
+    "The load this worker reports to the LiveKit server (0..1; 1 means full).",
+    multiprocess_mode="max",
+)
+CALLS_ON_HOLD = Gauge(
+    "firstword_calls_on_hold",
+    "Calls now in hold mode, waiting for a conversation slot.",
+    multiprocess_mode="livesum",
+)
+CALLS_OVERFLOWED = Counter(
+    "firstword_calls_overflowed_total",
+    "Calls that started in hold mode because every conversation slot was taken.",
+)
+AGENT_WAIT = Histogram(
+    "firstword_agent_wait_seconds",
+    "From the caller joining the room (as the server reports it) to the agent's job request.",
+    buckets=_SECONDS,
 )
 GREETING_CACHE = Counter(
     "firstword_greeting_cache_total",

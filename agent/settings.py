@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # reports itself full. An empty agent name means automatic dispatch to every room.
     idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
     max_concurrent_calls: int = Field(default=4, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
+    # Calls taken beyond FIRSTWORD_MAX_CALLS in a light hold mode (greeting and a hold line,
+    # no STT/VAD/LLM) until a conversation slot frees; 0 turns overflow off (agent/capacity.py).
+    hold_slots: int = Field(default=4, ge=0, validation_alias="FIRSTWORD_HOLD_SLOTS")
+    # Longest a held caller waits for a slot before being handed off (the handoff phrase).
+    max_hold_seconds: float = Field(default=60.0, gt=0, validation_alias="FIRSTWORD_MAX_HOLD")
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
     # Address of the health server and the metrics endpoint. All IPv4 interfaces by default:
     # Kubernetes probes and Prometheus reach a pod on its own IP. (The framework's default,

@@ -2,7 +2,7 @@
 
 from .loader import AccountFileError, AccountRegistry, load_account_file, load_accounts
 from .models import FAQ, Account, Voice
-from .resolve import CallHints, Resolution, predispatched_account, resolve_account
+from .resolve import CallHints, Resolution, resolve_account
 from .store import AccountStore
 
 __all__ = [
@@ -16,6 +16,5 @@ __all__ = [
     "Voice",
     "load_account_file",
     "load_accounts",
-    "predispatched_account",
     "resolve_account",
 ]

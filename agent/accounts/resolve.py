@@ -77,13 +77,6 @@ def _from_room_name(registry: AccountRegistry, room_name: str) -> Account | None
     return None
 
 
-def predispatched_account(registry: AccountRegistry, job_metadata: str) -> Resolution | None:
-    """The account a dispatch names (rooms created ahead of their caller), if it is known."""
-    account_id = account_id_from_metadata(job_metadata, source="job metadata")
-    account = registry.get(account_id) if account_id else None
-    return Resolution(account, "job metadata (pre-dispatched)") if account else None
-
-
 def resolve_account(registry: AccountRegistry, hints: CallHints) -> Resolution:
     named: list[tuple[str, str | None]] = [
         ("job metadata", account_id_from_metadata(hints.job_metadata, source="job metadata")),

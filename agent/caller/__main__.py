@@ -107,11 +107,12 @@ async def _main(args: argparse.Namespace) -> int:
             room=f"{args.room}-{i}" if args.room and args.runs > 1 else (args.room or ""),
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
+            hang_up_after_s=args.hang_up_after,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
             web_url=args.web,
             web_lead_s=args.web_lead,
         )
-        if args.hang_up_at_first_word:
+        if args.hang_up_at_first_word or args.hang_up_after is not None:
             report = await run_call(settings, [], None, options)
         else:
             report = await run_call(settings, questions, transcribe, options)
@@ -141,6 +142,12 @@ def main() -> None:
         "--hang-up-at-first-word",
         action="store_true",
         help="leave as soon as the greeting is heard (times the first word only)",
+    )
+    parser.add_argument(
+        "--hang-up-after",
+        type=float,
+        metavar="S",
+        help="leave S seconds after joining, whatever was heard (e.g. before the first word)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(

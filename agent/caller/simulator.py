@@ -66,6 +66,11 @@ class CallOptions:
     answer_timeout_s: float = 20.0
     end_silence_s: float = 1.2
     hang_up_mid_answer: bool = False  # leave as soon as the first answer starts
+    # Leave this many seconds after joining, whatever was heard (a caller hanging up before
+    # the first word when small); None: stay for the call.
+    hang_up_after_s: float | None = None
+    # Wait this long after the greeting before the first question (a caller on hold).
+    pause_before_questions_s: float = 0.0
     record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
     # Join with a token from the web app (`POST /api/token`), whose room has the agent
     # pre-dispatched, instead of minting one for a new room.
@@ -143,6 +148,11 @@ async def run_call(
         report = CallReport(
             room=room_name, connect_s=joined - t_connect, ttfw_s=None, greeting="", joined_at=joined
         )
+        if options.hang_up_after_s is not None:
+            start = await recorder.wait_speech_start(joined, options.hang_up_after_s)
+            report.ttfw_s = None if start is None else start[1] - joined
+            await asyncio.sleep(max(0.0, joined + options.hang_up_after_s - time.perf_counter()))
+            return report
         start = await recorder.wait_speech_start(joined, options.greeting_timeout_s)
         if start is None:
             logger.error("no greeting within %.0f s", options.greeting_timeout_s)
@@ -153,6 +163,8 @@ async def run_call(
             return report
         end = await recorder.wait_speech_end(first, options.end_silence_s, 30.0)
         report.greeting = await asyncio.to_thread(transcribe, recorder.audio(first, end), RATE)
+        if options.pause_before_questions_s:
+            await asyncio.sleep(options.pause_before_questions_s)
 
         for question in questions:
             ended = await mic.say(question.audio, question.sample_rate)
