@@ -66,17 +66,34 @@ class CallOptions:
     end_silence_s: float = 1.2
     hang_up_mid_answer: bool = False  # leave as soon as the first answer starts
     record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
+    # Join as a SIP-kind participant (as LiveKit's SIP bridge does), with `sip.*` attributes.
+    sip_trunk_number: str | None = None
+    sip_caller_number: str = "+15035550123"
 
 
-def caller_token(settings: Settings, room: str, identity: str, attributes: dict[str, str]) -> str:
-    return (
+def caller_token(
+    settings: Settings, room: str, identity: str, attributes: dict[str, str], *, sip: bool = False
+) -> str:
+    token = (
         api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
         .with_identity(identity)
         .with_name("firstword caller simulator")
         .with_attributes(attributes)
         .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
     )
+    if sip:
+        # The token's `kind` claim; the server reports it as the participant's kind.
+        token = token.with_kind("sip")
+    return token.to_jwt()
+
+
+def sip_attributes(trunk_number: str, caller_number: str) -> dict[str, str]:
+    """The attributes LiveKit's SIP bridge sets on an inbound caller."""
+    return {
+        "sip.trunkPhoneNumber": trunk_number,
+        "sip.phoneNumber": caller_number,
+        "sip.callStatus": "active",
+    }
 
 
 async def run_call(
@@ -90,7 +107,11 @@ async def run_call(
     attributes = dict(options.attributes)
     if options.account:
         attributes[ACCOUNT_ATTRIBUTE] = options.account
-    token = caller_token(settings, room_name, f"caller-{uuid.uuid4().hex[:6]}", attributes)
+    sip = options.sip_trunk_number is not None
+    if options.sip_trunk_number is not None:
+        attributes.update(sip_attributes(options.sip_trunk_number, options.sip_caller_number))
+    identity = f"{'sip' if sip else 'caller'}-{uuid.uuid4().hex[:6]}"
+    token = caller_token(settings, room_name, identity, attributes, sip=sip)
 
     room = rtc.Room()
     recorder = Recorder()
