@@ -290,7 +290,10 @@ async def entrypoint(ctx: JobContext) -> None:
         turn_handling={
             "turn_detection": engines.turn_detector,
             "interruption": {"mode": "vad"},
-            "endpointing": {"min_delay": 0.4, "max_delay": 1.5},
+            "endpointing": {
+                "min_delay": settings.min_endpointing_delay,
+                "max_delay": settings.max_endpointing_delay,
+            },
             # Stored answers cost nothing to render before the turn is confirmed, which
             # takes the TTS out of the critical path; a cloud model's tokens do cost, so
             # its speech waits for the turn.

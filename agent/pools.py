@@ -128,9 +128,10 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     threads = settings.inference_threads
     verify = settings.verify_weights
     loaders: dict[str, Callable[[], Any]] = {
-        # 0.35 s of silence ends an utterance (default 0.55): the turn detector and the
-        # endpointing delay, not the VAD, decide whether the caller has finished.
-        "vad": timed("vad", lambda: silero.VAD.load(min_silence_duration=0.35)),
+        # 0.35 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
+        # the turn detector and the endpointing delay, not the VAD, decide whether the
+        # caller has finished.
+        "vad": timed("vad", lambda: silero.VAD.load(min_silence_duration=settings.vad_min_silence)),
         "stt": timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
         ),
@@ -158,7 +159,7 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     pool = EnginePool(
         settings=settings,
         vad=loaded["vad"],
-        stt=WhisperSTT(loaded["stt"]),
+        stt=WhisperSTT(loaded["stt"], mode=settings.whisper_mode),
         voices=voices,
         embedder=loaded["embedder"],
         greetings=GreetingCache(settings.cache_dir / "greetings"),

@@ -100,6 +100,23 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=PROJECT_ROOT / ".cache", validation_alias="FIRSTWORD_CACHE_DIR")
     inference_threads: int = Field(default=2, ge=1, validation_alias="FIRSTWORD_INFERENCE_THREADS")
 
+    # Whisper: "short" encodes a ~10 s window around the utterance (guarded, falls back to
+    # the full window); "full" is faster-whisper's own 30 s window.
+    whisper_mode: Literal["short", "full"] = Field(
+        default="short", validation_alias="FIRSTWORD_WHISPER_MODE"
+    )
+    # Turn-taking: the VAD's silence that ends an utterance, and the endpointing delays
+    # after it (min when the turn detector is sure the caller finished, max when not).
+    vad_min_silence: float = Field(
+        default=0.35, gt=0, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
+    )
+    min_endpointing_delay: float = Field(
+        default=0.4, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
+    )
+    max_endpointing_delay: float = Field(
+        default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"
+    )
+
     # FAQ answerer: below this cosine similarity the caller is handed to a person.
     faq_min_score: float = Field(
         default=0.5, ge=0, le=1, validation_alias="FIRSTWORD_FAQ_MIN_SCORE"

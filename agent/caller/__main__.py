@@ -23,6 +23,7 @@ from ..engines.whisper_stt import WhisperSTT, load_whisper
 from ..preflight import PreflightError, check_server_reachable
 from ..settings import get_settings
 from .simulator import CallOptions, CallReport, Question, run_call
+from .telephone import telephone
 
 DEFAULT_QUESTIONS = {
     "harbor-dental": [
@@ -98,6 +99,13 @@ async def _main(args: argparse.Namespace) -> int:
             Question(t, await asyncio.to_thread(voice.render, t), voice.sample_rate) for t in texts
         ]
 
+    if args.telephone:
+        # Through an 8 kHz μ-law phone line, then back to the clip's rate for WebRTC.
+        questions = [
+            Question(q.text, telephone(q.audio, q.sample_rate, seed=i), q.sample_rate)
+            for i, q in enumerate(questions)
+        ]
+
     def transcribe(audio: np.ndarray, rate: int) -> str:
         return stt.transcribe_pcm(audio, rate, "en") if audio.size else ""
 
@@ -111,6 +119,7 @@ async def _main(args: argparse.Namespace) -> int:
             record_dir=None if args.no_record else settings.cache_dir / "calls",
             web_url=args.web,
             web_lead_s=args.web_lead,
+            sip_trunk_number=args.sip,
         )
         if args.hang_up_at_first_word or args.hang_up_after is not None:
             report = await run_call(settings, [], None, options)
@@ -148,6 +157,16 @@ def main() -> None:
         type=float,
         metavar="S",
         help="leave S seconds after joining, whatever was heard (e.g. before the first word)",
+    )
+    parser.add_argument(
+        "--telephone",
+        action="store_true",
+        help="send the questions as phone-line audio (8 kHz, 300-3400 Hz, μ-law, line hiss)",
+    )
+    parser.add_argument(
+        "--sip",
+        metavar="TRUNK_NUMBER",
+        help="join as a SIP-kind participant dialling this trunk number (sip.* attributes)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(

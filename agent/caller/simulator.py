@@ -79,6 +79,10 @@ class CallOptions:
     # the caller clicks a moment later; the agent gets ready in between.
     web_lead_s: float = 0.0
 
+    # Join as a SIP-kind participant (as LiveKit's SIP bridge does), with `sip.*` attributes.
+    sip_trunk_number: str | None = None
+    sip_caller_number: str = "+15035550123"
+
 
 async def web_ticket(web_url: str, account: str | None) -> dict[str, str]:
     """Ask the web app for a caller token, as the call page does (the agent is dispatched then)."""
@@ -93,15 +97,29 @@ async def web_ticket(web_url: str, account: str | None) -> dict[str, str]:
         return {key: str(value) for key, value in body.items()}
 
 
-def caller_token(settings: Settings, room: str, identity: str, attributes: dict[str, str]) -> str:
-    return (
+def caller_token(
+    settings: Settings, room: str, identity: str, attributes: dict[str, str], *, sip: bool = False
+) -> str:
+    token = (
         api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
         .with_identity(identity)
         .with_name("firstword caller simulator")
         .with_attributes(attributes)
         .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
     )
+    if sip:
+        # The token's `kind` claim; the server reports it as the participant's kind.
+        token = token.with_kind("sip")
+    return token.to_jwt()
+
+
+def sip_attributes(trunk_number: str, caller_number: str) -> dict[str, str]:
+    """The attributes LiveKit's SIP bridge sets on an inbound caller."""
+    return {
+        "sip.trunkPhoneNumber": trunk_number,
+        "sip.phoneNumber": caller_number,
+        "sip.callStatus": "active",
+    }
 
 
 async def run_call(
@@ -121,7 +139,11 @@ async def run_call(
         attributes = dict(options.attributes)
         if options.account:
             attributes[ACCOUNT_ATTRIBUTE] = options.account
-        token = caller_token(settings, room_name, f"caller-{uuid.uuid4().hex[:6]}", attributes)
+        sip = options.sip_trunk_number is not None
+        if options.sip_trunk_number is not None:
+            attributes.update(sip_attributes(options.sip_trunk_number, options.sip_caller_number))
+        identity = f"{'sip' if sip else 'caller'}-{uuid.uuid4().hex[:6]}"
+        token = caller_token(settings, room_name, identity, attributes, sip=sip)
 
     room = rtc.Room()
     recorder = Recorder()
