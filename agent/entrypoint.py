@@ -30,6 +30,7 @@ from livekit.agents import (
 
 from . import metrics
 from .accounts import AccountStore, CallHints, resolve_account
+from .answers import AnswerAudio
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
@@ -56,6 +57,13 @@ def prewarm(proc: JobProcess) -> None:
     )
     pool = process_wide("pool", lambda: load_pool(settings, store.registry))
     synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
+    answers_start = time.perf_counter()
+    answers = (
+        process_wide("answers", lambda: pool.prepare_answers(store.registry))
+        if settings.answer_audio_cache
+        else 0
+    )
+    answers_seconds = time.perf_counter() - answers_start
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -65,6 +73,8 @@ def prewarm(proc: JobProcess) -> None:
         extra={
             "prewarm_seconds": round(elapsed, 3),
             "greetings_synthesised": synthesised,
+            "answers_synthesised": answers,
+            "answers_seconds": round(answers_seconds, 3),
             "executor": settings.job_executor,
         },
     )
@@ -193,6 +203,12 @@ async def entrypoint(ctx: JobContext) -> None:
     call["greeting_cached"] = cached
     timeline.mark("account_ready")
 
+    # Pre-rendered answers only where the FAQ answerer speaks in the local voice.
+    answer_audio = (
+        AnswerAudio(pool.greetings, pool.voice_for(account.voice))
+        if settings.answer_audio_cache and chains.llm is engines.llm and chains.tts is engines.tts
+        else None
+    )
     session: AgentSession[Any] = AgentSession(
         vad=engines.vad,
         stt=chains.stt,
@@ -225,7 +241,7 @@ async def entrypoint(ctx: JobContext) -> None:
     attach_after_first_frame(session, _after_first_frame)
 
     await session.start(
-        agent=Assistant(account),
+        agent=Assistant(account, answer_audio=answer_audio),
         room=ctx.room,
         room_options=room_io.RoomOptions(
             participant_identity=caller.identity,

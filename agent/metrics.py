@@ -57,6 +57,23 @@ GREETING_CACHE = Counter(
     "Greetings served from the audio cache (hit) or synthesised during the call (miss).",
     ["result"],
 )
+ANSWER_LATENCY = Histogram(
+    "firstword_answer_latency_seconds",
+    "From the end of the caller's speech to the first frame of the agent's answer.",
+    ["account"],
+    buckets=_SECONDS,
+)
+TURN_STAGE = Histogram(
+    "firstword_turn_stage_seconds",
+    "Duration of each stage of an answered turn (see agent/turns.py).",
+    ["stage"],
+    buckets=_SECONDS,
+)
+ANSWER_CACHE = Counter(
+    "firstword_answer_cache_total",
+    "Answers played from pre-rendered audio (hit) or synthesised when spoken (miss).",
+    ["result"],
+)
 
 BREAKER_STATE = Gauge(
     "firstword_provider_breaker_state",
