@@ -24,6 +24,7 @@ from ..preflight import PreflightError, check_server_reachable
 from ..settings import get_settings
 from .simulator import CallOptions, CallReport, Question, run_call
 
+BARGE_IN = "Wait, wait, hold on a second."
 DEFAULT_QUESTIONS = {
     "harbor-dental": [
         "Hi, what time do you open on Saturdays?",
@@ -62,6 +63,10 @@ def _print_report(report: CallReport, index: int) -> None:
         else:
             ms = turn.latency_s * 1000
             print(f"  [answer {ms:6.0f} ms after caller stopped] agent: {turn.answer}")
+    if report.barge_in_s is not None:
+        print(
+            f"  [barge-in: agent silent {report.barge_in_s * 1000:.0f} ms after the caller spoke]"
+        )
 
 
 def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
@@ -76,7 +81,12 @@ def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
 
     ttfw = [r.ttfw_s for r in reports if r.ttfw_s is not None]
     latency = [t.latency_s for r in reports for t in r.turns if t.latency_s is not None]
-    return {"time_to_first_word": stats(ttfw), "answer_latency": stats(latency)}
+    barge_in = [r.barge_in_s for r in reports if r.barge_in_s is not None]
+    return {
+        "time_to_first_word": stats(ttfw),
+        "answer_latency": stats(latency),
+        "barge_in": stats(barge_in),
+    }
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -101,12 +111,20 @@ async def _main(args: argparse.Namespace) -> int:
     def transcribe(audio: np.ndarray, rate: int) -> str:
         return stt.transcribe_pcm(audio, rate, "en") if audio.size else ""
 
+    barge_in = None
+    if args.barge_in:
+        voice = await asyncio.to_thread(load_piper, None, threads=2, verify=True)
+        barge_in = Question(
+            BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate
+        )
+
     reports = []
     for i in range(args.runs):
         options = CallOptions(
             room=f"{args.room}-{i}" if args.room and args.runs > 1 else (args.room or ""),
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
+            barge_in=barge_in,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
         )
         if args.hang_up_at_first_word:
@@ -139,6 +157,11 @@ def main() -> None:
         "--hang-up-at-first-word",
         action="store_true",
         help="leave as soon as the greeting is heard (times the first word only)",
+    )
+    parser.add_argument(
+        "--barge-in",
+        action="store_true",
+        help="speak over the first answer and report how soon the agent falls silent",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
