@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -57,13 +58,8 @@ def prewarm(proc: JobProcess) -> None:
     )
     pool = process_wide("pool", lambda: load_pool(settings, store.registry))
     synthesised = process_wide("greetings", lambda: pool.prepare_greetings(store.registry))
-    answers_start = time.perf_counter()
-    answers = (
-        process_wide("answers", lambda: pool.prepare_answers(store.registry))
-        if settings.answer_audio_cache
-        else 0
-    )
-    answers_seconds = time.perf_counter() - answers_start
+    if settings.answer_audio_cache:
+        process_wide("answers", lambda: _prepare_answers_in_background(pool, store))
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -73,11 +69,36 @@ def prewarm(proc: JobProcess) -> None:
         extra={
             "prewarm_seconds": round(elapsed, 3),
             "greetings_synthesised": synthesised,
-            "answers_synthesised": answers,
-            "answers_seconds": round(answers_seconds, 3),
             "executor": settings.job_executor,
         },
     )
+
+
+def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> threading.Thread:
+    """Render every account's answers on a daemon thread, after prewarm.
+
+    From a warm disk cache this takes milliseconds; from a cold one, seconds per answer
+    (76 s for 16 answers on the busy 2-core machine), which must not keep the process from
+    taking calls. Until an answer is in memory, `Assistant.tts_node` synthesises it as
+    before. A daemon thread, not a task: it does blocking inference and needs no loop, and
+    it ends with the process.
+    """
+
+    def run() -> None:
+        start = time.perf_counter()
+        try:
+            made = pool.prepare_answers(store.registry)
+        except Exception:
+            logger.exception("pre-rendering the answers failed; they are synthesised when asked")
+            return
+        logger.info(
+            "answers pre-rendered",
+            extra={"answers_synthesised": made, "seconds": round(time.perf_counter() - start, 3)},
+        )
+
+    thread = threading.Thread(target=run, name="firstword-answers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _build_server() -> AgentServer:

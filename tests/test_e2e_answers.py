@@ -31,6 +31,11 @@ def _sum(metrics: str, pattern: str) -> float:
 
 def test_answers_are_cached_and_every_turn_is_measured(livekit_server: str, tmp_path: Path) -> None:
     with running_worker(tmp_path / "worker.log") as log:
+        # Rendered in the background after prewarm (from a cold cache: a while).
+        deadline = time.monotonic() + 180
+        while not any(r.get("message") == "answers pre-rendered" for r in log_records(log)):
+            assert time.monotonic() < deadline, "answers not pre-rendered in 180 s"
+            time.sleep(0.5)
         before = _metrics(log)
         out = tmp_path / "call.json"
         subprocess.run(
