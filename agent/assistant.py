@@ -8,10 +8,14 @@ not read. Either way it can hand the caller to a person with `hand_off_to_person
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterable, AsyncIterator
 
-from livekit.agents import Agent, RunContext, function_tool
+from livekit import rtc
+from livekit.agents import Agent, ModelSettings, RunContext, function_tool
 
+from . import metrics
 from .accounts import Account
+from .answers import AnswerAudio
 
 logger = logging.getLogger("firstword.assistant")
 
@@ -33,10 +37,35 @@ def grounded_instructions(account: Account) -> str:
 class Assistant(Agent):
     """A receptionist for `account`: answers from the business's facts, or hands off."""
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: Account, answer_audio: AnswerAudio | None = None) -> None:
         super().__init__(instructions=grounded_instructions(account))
         self.account = account
         self.handoffs: list[str] = []
+        # Set only when the FAQ answerer and the local voice serve the call: its replies
+        # arrive whole (one chunk), so waiting for the end of the text costs nothing.
+        self._answer_audio = answer_audio
+
+    async def tts_node(
+        self, text: AsyncIterable[str], model_settings: ModelSettings
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        """A stored answer's pre-rendered audio; anything else through the session's TTS.
+
+        Preemptive generation runs this node too (before the turn is confirmed); its frames
+        are only played once the turn is, so a cached answer is ready either way.
+        """
+        if self._answer_audio is None:
+            async for frame in Agent.default.tts_node(self, text, model_settings):
+                yield frame
+            return
+        chunks = [chunk async for chunk in text]
+        cached = self._answer_audio.frames("".join(chunks))
+        metrics.ANSWER_CACHE.labels("hit" if cached is not None else "miss").inc()
+        if cached is not None:
+            for frame in cached:
+                yield frame
+            return
+        async for frame in Agent.default.tts_node(self, _replay(chunks), model_settings):
+            yield frame
 
     @function_tool
     async def hand_off_to_person(self, context: RunContext, reason: str) -> str:
@@ -48,3 +77,8 @@ class Assistant(Agent):
         self.handoffs.append(reason)
         logger.info("handoff requested", extra={"account": self.account.id, "reason": reason})
         return f"Say exactly this to the caller, then stop: {self.account.handoff_phrase}"
+
+
+async def _replay(chunks: list[str]) -> AsyncIterator[str]:
+    for chunk in chunks:
+        yield chunk

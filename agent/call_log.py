@@ -18,6 +18,9 @@ from livekit.agents import (
     metrics,
 )
 
+from . import metrics as firstword_metrics
+from .turns import TurnTimeline
+
 logger = logging.getLogger("firstword.call")
 
 
@@ -38,14 +41,23 @@ def attach_conversation_logs(session: AgentSession[Any], call: dict[str, Any]) -
     """Transcript lines, per-turn latency metrics and a usage summary at the end."""
     usage = metrics.UsageCollector()
     where = {"room": call.get("room"), "account": call.get("account")}
+    account = str(call.get("account", "unknown"))
+    last_user: dict[str, Any] = {}
 
     @session.on("conversation_item_added")
     def _on_item(event: ConversationItemAddedEvent) -> None:
         item = event.item
         text = getattr(item, "text_content", None)
+        role = getattr(item, "role", "?")
         if text:
-            role = getattr(item, "role", "?")
             logger.info("transcript %s: %s", role, text, extra=where)
+        item_metrics = dict(getattr(item, "metrics", None) or {})
+        if role == "user":
+            last_user.clear()
+            last_user.update(item_metrics)
+        elif role == "assistant" and last_user:
+            _report_turn(TurnTimeline.from_metrics(last_user, item_metrics), account, where)
+            last_user.clear()
 
     @session.on("metrics_collected")
     def _on_metrics(event: MetricsCollectedEvent) -> None:
@@ -57,3 +69,17 @@ def attach_conversation_logs(session: AgentSession[Any], call: dict[str, Any]) -
         logger.info("call usage: %s", usage.get_summary(), extra=where)
 
     logger.debug("conversation logs attached", extra=where)
+
+
+def _report_turn(turn: TurnTimeline | None, account: str, where: dict[str, Any]) -> None:
+    """One log line per answered turn, and its metrics."""
+    if turn is None:
+        return
+    firstword_metrics.ANSWER_LATENCY.labels(account).observe(turn.answer_latency)
+    for stage, seconds in turn.stage_seconds().items():
+        firstword_metrics.TURN_STAGE.labels(stage).observe(seconds)
+    logger.info(
+        "turn timeline: first answer frame %.0f ms after the end of speech",
+        turn.answer_latency * 1000,
+        extra={**where, "turn_ms": turn.marks_ms()},
+    )

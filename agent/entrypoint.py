@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from livekit import rtc
 from livekit.agents import (
-    NOT_GIVEN,
     AgentServer,
     AgentSession,
     AgentStateChangedEvent,
@@ -31,6 +31,7 @@ from livekit.agents import (
 
 from . import capacity, metrics, recovery
 from .accounts import AccountStore, CallHints, resolve_account
+from .answers import AnswerAudio
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.chains import build_chains
@@ -70,6 +71,8 @@ def prewarm(proc: JobProcess) -> None:
         "hold_audio",
         lambda: capacity.prepare_hold_audio(pool, list(store.registry.accounts.values())),
     )
+    if settings.answer_audio_cache:
+        process_wide("answers", lambda: _prepare_answers_in_background(pool, store))
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -82,6 +85,33 @@ def prewarm(proc: JobProcess) -> None:
             "executor": settings.job_executor,
         },
     )
+
+
+def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> threading.Thread:
+    """Render every account's answers on a daemon thread, after prewarm.
+
+    From a warm disk cache this takes milliseconds; from a cold one, seconds per answer
+    (76 s for 16 answers on the busy 2-core machine), which must not keep the process from
+    taking calls. Until an answer is in memory, `Assistant.tts_node` synthesises it as
+    before. A daemon thread, not a task: it does blocking inference and needs no loop, and
+    it ends with the process.
+    """
+
+    def run() -> None:
+        start = time.perf_counter()
+        try:
+            made = pool.prepare_answers(store.registry)
+        except Exception:
+            logger.exception("pre-rendering the answers failed; they are synthesised when asked")
+            return
+        logger.info(
+            "answers pre-rendered",
+            extra={"answers_synthesised": made, "seconds": round(time.perf_counter() - start, 3)},
+        )
+
+    thread = threading.Thread(target=run, name="firstword-answers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _build_server() -> AgentServer:
@@ -282,6 +312,12 @@ async def entrypoint(ctx: JobContext) -> None:
     call["greeting_cached"] = cached
     timeline.mark("account_ready")
 
+    # Pre-rendered answers only where the FAQ answerer speaks in the local voice.
+    answer_audio = (
+        AnswerAudio(pool.greetings, pool.voice_for(account.voice))
+        if settings.answer_audio_cache and chains.llm is engines.llm and chains.tts is engines.tts
+        else None
+    )
     session: AgentSession[Any] = AgentSession(
         vad=engines.vad,
         stt=chains.stt,
@@ -318,11 +354,10 @@ async def entrypoint(ctx: JobContext) -> None:
     attach_after_first_frame(session, _after_first_frame)
 
     await session.start(
-        agent=Assistant(account),
+        agent=Assistant(account, answer_audio=answer_audio),
         room=ctx.room,
         room_options=room_io.RoomOptions(
-            # None: the first caller to join (a pre-dispatched room has none yet).
-            participant_identity=caller.identity if caller else NOT_GIVEN,
+            participant_identity=caller.identity,
             # Holding transcripts back to the pace of the audio costs a spectral analysis of
             # every agent frame on the event loop: ~0.1 s stalled before a pre-rendered
             # greeting's first frame. Callers on a phone see no transcript; web clients get

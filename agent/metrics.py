@@ -23,6 +23,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .turns import STAGES as TURN_STAGES
+
 _SECONDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 TIME_TO_FIRST_WORD = Histogram(
@@ -79,6 +81,23 @@ AGENT_WAIT = Histogram(
 GREETING_CACHE = Counter(
     "firstword_greeting_cache_total",
     "Greetings served from the audio cache (hit) or synthesised during the call (miss).",
+    ["result"],
+)
+ANSWER_LATENCY = Histogram(
+    "firstword_answer_latency_seconds",
+    "From the end of the caller's speech to the first frame of the agent's answer.",
+    ["account"],
+    buckets=_SECONDS,
+)
+TURN_STAGE = Histogram(
+    "firstword_turn_stage_seconds",
+    "Duration of each stage of an answered turn (see agent/turns.py).",
+    ["stage"],
+    buckets=_SECONDS,
+)
+ANSWER_CACHE = Counter(
+    "firstword_answer_cache_total",
+    "Answers played from pre-rendered audio (hit) or synthesised when spoken (miss).",
     ["result"],
 )
 
@@ -147,7 +166,11 @@ def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
     """
     for account in accounts:
         TIME_TO_FIRST_WORD.labels(account)
+        ANSWER_LATENCY.labels(account)
     for stage in stages:
         CALL_STAGE.labels(stage)
+    for stage in TURN_STAGES:
+        TURN_STAGE.labels(stage)
     for result in ("hit", "miss"):
         GREETING_CACHE.labels(result)
+        ANSWER_CACHE.labels(result)

@@ -5,7 +5,7 @@ Shared by every call of the process (loaded once in prewarm; stateless or serial
   - the Whisper model (one transcription at a time, behind a lock),
   - each TTS voice, keyed by (engine, voice) (one synthesis at a time per voice),
   - the MiniLM embedder and each account's FAQ index (read-only once built),
-  - the greeting audio cache (see `agent.greetings`),
+  - the greeting and answer audio cache (see `agent.greetings`, `agent.answers`),
   - the local turn-detector weights (livekit's process-wide singleton).
 Leased one per call, because a session subscribes to its providers' events and concurrent
 calls must not hear each other's: the `silero.VAD`, `WhisperSTT`, `LocalTTS` and `FaqLLM`
@@ -31,6 +31,7 @@ from livekit.plugins import silero
 
 from .accounts import Account, AccountRegistry
 from .accounts.models import FAQ, Voice
+from .answers import prepare_answers
 from .compat import silero_vad_sharing_model
 from .engines.embedder import Embedder, load_embedder
 from .engines.faq_llm import FaqIndex, FaqLLM
@@ -103,6 +104,10 @@ class EnginePool:
             # The local v1-mini model; the default would call LiveKit's hosted detector.
             turn_detector=inference.TurnDetector(version="v1-mini"),
         )
+
+    def prepare_answers(self, accounts: AccountRegistry) -> int:
+        """Render every known account's FAQ answers not yet cached (blocking); the count."""
+        return prepare_answers(self.greetings, self.voice_for, accounts)
 
     def prepare_greetings(self, accounts: AccountRegistry) -> int:
         """Synthesise every known account's greeting not yet cached (blocking); the count."""

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=1, validation_alias="FIRSTWORD_FAQ_MIN_SCORE"
     )
 
+    # Every FAQ answer rendered in the account's voice at prewarm, so a matched answer
+    # plays with no synthesis (agent/answers.py).
+    answer_audio_cache: bool = Field(default=True, validation_alias="FIRSTWORD_ANSWER_AUDIO_CACHE")
+
     # Worker: warm processes kept ready, and how many calls one worker takes before it
     # reports itself full. An empty agent name means automatic dispatch to every room.
     idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")

@@ -25,6 +25,7 @@ from ..settings import get_settings
 from .simulator import CallOptions, CallReport, Question, run_call
 from .telephone import telephone
 
+BARGE_IN = "Wait, wait, hold on a second."
 DEFAULT_QUESTIONS = {
     "harbor-dental": [
         "Hi, what time do you open on Saturdays?",
@@ -63,6 +64,10 @@ def _print_report(report: CallReport, index: int) -> None:
         else:
             ms = turn.latency_s * 1000
             print(f"  [answer {ms:6.0f} ms after caller stopped] agent: {turn.answer}")
+    if report.barge_in_s is not None:
+        print(
+            f"  [barge-in: agent silent {report.barge_in_s * 1000:.0f} ms after the caller spoke]"
+        )
 
 
 def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
@@ -77,7 +82,12 @@ def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
 
     ttfw = [r.ttfw_s for r in reports if r.ttfw_s is not None]
     latency = [t.latency_s for r in reports for t in r.turns if t.latency_s is not None]
-    return {"time_to_first_word": stats(ttfw), "answer_latency": stats(latency)}
+    barge_in = [r.barge_in_s for r in reports if r.barge_in_s is not None]
+    return {
+        "time_to_first_word": stats(ttfw),
+        "answer_latency": stats(latency),
+        "barge_in": stats(barge_in),
+    }
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -109,6 +119,13 @@ async def _main(args: argparse.Namespace) -> int:
     def transcribe(audio: np.ndarray, rate: int) -> str:
         return stt.transcribe_pcm(audio, rate, "en") if audio.size else ""
 
+    barge_in = None
+    if args.barge_in:
+        voice = await asyncio.to_thread(load_piper, None, threads=2, verify=True)
+        barge_in = Question(
+            BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate
+        )
+
     reports = []
     for i in range(args.runs):
         options = CallOptions(
@@ -116,6 +133,7 @@ async def _main(args: argparse.Namespace) -> int:
             account=args.account,
             hang_up_mid_answer=args.hang_up_mid_answer,
             hang_up_after_s=args.hang_up_after,
+            barge_in=barge_in,
             record_dir=None if args.no_record else settings.cache_dir / "calls",
             web_url=args.web,
             web_lead_s=args.web_lead,
@@ -167,6 +185,11 @@ def main() -> None:
         "--sip",
         metavar="TRUNK_NUMBER",
         help="join as a SIP-kind participant dialling this trunk number (sip.* attributes)",
+    )
+    parser.add_argument(
+        "--barge-in",
+        action="store_true",
+        help="speak over the first answer and report how soon the agent falls silent",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(

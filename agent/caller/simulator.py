@@ -49,6 +49,8 @@ class CallReport:
     greeting: str
     turns: list[Turn] = field(default_factory=list)
     hung_up_mid_answer: bool = False
+    # --barge-in: the caller's first word over the first answer -> the agent's last audible frame.
+    barge_in_s: float | None = None
     # When connect() returned, on time.perf_counter(): CLOCK_MONOTONIC on Linux, the clock
     # the worker's call timeline uses, so the two can be lined up.
     joined_at: float = 0.0
@@ -71,6 +73,8 @@ class CallOptions:
     hang_up_after_s: float | None = None
     # Wait this long after the greeting before the first question (a caller on hold).
     pause_before_questions_s: float = 0.0
+    barge_in: Question | None = None  # say this over the first answer, time the agent's stop
+    barge_in_after_s: float = 0.5  # how far into the answer the caller starts speaking
     record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
     # Join with a token from the web app (`POST /api/token`), whose room has the agent
     # pre-dispatched, instead of minting one for a new room.
@@ -78,7 +82,6 @@ class CallOptions:
     # Seconds between getting that token and joining: a page asks for it when it opens, and
     # the caller clicks a moment later; the agent gets ready in between.
     web_lead_s: float = 0.0
-
     # Join as a SIP-kind participant (as LiveKit's SIP bridge does), with `sip.*` attributes.
     sip_trunk_number: str | None = None
     sip_caller_number: str = "+15035550123"
@@ -199,6 +202,10 @@ async def run_call(
                 report.hung_up_mid_answer = True
                 report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
                 break
+            if options.barge_in is not None:
+                report.barge_in_s = await _barge_in(mic, recorder, options)
+                report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
+                break
             end = await recorder.wait_speech_end(first, options.end_silence_s, 60.0)
             audio = recorder.audio(first, end)
             answer = await asyncio.to_thread(transcribe, audio, RATE)
@@ -215,3 +222,25 @@ async def run_call(
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _barge_in(mic: Microphone, recorder: Recorder, options: CallOptions) -> float | None:
+    """Speak over the agent's answer; seconds from the caller's first word to the agent's
+    last audible frame (its silence), both as heard/sent by the caller. None if it never
+    stopped within 10 s."""
+    assert options.barge_in is not None
+    await asyncio.sleep(options.barge_in_after_s)
+    audio = options.barge_in.audio
+    loud = np.flatnonzero(np.abs(audio) > 0.02)
+    audio = audio[int(loud[0]) :] if loud.size else audio  # the first word, not the lead-in
+    cut = max(0, len(recorder.times) - 1)
+    said_at = time.perf_counter()
+    speaking = asyncio.create_task(mic.say(audio, options.barge_in.sample_rate))
+    try:
+        # The agent's answer stops; a short gap is all it leaves before answering again.
+        end = await recorder.wait_speech_end(cut, 0.3, 10.0)
+        if time.perf_counter() - said_at >= 10.0:
+            return None
+        return max(0.0, recorder.times[end - 1] - said_at)
+    finally:
+        await speaking
