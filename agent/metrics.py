@@ -80,6 +80,12 @@ RESCUES = Counter(
     ["provider"],
 )
 
+HEDGES = Counter(
+    "firstword_provider_hedges_total",
+    "Cloud steps that were late, so the local engine raced them; winner: cloud or local.",
+    ["provider", "winner"],
+)
+
 
 def _registry() -> CollectorRegistry:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -136,7 +136,10 @@ def build_chains(
             inner = plugins.google_tts(tts_choice, settings)
             name = endpoint_name("google-tts", settings)
         guarded_tts = GuardedTTS(
-            inner, _policy(name, settings, settings.tts_first_byte_timeout), rescue=local_tts
+            inner,
+            _policy(name, settings, settings.tts_first_byte_timeout),
+            rescue=local_tts,
+            hedge_after=settings.hedge_after_tts,
         )
         ttss.append(guarded_tts)
         cloud.append(guarded_tts)
