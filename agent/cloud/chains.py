@@ -116,6 +116,8 @@ def build_chains(
         guarded_llm = GuardedLLM(
             plugins.gemini_llm(llm_choice, settings),
             _policy(endpoint_name("gemini", settings), settings, settings.llm_first_token_timeout),
+            local=local_llm,
+            hedge_after=settings.hedge_after_llm,
         )
         llms.append(guarded_llm)
         cloud.append(guarded_llm)
