@@ -93,7 +93,11 @@ class _GuardedStream(llm.LLMStream):
                     chunks = aiter(stream)
                     cloud_first = first_item(chunks, policy.first_timeout, policy.name)
                     local = self._guarded.local
-                    if local is not None and self._guarded.hedge_after > 0 and attempt == 0:
+                    if (
+                        local
+                        and 0 < self._guarded.hedge_after < policy.first_timeout
+                        and attempt == 0
+                    ):
                         # The local stream is opened only if the cloud is late (a stream
                         # starts working as soon as it exists).
                         alt: list[llm.LLMStream] = []

@@ -107,7 +107,7 @@ class _GuardedSentence(tts.ChunkedStream):
             try:
                 async with _frames(guarded.inner, self.input_text, policy.total_timeout) as frames:
                     cloud_first = first_item(frames, policy.first_timeout, policy.name)
-                    if guarded.hedge_after > 0 and attempt == 0:
+                    if 0 < guarded.hedge_after < policy.first_timeout and attempt == 0:
                         local = self._local_frames()
                         winner, first = await hedge.race(
                             cloud_first, functools.partial(anext, local), after=guarded.hedge_after,
