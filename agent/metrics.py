@@ -123,6 +123,12 @@ RESCUES = Counter(
     ["provider"],
 )
 
+HEDGES = Counter(
+    "firstword_provider_hedges_total",
+    "Cloud steps that were late, so the local engine raced them; winner: cloud or local.",
+    ["provider", "winner"],
+)
+
 
 def current_registry() -> CollectorRegistry:
     """The registry a scrape reads, as livekit-agents' metrics endpoint chooses it.

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     tts_first_byte_timeout: float = Field(
         default=0.8, gt=0, validation_alias="FIRSTWORD_TTS_FIRST_BYTE_TIMEOUT"
     )
+    # Hedging: when a cloud step is this late (well under its timeout above), the local
+    # engine starts in parallel and whichever is ready first is used; 0 turns it off.
+    # Chosen from the providers' normal latencies (STT final ~0.2-0.3 s after the pause,
+    # Gemini first token ~0.3-0.4 s, ElevenLabs first byte ~0.1-0.2 s) plus a margin, so a
+    # healthy cloud almost never triggers it, and hedge + local engine stays under ~1 s.
+    hedge_after_stt: float = Field(default=0.5, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_STT")
+    hedge_after_llm: float = Field(default=0.6, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_LLM")
+    hedge_after_tts: float = Field(default=0.3, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_TTS")
     # A whole answer (LLM) or sentence (TTS) may take this long once it has started.
     cloud_total_timeout: float = Field(
         default=15.0, gt=0, validation_alias="FIRSTWORD_CLOUD_TOTAL_TIMEOUT"

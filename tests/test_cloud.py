@@ -421,3 +421,32 @@ async def test_overridden_google_endpoints_get_the_service_account(
         assert getattr(credentials, "service_account_email", None) == email, (name, kwargs)
     await stt.aclose()
     await tts.aclose()
+
+
+async def test_hedge_answers_a_hanging_gemini_long_before_its_timeout(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    standins.gemini.faults.hang = True
+    settings = Settings(FIRSTWORD_LLM_FIRST_TOKEN_TIMEOUT=5.0, FIRSTWORD_HEDGE_AFTER_LLM=0.3)
+    chains = chains_for(dental, settings)
+    before = _hedges(chains.names[1], "local")
+    start = time.perf_counter()
+    answer = await ask(chains.llm, dental, "How much does a teeth cleaning cost?")
+    elapsed = time.perf_counter() - start
+    assert answer == next(f.answer for f in dental.faqs if f.id == "cleaning-price")
+    assert elapsed < 0.3 + 1.5, elapsed  # far below the 5 s first-token timeout
+    assert _hedges(chains.names[1], "local") == before + 1
+
+
+async def test_hedge_speaks_a_hanging_elevenlabs_sentence_once_in_the_local_voice(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    standins.elevenlabs.faults.hang = True
+    settings = Settings(FIRSTWORD_TTS_FIRST_BYTE_TIMEOUT=5.0, FIRSTWORD_HEDGE_AFTER_TTS=0.3)
+    _, _, first = await speak(chains_for(dental, settings).tts, "Thank you for waiting.")
+    assert 0.3 <= first < 0.3 + 1.5, first
+
+
+def _hedges(provider: str, winner: str) -> float:
+    labels = {"provider": provider, "winner": winner}
+    return REGISTRY.get_sample_value("firstword_provider_hedges_total", labels) or 0.0

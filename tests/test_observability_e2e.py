@@ -28,11 +28,9 @@ from tests.cloud_support import cloud_account
 from tests.e2e_support import health_url, metrics_url, running_worker
 from tests.test_e2e import call
 from tests.test_observability import (
-    NOT_YET_EXPORTED,
     PROMETHEUS_DIR,
     _free_port,
     dashboard_targets,
-    metrics_in,
     recording_rules,
 )
 
@@ -117,10 +115,6 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
         prom.script("stop")
 
 
-def _skipped(expr: str) -> bool:
-    return bool(metrics_in(expr) & NOT_YET_EXPORTED)
-
-
 def test_prometheus_scrapes_a_worker_that_took_calls_and_every_panel_has_data(
     livekit_server: str,
     standins: Standins,
@@ -165,9 +159,7 @@ def test_prometheus_scrapes_a_worker_that_took_calls_and_every_panel_has_data(
             # The greeting's words are other tests' business; here, that the agent spoke.
             assert report["ttfw_s"] is not None, f"{account.id}: the agent never spoke"
 
-        for name, expr in recording_rules():
-            if _skipped(expr):
-                continue
+        for name, _expr in recording_rules():
             result = prom.wait_for(name)
             if "time_to_first_word" in name:
                 got = {r["metric"]["account"] for r in result}
@@ -175,8 +167,6 @@ def test_prometheus_scrapes_a_worker_that_took_calls_and_every_panel_has_data(
                 assert all(0 < float(r["value"][1]) < 10 for r in result), result
 
         for title, expr in dashboard_targets():
-            if _skipped(expr):
-                continue
             # Grafana substitutes the account variable; "All" is ".*".
             prom.wait_for(expr.replace("$account", ".*"), what=f"panel {title!r}")
 

@@ -23,7 +23,7 @@ from livekit.agents import llm, stt, tts
 
 from ..accounts import Account
 from ..settings import Settings
-from . import plugins
+from . import hedge, plugins
 from .breaker import breaker_for
 from .choice import endpoint_name, usable_providers
 from .guarded_llm import GuardedLLM
@@ -116,9 +116,12 @@ def build_chains(
         guarded_llm = GuardedLLM(
             plugins.gemini_llm(llm_choice, settings),
             _policy(endpoint_name("gemini", settings), settings, settings.llm_first_token_timeout),
+            local=local_llm,
+            hedge_after=settings.hedge_after_llm,
         )
         llms.append(guarded_llm)
         cloud.append(guarded_llm)
+        hedge.start_series(endpoint_name("gemini", settings))
 
     ttss: list[tts.TTS] = []
     for tts_choice in choices.tts:
@@ -136,10 +139,14 @@ def build_chains(
             inner = plugins.google_tts(tts_choice, settings)
             name = endpoint_name("google-tts", settings)
         guarded_tts = GuardedTTS(
-            inner, _policy(name, settings, settings.tts_first_byte_timeout), rescue=local_tts
+            inner,
+            _policy(name, settings, settings.tts_first_byte_timeout),
+            rescue=local_tts,
+            hedge_after=settings.hedge_after_tts,
         )
         ttss.append(guarded_tts)
         cloud.append(guarded_tts)
+        hedge.start_series(name)
 
     return CallChains(
         stt=stt.FallbackAdapter([*stts, local_stt], vad=vad, max_retry_per_stt=0)

@@ -13,16 +13,27 @@ from typing import Any
 from livekit.agents import APIConnectOptions, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
+from . import hedge
 from .policy import Policy, as_api_error, failure_kind, first_item
 
 logger = logging.getLogger("firstword.cloud")
 
 
 class GuardedLLM(llm.LLM):
-    def __init__(self, inner: llm.LLM, policy: Policy) -> None:
+    def __init__(
+        self,
+        inner: llm.LLM,
+        policy: Policy,
+        *,
+        local: llm.LLM | None = None,
+        hedge_after: float = 0.0,
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.policy = policy
+        # The local answerer races a first token later than `hedge_after` s; 0: never.
+        self.local = local
+        self.hedge_after = hedge_after
 
     @property
     def model(self) -> str:
@@ -80,7 +91,41 @@ class _GuardedStream(llm.LLMStream):
                     ),
                 ) as stream:
                     chunks = aiter(stream)
-                    chunk = await first_item(chunks, policy.first_timeout, policy.name)
+                    cloud_first = first_item(chunks, policy.first_timeout, policy.name)
+                    local = self._guarded.local
+                    if (
+                        local
+                        and 0 < self._guarded.hedge_after < policy.first_timeout
+                        and attempt == 0
+                    ):
+                        # The local stream is opened only if the cloud is late (a stream
+                        # starts working as soon as it exists).
+                        alt: list[llm.LLMStream] = []
+
+                        async def start_local(
+                            local: llm.LLM = local, alt: list[llm.LLMStream] = alt
+                        ) -> llm.ChatChunk:
+                            alt.append(local.chat(chat_ctx=self._chat_ctx, tools=self._tools))
+                            return await anext(aiter(alt[0]))
+
+                        try:
+                            winner, chunk = await hedge.race(
+                                cloud_first, start_local,
+                                after=self._guarded.hedge_after, name=policy.name,
+                            )  # fmt: skip
+                            if winner == "local":
+                                # The cloud was late: counted against its breaker; the
+                                # local answer is used whole, the cloud's is dropped.
+                                policy.breaker.record_failure("timeout")
+                                self._event_ch.send_nowait(chunk)
+                                async for chunk in alt[0]:
+                                    self._event_ch.send_nowait(chunk)
+                                return
+                        finally:
+                            for opened in alt:
+                                await opened.aclose()
+                    else:
+                        chunk = await cloud_first
                     self._event_ch.send_nowait(chunk)
                     sent = True
                     async for chunk in chunks:

@@ -11,8 +11,9 @@ sentence) also bounds what a failure can cost to one sentence.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
 from livekit import rtc
@@ -20,13 +21,16 @@ from livekit.agents import APIConnectOptions, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from .. import metrics
+from . import hedge
 from .policy import Policy, as_api_error, failure_kind, first_item
 
 logger = logging.getLogger("firstword.cloud")
 
 
 class GuardedTTS(tts.TTS):
-    def __init__(self, inner: tts.TTS, policy: Policy, *, rescue: tts.TTS) -> None:
+    def __init__(
+        self, inner: tts.TTS, policy: Policy, *, rescue: tts.TTS, hedge_after: float = 0.0
+    ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=inner.sample_rate,
@@ -35,6 +39,8 @@ class GuardedTTS(tts.TTS):
         self.inner = inner
         self.policy = policy
         self.rescue = rescue
+        # Seconds without a first byte before the local voice races the cloud; 0: never.
+        self.hedge_after = hedge_after
 
     @property
     def model(self) -> str:
@@ -100,7 +106,26 @@ class _GuardedSentence(tts.ChunkedStream):
             heard = False
             try:
                 async with _frames(guarded.inner, self.input_text, policy.total_timeout) as frames:
-                    frame = await first_item(frames, policy.first_timeout, policy.name)
+                    cloud_first = first_item(frames, policy.first_timeout, policy.name)
+                    if 0 < guarded.hedge_after < policy.first_timeout and attempt == 0:
+                        local = self._local_frames()
+                        winner, first = await hedge.race(
+                            cloud_first, functools.partial(anext, local), after=guarded.hedge_after,
+                            name=policy.name,
+                        )  # fmt: skip
+                        if winner == "local":
+                            # The cloud was late: it counts against its breaker, and the
+                            # local voice says the whole sentence (the cloud's is dropped).
+                            policy.breaker.record_failure("timeout")
+                            output_emitter.push(first.data.tobytes())
+                            async for frame in local:
+                                output_emitter.push(frame.data.tobytes())
+                            output_emitter.flush()
+                            return
+                        await local.aclose()
+                        frame = first
+                    else:
+                        frame = await cloud_first
                     output_emitter.push(frame.data.tobytes())
                     heard = True
                     async with asyncio.timeout(policy.total_timeout):
@@ -120,6 +145,23 @@ class _GuardedSentence(tts.ChunkedStream):
                 if attempt == policy.retries or not policy.breaker.allow():
                     raise as_api_error(exc, policy.name) from exc
                 logger.warning("%s failed (%s), retrying", policy.name, exc)
+
+    async def _local_frames(self) -> AsyncGenerator[rtc.AudioFrame]:
+        """The sentence in the local voice, at the cloud voice's sample rate."""
+        guarded = self._guarded
+        resampler = (
+            rtc.AudioResampler(
+                input_rate=guarded.rescue.sample_rate, output_rate=guarded.sample_rate
+            )
+            if guarded.rescue.sample_rate != guarded.sample_rate
+            else None
+        )
+        async with guarded.rescue.synthesize(self.input_text) as stream:
+            async for audio in stream:
+                for frame in resampler.push(audio.frame) if resampler else [audio.frame]:
+                    yield frame
+        for frame in resampler.flush() if resampler else []:
+            yield frame
 
     async def _rescue(self, exc: Exception, output_emitter: tts.AudioEmitter) -> None:
         """Say the whole sentence again in the local voice, so none of it is lost."""
