@@ -33,8 +33,11 @@ ENV = {
 
 
 @contextmanager
-def running_worker(log: Path, env: Mapping[str, str] | None = None) -> Iterator[Path]:
-    """`python agent.py start`, registered with the test server; stopped on exit."""
+def worker_process(
+    log: Path, env: Mapping[str, str] | None = None, *, within_s: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python agent.py start`, registered with the test server; stopped on exit (unless the
+    test already ended it, e.g. with kill -9)."""
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "agent.py", "start"],
@@ -44,19 +47,27 @@ def running_worker(log: Path, env: Mapping[str, str] | None = None) -> Iterator[
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + within_s
         while '"registered worker"' not in log.read_text():
             assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "worker did not register in 90 s"
+            assert time.monotonic() < deadline, f"worker did not register in {within_s:.0f} s"
             time.sleep(0.3)
-        yield log
+        yield proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def running_worker(log: Path, env: Mapping[str, str] | None = None) -> Iterator[Path]:
+    """A registered worker (see `worker_process`); yields its log."""
+    with worker_process(log, env):
+        yield log
 
 
 def log_records(log: Path) -> list[dict[str, Any]]:

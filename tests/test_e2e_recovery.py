@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -28,7 +27,7 @@ from agent.caller.mic import Microphone
 from agent.caller.recorder import RATE, Recorder
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
-from tests.e2e_support import ENV, PORT, log_records, metrics_url
+from tests.e2e_support import PORT, log_records, metrics_url, worker_process
 from tests.helpers import similarity
 
 pytestmark = pytest.mark.e2e
@@ -53,29 +52,8 @@ def redis_url() -> Iterator[str]:
 @contextmanager
 def worker(log: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """A registered worker process (so that the test can kill -9 it)."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "agent.py", "start"],
-            cwd=PROJECT_ROOT,
-            env={**ENV, "FIRSTWORD_JOB_EXECUTOR": "thread", **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while '"registered worker"' not in log.read_text():
-            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "worker did not register in 120 s"
-            time.sleep(0.3)
+    with worker_process(log, {"FIRSTWORD_JOB_EXECUTOR": "thread", **env}) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class LiveCall:
