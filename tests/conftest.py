@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -104,3 +106,25 @@ def accounts_copy(tmp_path: Path) -> Path:
     for path in ACCOUNTS_DIR.glob("*.yaml"):
         (target / path.name).write_text(path.read_text())
     return target
+
+
+# Tests that call in-process (the caller simulator's run_call) leave livekit's Rust FFI
+# running; its exit-time teardown can abort the interpreter ("panic in a function that cannot
+# unwind", exit 134) after every test has passed. Once pytest has reported, end the process
+# with pytest's own status instead of running that teardown.
+_exit_status = 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ffi = sys.modules.get("livekit.rtc._ffi_client")
+    if ffi is not None and getattr(ffi.FfiClient, "_instance", None) is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)
