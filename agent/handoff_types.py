@@ -68,6 +68,6 @@ class HandoffEnd(Protocol):
         """Whether this end can reach the caller of `request` (e.g. SIP needs a SIP caller)."""
         ...
 
-    async def connect(self, request: HandoffRequest, timeout: float) -> HandoffResult:
-        """Bring a person to the call, waiting at most `timeout` seconds."""
+    async def connect(self, request: HandoffRequest, wait_s: float) -> HandoffResult:
+        """Bring a person to the call, waiting at most `wait_s` seconds."""
         ...
