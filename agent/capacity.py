@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ PROMOTED_LINE = "Thank you for waiting. How can I help you today?"
 # How often a held call looks for a free slot, and repeats its hold line.
 _POLL_S = 0.25
 _REPEAT_HOLD_S = 12.0
+# Longest a held call waits for the caller to subscribe to its track before it plays anyway.
+_SUBSCRIBE_WAIT_S = 3.0
 # Reported load when every conversation slot is taken, and when every hold slot is too.
 # Both stay under livekit-server's `agents.target_load` (0.7 by default): a server whose
 # workers all report more gives a job request no affinity and drops it ("failed to send job
@@ -100,11 +103,76 @@ def effective_load(counts: CallCounts, reserved: int, max_calls: int, hold_slots
     return (counts.live + counts.held + reserved) / max(1, max_calls + hold_slots)
 
 
+def forget_dead_processes(directory: str | None = None) -> list[int]:
+    """Drop the `live*` gauge files of job processes that are gone; their pids.
+
+    A job process that exits normally has released its call (its gauges read 0), but one
+    killed mid-call (kill -9, OOM) leaves its `gauge_livesum_<pid>.db` saying 1 live call,
+    and nothing in livekit-agents calls prometheus_client's `mark_process_dead`: the worker
+    would count a phantom call until it restarts. Called from the load function, in the
+    worker's main process, twice a second. A pid is alive if `kill(pid, 0)` finds it as our
+    user (a pid reused by another user's process reads as dead; by ours, as alive until it
+    goes: both harmless for a count that only has to drop phantoms eventually).
+    """
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not Path(directory).is_dir():
+        return []
+    dead: set[int] = set()
+    for file in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = file.stem.rsplit("_", 1)[-1]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except (ProcessLookupError, PermissionError):
+            dead.add(int(pid_text))
+    if not dead:
+        return []
+    before = current_counts()
+    for pid in sorted(dead):
+        multiprocess.mark_process_dead(pid, directory)
+    after = current_counts()
+    if after != before:  # a process that died with calls counted (not a normal exit)
+        logger.warning(
+            "job process(es) %s died with calls counted; dropped: %d live, %d held",
+            sorted(dead),
+            before.live - after.live,
+            before.held - after.held,
+        )
+    return sorted(dead)
+
+
+def clear_stale_metric_dirs(parent: Path) -> list[Path]:
+    """Remove the metrics folders (`<parent>/<pid>`) of workers that are gone.
+
+    The process executor's files live in a folder per worker pid. The framework empties its
+    own folder when it starts (so a restarted worker with the same pid, a container's pid 1,
+    never counts what it finds there), but a worker killed with -9 leaves its folder, with
+    its job processes' `gauge_livesum_*` files, behind for good: removed here at start.
+    """
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    for folder in parent.iterdir():
+        if not folder.is_dir() or not folder.name.isdigit() or int(folder.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(folder.name), 0)
+            continue  # another worker, alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's process: not ours to judge
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def worker_load(max_calls: int, hold_slots: int) -> float:
     """The framework's load function body: reads the live counts, records the metrics."""
+    forget_dead_processes()
     load = load_for(current_counts(), max_calls, hold_slots)
-    metrics.WORKER_LOAD.set(load)
-    metrics.CAPACITY_CALLS.set(max_calls)
+    metrics.set_worker_gauges(load, max_calls)
     return load
 
 
@@ -191,6 +259,7 @@ async def hold(
         track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
     )
     left = asyncio.Event()
+    greeted = asyncio.Event()
 
     def _on_left(participant: rtc.RemoteParticipant) -> None:
         if participant.identity == caller.identity:
@@ -205,7 +274,15 @@ async def hold(
             await source.capture_frame(frame)
 
     async def announce() -> None:
+        # Start when the caller can hear it, as the session's room output does: frames sent
+        # before the caller's subscription never reach them.
+        try:
+            await asyncio.wait_for(publication.wait_for_subscription(), _SUBSCRIBE_WAIT_S)
+        except TimeoutError:
+            pass
         await play(account.greeting)
+        await source.wait_for_playout()
+        greeted.set()
         while True:
             await play(HOLD_LINE)
             await asyncio.sleep(_REPEAT_HOLD_S)
@@ -216,7 +293,11 @@ async def hold(
     logger.info("call on hold: every conversation slot is taken", extra={"room": room.name})
     try:
         while not left.is_set() and time.monotonic() - started < max_hold_s:
-            if slot.try_promote(max_calls):
+            # Not promoted before the caller has heard the greeting: a slot that frees in
+            # the first moments of a hold (a call just ending) used to tear the hold track
+            # down before the caller had subscribed to it, and the caller heard nothing
+            # until the full session's track came up (agent/capacity.py, issue 9).
+            if greeted.is_set() and slot.try_promote(max_calls):
                 promoted = True
                 break
             try:

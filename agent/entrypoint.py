@@ -29,7 +29,7 @@ from livekit.agents import (
     room_io,
 )
 
-from . import capacity, metrics, recovery
+from . import capacity, heap, metrics, recovery
 from .accounts import AccountStore, CallHints, resolve_account
 from .answers import AnswerAudio
 from .assistant import Assistant
@@ -50,6 +50,8 @@ def prewarm(proc: JobProcess) -> None:
     """Load accounts, engines and greeting audio before any call arrives (once per process)."""
     start = time.perf_counter()
     settings = get_settings()
+    if settings.tracemalloc:  # off by default: nothing starts (agent/heap.py)
+        heap.start_tracing()
     store = process_wide(
         "accounts",
         lambda: AccountStore(
@@ -120,6 +122,9 @@ def _build_server() -> AgentServer:
     # Readiness pings Redis only when it is configured (crash recovery, caches).
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     health = Health(redis_url=redis_url)
+    metrics_dir = settings.cache_dir / "prometheus"
+    if not threads:  # folders left by killed workers (agent/capacity.py)
+        capacity.clear_stale_metric_dirs(metrics_dir)
     server = FirstwordServer(
         routes=health.routes(),
         setup_fnc=prewarm,
@@ -143,9 +148,7 @@ def _build_server() -> AgentServer:
         # as "Prometheus metrics exposed at ..."; None: off). Job processes report through
         # files, which its endpoint reads; threads share this process's registry.
         prometheus_port=None if settings.metrics_port < 0 else settings.metrics_port,
-        prometheus_multiproc_dir=None
-        if threads
-        else str(settings.cache_dir / "prometheus" / str(os.getpid())),
+        prometheus_multiproc_dir=None if threads else str(metrics_dir / str(os.getpid())),
     )
     health.attach(server)
     return server

@@ -21,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     multiprocess,
+    values,
 )
 
 from .turns import STAGES as TURN_STAGES
@@ -54,16 +55,12 @@ JOBS_REDISPATCHED = Counter(
     "firstword_jobs_redispatched_total",
     "Calls picked up again after their worker died (see agent/recovery.py).",
 )
-CAPACITY_CALLS = Gauge(
-    "firstword_capacity_calls",
-    "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS).",
-    multiprocess_mode="max",
+_CAPACITY_CALLS_HELP = (
+    "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS)."
 )
-WORKER_LOAD = Gauge(
-    "firstword_worker_load",
-    "The load this worker reports to the LiveKit server (0..1; 1 means full).",
-    multiprocess_mode="max",
-)
+_WORKER_LOAD_HELP = "The load this worker reports to the LiveKit server (0..1; 1 means full)."
+CAPACITY_CALLS = Gauge("firstword_capacity_calls", _CAPACITY_CALLS_HELP, multiprocess_mode="max")
+WORKER_LOAD = Gauge("firstword_worker_load", _WORKER_LOAD_HELP, multiprocess_mode="max")
 CALLS_ON_HOLD = Gauge(
     "firstword_calls_on_hold",
     "Calls now in hold mode, waiting for a conversation slot.",
@@ -130,6 +127,44 @@ HEDGES = Counter(
 )
 
 
+# The worker's own gauges (set in its main process), as multiprocess files when a scrape reads
+# files. With the process executor the framework sets PROMETHEUS_MULTIPROC_DIR inside
+# `AgentServer.run()`, after this module was imported: the main process's metrics are then
+# plain in-memory values, which the framework's scrape (files only) never shows. So the
+# main process also writes these gauges into a file of its own (`gauge_max_<pid>.db`), with
+# prometheus_client's own file-backed value class, where the scrape finds them; the job
+# processes' copies of these gauges hold 0, so `max` is the main process's value.
+_MAIN_GAUGES = {
+    "firstword_worker_load": _WORKER_LOAD_HELP,
+    "firstword_capacity_calls": _CAPACITY_CALLS_HELP,
+}
+_file_gauges: dict[str, object] = {}
+_file_gauges_dir: str | None = None
+
+
+def set_worker_gauges(load: float, capacity_calls: int) -> None:
+    """Record the worker's load and capacity where a scrape of this worker reads them."""
+    global _file_gauges_dir
+    WORKER_LOAD.set(load)
+    CAPACITY_CALLS.set(capacity_calls)
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or values.ValueClass is not values.MutexValue:
+        return  # no files, or this process's metrics already write to them
+    if directory != _file_gauges_dir:  # first call (or a new directory): open our file
+        value_class = values.MultiProcessValue()
+        _file_gauges.clear()
+        for name, documentation in _MAIN_GAUGES.items():
+            _file_gauges[name] = value_class(
+                "gauge", name, name, (), (), documentation, multiprocess_mode="max"
+            )
+        _file_gauges_dir = directory
+    for name, value in (
+        ("firstword_worker_load", load),
+        ("firstword_capacity_calls", float(capacity_calls)),
+    ):
+        _file_gauges[name].set(value)  # type: ignore[attr-defined]
+
+
 def current_registry() -> CollectorRegistry:
     """The registry a scrape reads, as livekit-agents' metrics endpoint chooses it.
 
@@ -154,6 +189,13 @@ def sample_values(name: str) -> list[tuple[dict[str, str], float]]:
         for sample in metric.samples
         if sample.name == name
     ]
+
+
+PYTHON_HEAP = Gauge(
+    "firstword_python_heap_bytes",
+    "Python heap traced by tracemalloc (only with FIRSTWORD_TRACEMALLOC=1; see agent/heap.py).",
+    multiprocess_mode="livesum",
+)
 
 
 VOICES_WORKING = Gauge(

@@ -195,6 +195,11 @@ class Settings(BaseSettings):
         validation_alias="FIRSTWORD_RESUME_LINE",
     )
 
+    # Trace the Python heap (tracemalloc) in every worker/job process and export it as
+    # firstword_python_heap_bytes (agent/heap.py): for sizing a worker with
+    # scripts/bench-capacity.sh. Off by default: tracing slows every Python allocation.
+    tracemalloc: bool = Field(default=False, validation_alias="FIRSTWORD_TRACEMALLOC")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )
