@@ -8,12 +8,13 @@ caller nowhere. Here a call counts from its job's start until its caller leaves 
 closes (`CallSlot.release`, idempotent), whichever comes first.
 
 Where the count lives: in the `firstword_active_calls` / `firstword_calls_on_hold` gauges of
-agent/metrics.py. With the thread executor they are this process's registry; with the process
-executor each job process writes its gauges through prometheus_client's multiprocess files
-(`livesum`), and the worker's main process, where the framework runs the load function, reads
-the same files. We chose the metrics files over the framework's job-status IPC because that
-IPC only reports a job as running or done (teardown included), which is exactly the wrong
-moment, and the files are already written and read for `/metrics`: no new channel.
+agent/metrics.py, and with the thread executor also in this module's counters (read without
+collecting the whole registry). With the process executor each job process writes its
+gauges through prometheus_client's multiprocess files (`livesum`), and the worker's main
+process, where the framework runs the load function, reads the same files. We chose the
+metrics files over the framework's job-status IPC because that IPC only reports a job as
+running or done (teardown included), which is exactly the wrong moment, and the files are
+already written and read for `/metrics`: no new channel.
 
 Load and dispatch: livekit-server v1.13.5 (`pkg/service/agentservice.go`,
 `selectWorkerWeightedByLoad`) picks among workers with status AVAILABLE at random, weighted
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Literal
 
 from livekit import rtc
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import multiprocess
 
 from . import metrics
 from .accounts import Account
@@ -77,15 +78,28 @@ class CallCounts:
 
 
 def current_counts() -> CallCounts:
-    """Live and held calls of this worker, from its gauges (process files or this registry)."""
-    registry: CollectorRegistry = REGISTRY
+    """Live and held calls of this worker: its job processes' files, or this process's count.
+
+    It runs on the worker's event loop (every availability request and load reading) and in
+    every held call's poll, so it reads only what it needs: with job processes, the
+    `gauge_livesum_*` files of the processes still alive (prometheus_client's `merge` over
+    just those files; a full `MultiProcessCollector` pass also parses every histogram of
+    every job process that ever ran, and blocked the worker's loop for seconds after a few
+    dozen calls on a busy machine); with threads, the counters `CallSlot` keeps.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and Path(directory).is_dir() and any(Path(directory).glob("gauge_livesum_*.db")):
-        registry = CollectorRegistry(auto_describe=True)
-        multiprocess.MultiProcessCollector(registry, path=directory)
-    live = registry.get_sample_value("firstword_active_calls") or 0.0
-    held = registry.get_sample_value("firstword_calls_on_hold") or 0.0
-    return CallCounts(live=max(0, round(live)), held=max(0, round(held)))
+    if directory and Path(directory).is_dir():
+        files = [str(f) for f in Path(directory).glob("gauge_livesum_*.db")]
+        live = held = 0.0
+        for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=False):
+            for sample in metric.samples:
+                if sample.name == "firstword_active_calls":
+                    live += sample.value
+                elif sample.name == "firstword_calls_on_hold":
+                    held += sample.value
+        return CallCounts(live=max(0, round(live)), held=max(0, round(held)))
+    with _count_lock:
+        return CallCounts(live=_counts["live"], held=_counts["held"])
 
 
 def load_for(counts: CallCounts, max_calls: int, hold_slots: int) -> float:
@@ -176,6 +190,19 @@ def worker_load(max_calls: int, hold_slots: int) -> float:
     return load
 
 
+# This process's calls, as the gauges count them (read by `current_counts` without a
+# collection of the whole registry). Guarded by its own lock: `current_counts` is also
+# called with `_claim_lock` held.
+_counts = {"live": 0, "held": 0}
+_count_lock = threading.Lock()
+
+
+def _count(mode: Mode, delta: int) -> None:
+    (metrics.ACTIVE_CALLS if mode == "live" else metrics.CALLS_ON_HOLD).inc(delta)
+    with _count_lock:
+        _counts[mode] += delta
+
+
 # Thread executor: calls of one process claim slots under this lock, so a burst cannot take
 # more conversations than FIRSTWORD_MAX_CALLS. (With processes two jobs starting in the same
 # instant may both see a free slot: one conversation too many, never a caller in silence.)
@@ -187,7 +214,7 @@ class CallSlot:
 
     def __init__(self, mode: Mode) -> None:
         self.mode: Mode | None = mode
-        (metrics.ACTIVE_CALLS if mode == "live" else metrics.CALLS_ON_HOLD).inc()
+        _count(mode, 1)
 
     @classmethod
     def claim(cls, max_calls: int, hold_slots: int) -> CallSlot:
@@ -202,8 +229,8 @@ class CallSlot:
         with _claim_lock:
             if self.mode != "held" or current_counts().live >= max_calls:
                 return False
-            metrics.CALLS_ON_HOLD.dec()
-            metrics.ACTIVE_CALLS.inc()
+            _count("held", -1)
+            _count("live", 1)
             self.mode = "live"
             return True
 
@@ -211,7 +238,7 @@ class CallSlot:
         """The caller left or the session closed: stop counting now (idempotent)."""
         with _claim_lock:
             if self.mode is not None:
-                (metrics.ACTIVE_CALLS if self.mode == "live" else metrics.CALLS_ON_HOLD).dec()
+                _count(self.mode, -1)
                 self.mode = None
 
     @property

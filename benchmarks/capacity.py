@@ -56,6 +56,7 @@ TTFW_P90_MAX_MS = 500.0
 ANSWER_P90_MAX_MS = 1500.0
 ACCOUNT = {"local": "harbor-local", "cloud": "harbor-dental"}
 MB = 1024 * 1024
+_STARTED: list[Worker] = []  # stopped at exit, whatever interrupted the run
 
 
 # ---- the worker and its process tree -------------------------------------------------
@@ -70,6 +71,7 @@ class Worker:
     metrics_url: str = ""
 
     def launch(self) -> None:
+        _STARTED.append(self)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "agent.py", "start"],
@@ -521,5 +523,13 @@ def _standins(
     return standins.env()
 
 
+def stop_all_workers() -> None:
+    for worker in _STARTED:
+        worker.stop()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        stop_all_workers()

@@ -35,7 +35,7 @@ import psutil
 from agent.caller.simulator import CallOptions, CallReport, Question, run_call
 from agent.engines.local_tts import load_hibari
 from agent.settings import PROJECT_ROOT, get_settings
-from benchmarks.capacity import Worker, _settled
+from benchmarks.capacity import Worker, _settled, stop_all_workers
 
 KINDS = ("before", "first-word", "mid-answer", "after")
 HEARD_WITHIN_S = 3.0
@@ -188,7 +188,10 @@ def main() -> None:
     args = parser.parse_args()
     out = PROJECT_ROOT / ".cache" / "bench" / f"soak-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(soak(args, out))
+    try:
+        result = asyncio.run(soak(args, out))
+    finally:
+        stop_all_workers()
     (out / "soak.json").write_text(json.dumps(result, indent=2))
     before, after, slopes = result["before"], result["after"], result["slope_per_100_calls"]
     print(f"\nsoak: {result['calls']} calls {result['by_kind']}, concurrency {args.concurrency},")
