@@ -137,7 +137,9 @@ class Settings(BaseSettings):
     # Worker: warm processes kept ready, and how many calls one worker takes before it
     # reports itself full. An empty agent name means automatic dispatch to every room.
     idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
-    max_concurrent_calls: int = Field(default=4, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
+    # Measured with scripts/bench-capacity.sh on the 2-core machine (README, "Measuring
+    # capacity, and sizing a worker"); re-measure on the machine type you deploy.
+    max_concurrent_calls: int = Field(default=2, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     # Calls taken beyond FIRSTWORD_MAX_CALLS in a light hold mode (greeting and a hold line,
     # no STT/VAD/LLM) until a conversation slot frees; 0 turns overflow off (agent/capacity.py).
     hold_slots: int = Field(default=4, ge=0, validation_alias="FIRSTWORD_HOLD_SLOTS")

@@ -1,0 +1,110 @@
+"""Hold mode's order of events, with a real `rtc.AudioSource` and a stand-in room.
+
+The silent caller once seen in the burst test: a slot freed in the first moments of a hold,
+the hold track was torn down before the caller had subscribed to it, and the caller heard
+nothing until the full session's track came up. Now the greeting waits for the caller's
+subscription and the call is promoted only after the greeting has played out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+
+from agent import capacity
+
+RATE = 24000
+GREETING_S = 0.6
+SUBSCRIBED_AFTER_S = 0.3
+
+
+class _Publication:
+    sid = "TR_hold"
+
+    def __init__(self) -> None:
+        self.subscribed_at: float | None = None
+
+    async def wait_for_subscription(self) -> None:
+        await asyncio.sleep(SUBSCRIBED_AFTER_S)
+        self.subscribed_at = time.monotonic()
+
+
+class _Room:
+    name = "hold-test"
+
+    def __init__(self) -> None:
+        self.publication = _Publication()
+        self.unpublished_at: float | None = None
+        self.handlers: dict[str, Callable[..., None]] = {}
+
+        async def publish_track(*_: Any) -> _Publication:
+            return self.publication
+
+        async def unpublish_track(_sid: str) -> None:
+            self.unpublished_at = time.monotonic()
+
+        self.local_participant = SimpleNamespace(
+            publish_track=publish_track, unpublish_track=unpublish_track
+        )
+
+    def on(self, event: str, handler: Callable[..., None]) -> None:
+        self.handlers[event] = handler
+
+    def off(self, event: str, handler: Callable[..., None]) -> None:
+        self.handlers.pop(event, None)
+
+    def isconnected(self) -> bool:
+        return True
+
+
+class _Greetings:
+    def __init__(self) -> None:
+        self.first_frame_at: dict[str, float] = {}
+
+    async def stream(self, _voice: object, text: str) -> tuple[bool, AsyncIterator[rtc.AudioFrame]]:
+        async def frames() -> AsyncIterator[rtc.AudioFrame]:
+            step = RATE // 50
+            self.first_frame_at.setdefault(text, time.monotonic())
+            for _ in range(int(GREETING_S * 50)):
+                pcm = (np.sin(np.arange(step) / 5) * 3000).astype(np.int16).tobytes()
+                yield rtc.AudioFrame(pcm, RATE, 1, step)
+
+        return True, frames()
+
+
+async def test_a_slot_freeing_at_once_waits_for_the_caller_to_hear_the_greeting() -> None:
+    base = capacity.current_counts()
+    max_calls = base.live + 1
+    busy = capacity.CallSlot.claim(max_calls, hold_slots=1)
+    held = capacity.CallSlot.claim(max_calls, hold_slots=1)
+    assert (busy.mode, held.mode) == ("live", "held")
+    room, greetings = _Room(), _Greetings()
+    pool = SimpleNamespace(
+        voice_for=lambda _v: SimpleNamespace(sample_rate=RATE), greetings=greetings
+    )
+    account = SimpleNamespace(greeting="Hello", handoff_phrase="Bye", voice=None)
+    caller = SimpleNamespace(identity="caller-1")
+    start = time.monotonic()
+    holding = asyncio.create_task(
+        capacity.hold(room, caller, account, pool, held, max_calls=max_calls, max_hold_s=10)  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0.05)
+    busy.release()  # the slot frees while the hold track is barely published
+    try:
+        promoted = await asyncio.wait_for(holding, 10)
+    finally:
+        held.release()
+    assert promoted
+    assert room.publication.subscribed_at is not None
+    # The greeting starts once the caller can hear it...
+    assert greetings.first_frame_at["Hello"] >= room.publication.subscribed_at
+    # ...and the hold track stays up until it has played out, not torn down at once.
+    assert room.unpublished_at is not None
+    assert room.unpublished_at - start >= SUBSCRIBED_AFTER_S + GREETING_S * 0.9
+    assert capacity.current_counts() == base
