@@ -323,22 +323,25 @@ async def run_combination(
         "FIRSTWORD_HTTP_HOST": "127.0.0.1",
     }
     result: dict[str, Any] = {"engines": engines, "executor": executor, "steps": []}
-    print(f"== {name}: latency ramp {steps} x {args.rounds} round(s)", flush=True)
-    worker = Worker(name, env, out / f"{engines}-{executor}.worker.log")
-    await worker.start()
-    try:
-        idle_rss, _, idle_cores = await idle_footprint(worker)
-        rss_points: list[tuple[int, float]] = [(0, float(idle_rss))]
-        for n in steps:
-            step = await run_step(worker, n, args.rounds, ACCOUNT[engines], question)
-            step.idle_cores = idle_cores
-            summary = step.summary()
-            result["steps"].append(summary)
-            if step.peak_live:
-                rss_points.append((step.peak_live, float(step.peak_rss)))
-            print(f"  {name} {_row(summary)}", flush=True)
-    finally:
-        worker.stop()
+    idle_rss = 0
+    rss_points: list[tuple[int, float]] = []
+    if steps:  # (--steps "": the heap ramp alone)
+        print(f"== {name}: latency ramp {steps} x {args.rounds} round(s)", flush=True)
+        worker = Worker(name, env, out / f"{engines}-{executor}.worker.log")
+        await worker.start()
+        try:
+            idle_rss, _, idle_cores = await idle_footprint(worker)
+            rss_points.append((0, float(idle_rss)))
+            for n in steps:
+                step = await run_step(worker, n, args.rounds, ACCOUNT[engines], question)
+                step.idle_cores = idle_cores
+                summary = step.summary()
+                result["steps"].append(summary)
+                if step.peak_live:
+                    rss_points.append((step.peak_live, float(step.peak_rss)))
+                print(f"  {name} {_row(summary)}", flush=True)
+        finally:
+            worker.stop()
     result["idle_rss_mb"] = round(idle_rss / MB)
     slope = slope_per_call(rss_points)
     result["rss_mb_per_call"] = None if slope is None else round(slope / MB, 1)
@@ -456,7 +459,12 @@ async def main() -> None:
         default=None,
         help="steps for the process executor (default: --steps); each call is a ~0.8 GB process",
     )
-    parser.add_argument("--heap-steps", default=None, help="steps of the tracemalloc ramp")
+    parser.add_argument(
+        "--heap-steps",
+        default=None,
+        help="steps of the tracemalloc ramp (default: smallest, middle, largest step); with"
+        ' --steps "" only this ramp runs',
+    )
     parser.add_argument("--rounds", type=int, default=2, help="rounds per step")
     parser.add_argument("--engines", default="local,cloud")
     parser.add_argument("--executors", default="thread,process")
@@ -492,6 +500,8 @@ async def main() -> None:
                 for executor in args.executors.split(","):
                     run = process_steps if executor == "process" else steps
                     heap = [] if args.no_heap else _ints(args.heap_steps or _heap_default(run))
+                    if not run and not heap:
+                        parser.error("nothing to run: no --steps and no heap steps")
                     results.append(
                         await run_combination(
                             engines, executor, run, heap, args, env, question, out
@@ -503,6 +513,8 @@ async def main() -> None:
 
 def _heap_default(steps: list[int]) -> str:
     """Two or three points are enough for a slope: the smallest, middle and largest steps."""
+    if not steps:
+        return ""
     picks = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
     return ",".join(str(n) for n in picks)
 
