@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 // What the page knows, for people (the DOM) and for tests (window.firstword).
 // `audio`: per participant, the times (performance.now()) of 100 ms samples above -45 dBFS, so a
 // test can tell who was heard when (the agent before a handoff, the staff member after it).
-const call = { state: 'ready', ttfwMs: null, room: null, transcript: [], audio: {}, handoff: '', staff: null };
+const call = { state: 'ready', ttfwMs: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null };
 window.firstword = call;
 
 function setState(state) {
@@ -132,7 +132,10 @@ async function start() {
   room.on(RoomEvent.TrackSubscribed, (track, _publication, participant) => {
     if (track.kind !== Track.Kind.Audio) return;
     document.body.append(track.attach());
-    if (participant.isAgent) watchFirstWord(track.mediaStreamTrack, joinedAt);
+    if (participant.isAgent) {
+      call.agent = participant.identity;
+      watchFirstWord(track.mediaStreamTrack, joinedAt);
+    }
     watchLevel(track.mediaStreamTrack, participant.identity);
   });
   room.on(RoomEvent.ParticipantAttributesChanged, (_changed, participant) => {
