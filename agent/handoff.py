@@ -273,7 +273,14 @@ class Handoff:
         if end is None:
             result = HandoffResult(HandoffOutcome.NOT_TAKEN, detail="no end can reach this caller")
         else:
-            result = await _connect(end, request, self._wait_s)
+            try:
+                result = await _connect(end, request, self._wait_s)
+            except asyncio.CancelledError:
+                # The caller hung up while waiting: the business still gets the message.
+                left = HandoffResult(HandoffOutcome.NOT_TAKEN, detail="the caller left first")
+                metrics.HANDOFFS.labels(end_name, left.outcome.value).inc()
+                await self._record(request, end_name, left)
+                raise
         metrics.HANDOFFS.labels(end_name, result.outcome.value).inc()
         self.results.append((end_name, result))
         self.state = result.outcome.value

@@ -251,3 +251,17 @@ def test_short_lines_do_not_hand_off_and_the_transcript_is_bounded(
 def test_no_take_line_names_the_business(account: Account) -> None:
     request = HandoffRequest(account.id, "r", "c", "web", None, "x", "q", 0.0)
     assert account.business_name in no_take_line(account, request)
+
+
+async def test_a_caller_who_leaves_while_waiting_still_leaves_a_record(
+    account: Account, tmp_path: Path
+):
+    handoff, _ = _handoff(account, [FakeEnd("desk", delay=10.0)], tmp_path, number="+15550100")
+    handoff.caller_said("Can someone call me about my bill?")
+    handoff.request("x")
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(handoff.aclose(), 2.0)
+    (record,) = HandoffRecords(tmp_path).latest(account.id)
+    assert record["outcome"] == "not_taken" and record["detail"] == "the caller left first"
+    assert record["question"] == "Can someone call me about my bill?"
+    assert record["caller_number"] == "+15550100"
