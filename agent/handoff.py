@@ -382,9 +382,10 @@ async def _connect(end: HandoffEnd, request: HandoffRequest, wait_s: float) -> H
 # --- LiveKit binding -------------------------------------------------------------------------
 
 
-def ends_for(room: rtc.Room, settings: Settings) -> list[HandoffEnd]:
+def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[HandoffEnd]:
     """The ends a call can be handed to, in order of preference: the first that `handles()`
-    the request is used. The SIP transfer (agent/sip/transfer.py) goes here for phone callers."""
+    the request is used. The SIP transfer (agent/sip/transfer.py: phone callers, to the
+    account's handoff number) goes first here; the desk takes web and app callers."""
     # Imported here: the desk module imports this one (attribute names, records).
     from .web.desk import DeskEnd
 
@@ -442,7 +443,7 @@ def attach(
     handoff = Handoff(
         call,
         side,
-        ends_for(room, settings),
+        ends_for(room, account, settings),
         wait_s=settings.handoff_timeout,
         records=HandoffRecords(settings.handoff_records),
         on_taken=on_taken,
