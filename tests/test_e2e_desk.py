@@ -32,7 +32,9 @@ from tests.test_e2e_web import SCREENSHOTS
 pytestmark = pytest.mark.e2e
 
 SECRET = "desk-test-password"
-HANDOFF_TIMEOUT_S = 15
+# Long enough for the desk to see the request (1 s polls) and a staff browser to join on a
+# loaded machine; the no-take test waits it out.
+HANDOFF_TIMEOUT_S = 25
 QUESTION = "Do you sell concert tickets?"
 STAFF_LINE = "Hello, this is Maria from the front desk. How can I help you?"
 BROWSER_ARGS = [
@@ -146,7 +148,7 @@ def _call_and_wait_for_handoff(page: Any, base: str) -> str:
     page.click("#call")
     page.wait_for_function(
         "window.firstword.transcript.some(l => l.agent && /Harbor Dental/.test(l.text))",
-        timeout=30_000,
+        timeout=90_000,
     )
     room: str = page.evaluate("window.firstword.room")
     return room
@@ -183,7 +185,7 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-greeted.png"))
         # The desk lists the call while the agent has it.
         desk.wait_for_function(
-            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})", timeout=10_000
+            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})", timeout=20_000
         )
         # The caller asks what the facts do not cover: the agent says the handoff phrase, asks
         # for a person, and the desk highlights the call with the reason and the question.
@@ -200,23 +202,23 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         assert "concert" in view["handoff"]["question"].lower(), view
         assert any(line["who"] == "agent" for line in view["transcript"]), view
         desk.screenshot(path=str(SCREENSHOTS / "desk-handoff-requested.png"))
-        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=5_000)
+        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=15_000)
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-handoff.png"))
 
         # Take call: the staff browser joins with its microphone; the agent steps back.
         row.locator("button.take").click()
         desk.wait_for_function(
-            "window.firstwordDesk.callState === 'talking with the caller'", timeout=15_000
+            "window.firstwordDesk.callState === 'talking with the caller'", timeout=30_000
         )
         assert time.monotonic() - requested_at < HANDOFF_TIMEOUT_S, "taken within the wait"
-        caller.wait_for_function("window.firstword.staff !== null", timeout=10_000)
-        caller.wait_for_function("window.firstword.handoff === 'taken'", timeout=10_000)
+        caller.wait_for_function("window.firstword.staff !== null", timeout=20_000)
+        caller.wait_for_function("window.firstword.handoff === 'taken'", timeout=20_000)
         taken_at = caller.evaluate("performance.now()")
         # The caller hears the staff member: at least a second of audible audio from them.
         caller.wait_for_function(
             f"(window.firstword.audio[window.firstword.staff] || [])"
             f".filter(t => t > {taken_at}).length >= 10",
-            timeout=20_000,
+            timeout=30_000,
         )
         caller.wait_for_timeout(4_000)  # the caller's question loops on; nobody answers it
         heard = caller.evaluate(
@@ -234,7 +236,7 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         desk.wait_for_function(
             f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)}"
             " && c.state === 'taken')",
-            timeout=10_000,
+            timeout=20_000,
         )
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-taken.png"))
         desk.screenshot(path=str(SCREENSHOTS / "desk-call-taken.png"))
@@ -274,7 +276,7 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
             f".some(t => t > {requested} + {HANDOFF_TIMEOUT_S * 1000})",
             timeout=15_000,
         )
-        caller.wait_for_function("window.firstword.handoff === 'not_taken'", timeout=5_000)
+        caller.wait_for_function("window.firstword.handoff === 'not_taken'", timeout=15_000)
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-not-taken.png"))
         # The business's record has the caller's question; the desk shows it as a message.
         records = [r for r in _records(records_dir) if r["room"] == room]
