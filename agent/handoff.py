@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from livekit import rtc
 
@@ -395,6 +395,13 @@ def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[Hando
     return ends
 
 
+@runtime_checkable
+class StepsBack(Protocol):
+    """An agent that stops answering once told (`Assistant.stepped_back`)."""
+
+    stepped_back: bool
+
+
 class _LiveKitCall:
     """The call side on a real session: attributes on the agent participant, `say`, step back."""
 
@@ -415,9 +422,17 @@ class _LiveKitCall:
     async def step_back(self) -> None:
         # Stop what it is saying, stop listening and stop speaking: the session and its track
         # stay, so the call (caller + person) goes on, and ends as before when the caller leaves.
+        # A turn the caller finished just before (its transcript still on the way) is dropped
+        # by the agent (`StopResponse`), and nothing more is shown on the caller's page.
+        agent = self._session.current_agent
+        if isinstance(agent, StepsBack):
+            agent.stepped_back = True
         self._session.interrupt()
         self._session.input.set_audio_enabled(False)
         self._session.output.set_audio_enabled(False)
+        self._session.output.set_transcription_enabled(False)
+        with contextlib.suppress(RuntimeError):  # the session is closing
+            self._session.clear_user_turn()
 
 
 def attach(
