@@ -69,6 +69,13 @@ STAFF_TOKEN_TTL = timedelta(hours=2)
 AUTH_FAILURE_BURST = 5
 AUTH_FAILURES_PER_MINUTE = 10.0
 LIST_TIMEOUT_S = 5.0
+# `firstword.handoff` as staff read it.
+STATE_NAMES = {
+    "requested": "handoff requested",
+    "taken": "taken",
+    "not_taken": "nobody took it",
+    "failed": "handoff failed",
+}
 
 
 # --- the end, in the worker ------------------------------------------------------------------
@@ -142,7 +149,7 @@ def call_view(room: api.Room, participants: list[api.ParticipantInfo]) -> dict[s
     if staff:
         state = "taken"
     elif handoff:
-        state = {"requested": "handoff requested"}.get(handoff, handoff)
+        state = STATE_NAMES.get(handoff, handoff)
     elif agent is not None:
         state = "with agent"
     else:
