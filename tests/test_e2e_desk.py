@@ -202,7 +202,7 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         assert NO_ANSWER_REASON in row.inner_text()
         view = next(c for c in desk.evaluate("window.firstwordDesk.calls") if c["room"] == room)
         # The question is what the caller said last before the handoff (on a loaded machine the
-        # recogniser may split it: "Do you sell?" / "of concert tickets."); the transcript has it all.
+        # recogniser may split it: "Do you sell?", "of concert tickets."); the transcript has all.
         assert view["handoff"]["question"], view
         said = " ".join(line["text"] for line in view["transcript"] if line["who"] == "caller")
         assert "concert" in said.lower(), view
