@@ -201,11 +201,11 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         assert "handoff" in (row.get_attribute("class") or "")
         assert NO_ANSWER_REASON in row.inner_text()
         view = next(c for c in desk.evaluate("window.firstwordDesk.calls") if c["room"] == room)
-        # The question is what the caller said last before the handoff (on a loaded machine the
-        # recogniser may split it: "Do you sell?", "of concert tickets."); the transcript has all.
-        assert view["handoff"]["question"], view
-        said = " ".join(line["text"] for line in view["transcript"] if line["who"] == "caller")
-        assert "concert" in said.lower(), view
+        # The question is what the agent heard the caller say last before the handoff: on the
+        # loaded shared machine Whisper has heard "Do you, so?" or "Do you sell?" / "of concert
+        # tickets.", so this checks that the desk shows what was heard, not Whisper's accuracy.
+        said = [line["text"] for line in view["transcript"] if line["who"] == "caller"]
+        assert view["handoff"]["question"] and view["handoff"]["question"] in said, view
         assert any(line["who"] == "agent" for line in view["transcript"]), view
         desk.screenshot(path=str(SCREENSHOTS / "desk-handoff-requested.png"))
         caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=15_000)
@@ -295,11 +295,8 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         records = [r for r in _records(records_dir) if r["room"] == room]
         # (The looping question may start another attempt later: nobody takes that one either.)
         assert records and {r["outcome"] for r in records} == {"not_taken"}, records
-        assert records[0]["question"], records
-        heard = " ".join(
-            line["text"] for line in records[0]["transcript"] if line["who"] == "caller"
-        )
-        assert "concert" in heard.lower(), records
+        heard = [line["text"] for line in records[0]["transcript"] if line["who"] == "caller"]
+        assert records[0]["question"] and records[0]["question"] in heard, records
         assert records[0]["reason"] == NO_ANSWER_REASON
         desk = desk_browser.new_page()
         desk.goto(f"{web_base}/desk?account=harbor-dental")
@@ -308,7 +305,7 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         desk.wait_for_function(
             "window.firstwordDesk.records.some(r => r.outcome === 'not_taken')", timeout=10_000
         )
-        assert "concert" in desk.inner_text("#messages").lower()
+        assert records[0]["question"] in desk.inner_text("#messages")
         desk.screenshot(path=str(SCREENSHOTS / "desk-messages.png"))
         caller.click("#hangup")
     finally:
