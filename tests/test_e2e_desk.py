@@ -145,6 +145,19 @@ def _records(records_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _assert_no_errors(log: Path) -> None:
+    """No error from the call path. (An idle job thread whose prewarm outlived the framework's
+    60 s limit at load 40 logs "Error initializing process": the machine, not the call.)"""
+    errors = [
+        r["message"]
+        for r in log_records(log)
+        if r.get("level") in ("ERROR", "CRITICAL") and r["message"] != "Error initializing process"
+    ]
+    assert not errors, errors
+    text = log.read_text()
+    assert "handoff.py" not in text and "desk.py" not in text
+
+
 def _call_and_wait_for_handoff(page: Any, base: str) -> str:
     page.goto(f"{base}/call/harbor-dental")
     page.click("#call")
@@ -262,7 +275,7 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         r["message"] for r in lines[taken_line:] if r["message"].startswith("transcript assistant")
     ]
     assert not late, late
-    assert "Traceback" not in worker_log.read_text()
+    _assert_no_errors(worker_log)
 
 
 def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
@@ -311,4 +324,4 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
     finally:
         caller_browser.close()
         desk_browser.close()
-    assert "Traceback" not in worker_log.read_text()
+    _assert_no_errors(worker_log)
