@@ -11,7 +11,14 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator
 
 from livekit import rtc
-from livekit.agents import Agent, ModelSettings, RunContext, function_tool
+from livekit.agents import (
+    Agent,
+    ModelSettings,
+    RunContext,
+    StopResponse,
+    function_tool,
+    llm,
+)
 
 from . import metrics
 from .accounts import Account
@@ -44,6 +51,14 @@ class Assistant(Agent):
         # Set only when the FAQ answerer and the local voice serve the call: its replies
         # arrive whole (one chunk), so waiting for the end of the text costs nothing.
         self._answer_audio = answer_audio
+        # Set by agent/handoff.py once a person has taken the call: no more answers.
+        self.stepped_back = False
+
+    async def on_user_turn_completed(
+        self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
+    ) -> None:
+        if self.stepped_back:  # a turn already on its way when the person took the call
+            raise StopResponse()
 
     async def tts_node(
         self, text: AsyncIterable[str], model_settings: ModelSettings

@@ -29,7 +29,7 @@ from livekit.agents import (
     room_io,
 )
 
-from . import capacity, heap, metrics, recovery
+from . import capacity, handoff, heap, metrics, recovery
 from .accounts import AccountStore, CallHints, resolve_account
 from .answers import AnswerAudio
 from .assistant import Assistant
@@ -351,6 +351,11 @@ async def entrypoint(ctx: JobContext) -> None:
         timeline.mark("first_frame")
         _report(timeline, call, reason="first word")
         attach_conversation_logs(session, call)
+        # The handoff to a person (agent/handoff.py); a call a person took stops counting.
+        handoffs = handoff.attach(
+            session, ctx.room, account, caller, settings, on_taken=slot.release
+        )
+        ctx.add_shutdown_callback(handoffs.aclose)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
 

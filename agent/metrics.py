@@ -198,6 +198,12 @@ PYTHON_HEAP = Gauge(
 )
 
 
+HANDOFFS = Counter(
+    "firstword_handoffs_total",
+    "Handoffs to a person by end (desk, sip, none: no end could reach the caller) and outcome "
+    "(taken, not_taken, failed); see agent/handoff.py.",
+    ["end", "outcome"],
+)
 VOICES_WORKING = Gauge(
     "firstword_voices_working",
     "Voices of this worker that synthesised a test word at prewarm (readiness, agent/health.py).",
@@ -222,3 +228,6 @@ def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
     for result in ("hit", "miss"):
         GREETING_CACHE.labels(result)
         ANSWER_CACHE.labels(result)
+    for end in ("desk", "sip", "none"):
+        for outcome in ("taken", "not_taken", "failed"):
+            HANDOFFS.labels(end, outcome)

@@ -183,6 +183,19 @@ class Settings(BaseSettings):
         default=20.0, gt=0, validation_alias="FIRSTWORD_CALLER_WAIT_TIMEOUT"
     )
 
+    # Front desk and handoff (agent/handoff.py, agent/web/desk.py). The desk page and its API
+    # are closed unless a secret is set; the worker offers the desk as a handoff end only then.
+    desk_secret: SecretStr | None = Field(default=None, validation_alias="FIRSTWORD_DESK_SECRET")
+    # How long a handoff waits for a person before the caller hears the no-take line.
+    handoff_timeout: float = Field(
+        default=30.0, gt=0, le=600, validation_alias="FIRSTWORD_HANDOFF_TIMEOUT"
+    )
+    # Where each handoff (and the message of one nobody took) is kept: <dir>/<account>.jsonl.
+    # Empty: <FIRSTWORD_CACHE_DIR>/handoffs. The worker writes it and the desk reads it.
+    handoff_records_dir: Path | None = Field(
+        default=None, validation_alias="FIRSTWORD_HANDOFF_RECORDS"
+    )
+
     # Crash recovery (agent/recovery.py): on when REDIS_URL is set. Each call holds a lease
     # in Redis for this long; a call whose lease ran out (its worker died) is dispatched
     # again by a surviving worker, which says the resume line in the account's voice.
@@ -205,6 +218,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )
+
+    @property
+    def handoff_records(self) -> Path:
+        return self.handoff_records_dir or self.cache_dir / "handoffs"
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, StopResponse, llm
 from livekit.agents.voice.run_result import RunResult
 
 from agent.accounts import AccountRegistry
@@ -39,3 +39,23 @@ async def test_assistant_answers_from_faqs_or_hands_off(
         event = result.expect.next_event().is_message(role="assistant")
         assert event.event().item.text_content == (expected or account.handoff_phrase)
         result.expect.no_more_events()
+
+
+async def test_assistant_that_stepped_back_does_not_answer(
+    registry: AccountRegistry, faq_llm_for: Callable[[str], FaqLLM]
+) -> None:
+    """Once a person took the call (agent/handoff.py), a turn already under way gets no reply."""
+    account = registry.accounts["bluebird-bikes"]
+    assistant = Assistant(account)
+    async with AgentSession(llm=faq_llm_for(account.id)) as session:
+        await session.start(assistant)
+        assistant.stepped_back = True
+        turn = llm.ChatContext.empty()
+        with pytest.raises(StopResponse):
+            await assistant.on_user_turn_completed(
+                turn, llm.ChatMessage(role="user", content=["How much is an e-bike?"])
+            )
+        assistant.stepped_back = False
+        await assistant.on_user_turn_completed(
+            turn, llm.ChatMessage(role="user", content=["How much is an e-bike?"])
+        )

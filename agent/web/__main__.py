@@ -1,4 +1,5 @@
-"""`python -m agent.web`: serve the call page and the token endpoint (loopback by default)."""
+"""`python -m agent.web`: serve the call page, the token endpoint and the front desk (loopback by
+default; the desk only when FIRSTWORD_DESK_SECRET is set)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ def main() -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     if not BUNDLE.is_file():
         raise SystemExit(f"{BUNDLE} is missing: build it with scripts/web-build.sh")
-    print(f"call page: http://{settings.web_host}:{settings.web_port}/call/<account>")
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    print(f"call page: {base}/call/<account>")
+    if settings.desk_secret is not None:
+        print(f"front desk: {base}/desk?account=<account>")
+    else:
+        print("front desk: closed (set FIRSTWORD_DESK_SECRET to open it)")
     web.run_app(
         app_from_settings(settings), host=settings.web_host, port=settings.web_port, print=None
     )

@@ -1,6 +1,8 @@
 """The aiohttp application: the call page, its script bundle, and the token endpoint.
 
 - `GET /call/<account>`: the call page of a known account (404 names an unknown one).
+- `/desk` and `/api/desk/...`: the front desk for the business's staff (`desk.py`), closed
+  unless FIRSTWORD_DESK_SECRET is set.
 - `POST /api/token` with `{"account": "<id>"}`: creates the room with the agent dispatched
   (see `predispatch.py`) and returns the LiveKit URL, token and room. Unknown accounts get 404,
   malformed bodies 400, clients over their rate 429 with `Retry-After`.
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from ..accounts import AccountStore
 from ..settings import Settings
+from .desk import Desk, desk_from_settings
 from .predispatch import Predispatcher, Ticket
 from .ratelimit import RateLimiter
 
@@ -85,13 +88,17 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(ticket.to_json())
 
 
-def build_app(store: AccountStore, tickets: TicketSource, limiter: RateLimiter) -> web.Application:
+def build_app(
+    store: AccountStore, tickets: TicketSource, limiter: RateLimiter, desk: Desk | None = None
+) -> web.Application:
     app = web.Application()
     app[STORE_KEY] = store
     app[TICKETS_KEY] = tickets
     app[LIMITER_KEY] = limiter
     app.router.add_get("/call/{account}", call_page)
     app.router.add_post("/api/token", token)
+    if desk is not None:
+        desk.add_routes(app)
     app.router.add_static("/static/", STATIC_DIR)
     return app
 
@@ -103,10 +110,12 @@ def app_from_settings(settings: Settings) -> web.Application:
     )
     tickets = Predispatcher(settings)
     limiter = RateLimiter(settings.web_token_burst, settings.web_tokens_per_minute)
-    app = build_app(store, tickets, limiter)
+    desk, directory = desk_from_settings(settings)
+    app = build_app(store, tickets, limiter, desk)
 
     async def _close(_app: web.Application) -> None:
         await tickets.aclose()
+        await directory.aclose()
 
     app.on_cleanup.append(_close)
     return app

@@ -6,7 +6,9 @@ import { Room, RoomEvent, Track } from 'livekit-client';
 const account = document.body.dataset.account;
 const $ = (id) => document.getElementById(id);
 // What the page knows, for people (the DOM) and for tests (window.firstword).
-const call = { state: 'ready', ttfwMs: null, room: null, transcript: [] };
+// `audio`: per participant, the times (performance.now()) of 100 ms samples above -45 dBFS, so a
+// test can tell who was heard when (the agent before a handoff, the staff member after it).
+const call = { state: 'ready', ttfwMs: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null };
 window.firstword = call;
 
 function setState(state) {
@@ -61,6 +63,38 @@ function watchFirstWord(mediaStreamTrack, joinedAt) {
   }, 5);
 }
 
+function watchLevel(mediaStreamTrack, identity) {
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  context.createMediaStreamSource(new MediaStream([mediaStreamTrack])).connect(analyser);
+  const samples = new Float32Array(512);
+  const loud = (call.audio[identity] = []);
+  setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    if (Math.sqrt(sum / samples.length) > Math.pow(10, -45 / 20)) {
+      loud.push(performance.now());
+      if (loud.length > 3000) loud.shift();
+    }
+  }, 100);
+}
+
+// The handoff as the agent publishes it (its participant attributes), and the staff member
+// who took the call (a participant whose identity starts `desk-`, see agent/handoff.py).
+const HANDOFF_TEXT = {
+  requested: 'connecting you with a person…',
+  taken: 'connected with a person',
+  not_taken: 'nobody was free: your question was noted',
+  failed: 'nobody could be reached: your question was noted',
+};
+function showHandoff(attributes) {
+  const state = attributes['firstword.handoff'];
+  if (!state || state === call.handoff) return;
+  call.handoff = state;
+  if (!call.staff) $('state').textContent = HANDOFF_TEXT[state] || state;
+}
+
 // The token is asked for when the page opens: that dispatches the agent, which then joins
 // and gets ready while the caller reaches for the button. A ticket older than the agent's wait
 // for its caller (the room is gone) is replaced at the click.
@@ -95,10 +129,22 @@ async function start() {
   const room = new Room();
   call.room = ticket.room;
   let joinedAt = 0;
-  room.on(RoomEvent.TrackSubscribed, (track) => {
+  room.on(RoomEvent.TrackSubscribed, (track, _publication, participant) => {
     if (track.kind !== Track.Kind.Audio) return;
     document.body.append(track.attach());
-    watchFirstWord(track.mediaStreamTrack, joinedAt);
+    if (participant.isAgent) {
+      call.agent = participant.identity;
+      watchFirstWord(track.mediaStreamTrack, joinedAt);
+    }
+    watchLevel(track.mediaStreamTrack, participant.identity);
+  });
+  room.on(RoomEvent.ParticipantAttributesChanged, (_changed, participant) => {
+    if (participant.isAgent) showHandoff(participant.attributes);
+  });
+  room.on(RoomEvent.ParticipantConnected, (participant) => {
+    if (!participant.identity.startsWith('desk-')) return;
+    call.staff = participant.identity;
+    setState(`talking with ${participant.name || 'the front desk'}`);
   });
   room.registerTextStreamHandler('lk.transcription', async (reader, participant) => {
     const isAgent = participant.identity !== room.localParticipant.identity;

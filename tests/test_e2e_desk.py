@@ -1,0 +1,328 @@
+"""The front desk end to end: a caller's browser, the agent, and a staff member's browser.
+
+Real server, real worker, real Chromium (two of them: each has its own fake microphone, fed
+from a WAV). The caller asks something the business's facts do not cover; the agent says the
+handoff phrase and asks for a person; the desk sees the call highlighted with the reason and
+takes it; the caller's page then hears the staff member while the agent stays silent. A second
+caller's handoff nobody takes ends in the no-take line, and the question is in the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+
+from agent.engines.local_tts import LocalTTS
+from agent.handoff import NO_ANSWER_REASON
+from agent.settings import Settings
+from agent.web.app import app_from_settings
+from tests.e2e_support import URL, log_records, worker_process
+from tests.test_e2e_web import SCREENSHOTS
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "desk-test-password"
+# Long enough for the desk to see the request (1 s polls) and a staff browser to join on a
+# loaded machine; the no-take test waits it out.
+HANDOFF_TIMEOUT_S = 25
+QUESTION = "Do you sell concert tickets?"
+STAFF_LINE = "Hello, this is Maria from the front desk. How can I help you?"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("handoff-records")
+
+
+@pytest.fixture(scope="module")
+def worker_log(
+    livekit_server: str, records_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    log = tmp_path_factory.mktemp("desk-worker") / "worker.log"
+    env = {
+        "FIRSTWORD_DESK_SECRET": SECRET,
+        "FIRSTWORD_HANDOFF_TIMEOUT": str(HANDOFF_TIMEOUT_S),
+        "FIRSTWORD_HANDOFF_RECORDS": str(records_dir),
+    }
+    # Its prewarm renders every greeting into the test's fresh cache: minutes when the shared
+    # machine is busy (load 25+ seen), so a longer bound than the default 120 s.
+    with worker_process(log, env, within_s=300):
+        yield log
+
+
+@pytest.fixture(scope="module")
+def web_base(worker_log: Path, records_dir: Path) -> Iterator[str]:
+    """The web app (call page, token endpoint, desk) on a loop of its own: Playwright's sync API
+    blocks the test's thread."""
+    settings = Settings(
+        LIVEKIT_URL=URL,
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="secret",
+        FIRSTWORD_DESK_SECRET=SECRET,
+        FIRSTWORD_HANDOFF_RECORDS=records_dir,
+    )
+    loop = asyncio.new_event_loop()
+    server = TestServer(app_from_settings(settings), host="127.0.0.1")
+    loop.run_until_complete(server.start_server())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def wavs(piper: LocalTTS, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("desk-wavs")
+    rate = piper.sample_rate
+
+    def write(path: Path, *parts: np.ndarray) -> Path:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(np.concatenate(parts).tobytes())
+        return path
+
+    def speech(text: str) -> np.ndarray:
+        return (np.clip(piper.render(text), -1, 1) * 32767).astype(np.int16)
+
+    def silence(seconds: float) -> np.ndarray:
+        return np.zeros(int(rate * seconds), np.int16)
+
+    # Chromium loops the file, so the caller asks again every ~22 s: on a loaded machine a
+    # misheard first attempt gets a second chance (and once the call is taken, nobody answers).
+    question = write(folder / "question.wav", silence(6), speech(QUESTION), silence(14))
+    # The staff member talks on and on: easy to hear on the caller's side.
+    staff = write(folder / "staff.wav", *[speech(STAFF_LINE), silence(0.3)] * 6)
+    return {"question": question, "staff": staff}
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+def _browser(playwright: Any, wav: Path) -> Any:
+    return playwright.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        headless=True,
+        args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
+    )
+
+
+def _records(records_dir: Path) -> list[dict[str, Any]]:
+    path = records_dir / "harbor-dental.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_no_errors(log: Path) -> None:
+    """No error from the call path. (An idle job thread whose prewarm outlived the framework's
+    60 s limit at load 40 logs "Error initializing process": the machine, not the call.)"""
+    errors = [
+        r["message"]
+        for r in log_records(log)
+        if r.get("level") in ("ERROR", "CRITICAL") and r["message"] != "Error initializing process"
+    ]
+    assert not errors, errors
+    # Nor a traceback through the handoff's code (a frame reads `File ".../handoff.py", line`).
+    assert not re.search(r'(handoff|desk)\.py\\?", line', log.read_text())
+
+
+def _call_and_wait_for_handoff(page: Any, base: str) -> str:
+    page.goto(f"{base}/call/harbor-dental")
+    page.click("#call")
+    page.wait_for_function(
+        "window.firstword.transcript.some(l => l.agent && /Harbor Dental/.test(l.text))",
+        timeout=90_000,
+    )
+    room: str = page.evaluate("window.firstword.room")
+    return room
+
+
+def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
+    web_base: str, wavs: dict[str, Path], playwright: Any, records_dir: Path, worker_log: Path
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    desk_browser = _browser(playwright, wavs["staff"])
+    caller_browser = _browser(playwright, wavs["question"])
+    try:
+        desk = desk_browser.new_page()
+        # A wrong password: refused, and nothing about calls on the page.
+        desk.goto(f"{web_base}/desk?account=harbor-dental")
+        desk.fill("#password", "not-the-password")
+        desk.click("#login button")
+        desk.wait_for_function("document.body.dataset.state === 'refused'", timeout=10_000)
+        assert "wrong or missing password" in desk.inner_text("#error")
+        assert desk.is_hidden("#desk")
+        desk.screenshot(path=str(SCREENSHOTS / "desk-refused.png"))
+        reply = desk.request.get(
+            f"{web_base}/api/desk/calls", headers={"Authorization": "Bearer nope"}
+        )
+        assert reply.status == 401 and "calls" not in reply.json()
+        # The right one.
+        desk.fill("#password", SECRET)
+        desk.fill("#name", "Maria")
+        desk.click("#login button")
+        desk.wait_for_function("window.firstwordDesk.open", timeout=10_000)
+
+        caller = caller_browser.new_page()
+        room = _call_and_wait_for_handoff(caller, web_base)
+        caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-greeted.png"))
+        # The desk lists the call while the agent has it.
+        desk.wait_for_function(
+            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})", timeout=20_000
+        )
+        # The caller asks what the facts do not cover: the agent says the handoff phrase, asks
+        # for a person, and the desk highlights the call with the reason and the question.
+        desk.wait_for_function(
+            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)}"
+            " && c.state === 'handoff requested')",
+            timeout=90_000,
+        )
+        requested_at = time.monotonic()
+        row = desk.locator(f"tr[data-room='{room}']")
+        assert "handoff" in (row.get_attribute("class") or "")
+        assert NO_ANSWER_REASON in row.inner_text()
+        view = next(c for c in desk.evaluate("window.firstwordDesk.calls") if c["room"] == room)
+        # The question is what the agent heard the caller say last before the handoff: on the
+        # loaded shared machine Whisper has heard "Do you, so?" or "Do you sell?" / "of concert
+        # tickets.", so this checks that the desk shows what was heard, not Whisper's accuracy.
+        said = [line["text"] for line in view["transcript"] if line["who"] == "caller"]
+        assert view["handoff"]["question"] and view["handoff"]["question"] in said, view
+        assert any(line["who"] == "agent" for line in view["transcript"]), view
+        desk.screenshot(path=str(SCREENSHOTS / "desk-handoff-requested.png"))
+        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=15_000)
+        caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-handoff.png"))
+
+        # Take call: the staff browser joins with its microphone; the agent steps back.
+        row.locator("button.take").click()
+        desk.wait_for_function(
+            "window.firstwordDesk.callState === 'talking with the caller'", timeout=30_000
+        )
+        assert time.monotonic() - requested_at < HANDOFF_TIMEOUT_S, "taken within the wait"
+        caller.wait_for_function("window.firstword.staff !== null", timeout=20_000)
+        caller.wait_for_function("window.firstword.handoff === 'taken'", timeout=20_000)
+        taken_at = caller.evaluate("performance.now()")
+        # The caller hears the staff member: at least a second of audible audio from them.
+        caller.wait_for_function(
+            f"(window.firstword.audio[window.firstword.staff] || [])"
+            f".filter(t => t > {taken_at}).length >= 10",
+            timeout=30_000,
+        )
+        caller.wait_for_timeout(4_000)  # the caller's question loops on; nobody answers it
+        heard = caller.evaluate(
+            f"""() => {{
+                const c = window.firstword;
+                const after = (id) => (c.audio[id] || []).filter(t => t > {taken_at}).length;
+                return {{staff: after(c.staff), agent: after(c.agent), agentId: c.agent}};
+            }}"""
+        )
+        print(f"audible 100 ms samples after the take: {heard}")
+        assert heard["agentId"], "the caller's page never got the agent's track"
+        assert heard["staff"] >= 10
+        assert heard["agent"] == 0, "the agent spoke after the staff member took the call"
+        desk.wait_for_function("window.firstwordDesk.heard > 0", timeout=15_000)
+        desk.wait_for_function(
+            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)}"
+            " && c.state === 'taken')",
+            timeout=20_000,
+        )
+        caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-taken.png"))
+        desk.screenshot(path=str(SCREENSHOTS / "desk-call-taken.png"))
+        desk.click("#hangup")
+        caller.click("#hangup")
+    finally:
+        desk_browser.close()
+        caller_browser.close()
+    taken = [r for r in _records(records_dir) if r["room"] == room]
+    assert [r["outcome"] for r in taken] == ["taken"]
+    assert taken[0]["end"] == "desk" and taken[0]["taken_by"].startswith("desk-")
+    # Nor did it answer in text: no agent line after the take (a question that was on its way
+    # when the staff member joined is dropped).
+    lines = [r for r in log_records(worker_log) if r.get("room") == room]
+    taken_line = next(i for i, r in enumerate(lines) if r["message"] == "handoff taken")
+    late = [
+        r["message"] for r in lines[taken_line:] if r["message"].startswith("transcript assistant")
+    ]
+    assert not late, late
+    _assert_no_errors(worker_log)
+
+
+def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
+    web_base: str, wavs: dict[str, Path], playwright: Any, records_dir: Path, worker_log: Path
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    caller_browser = _browser(playwright, wavs["question"])
+    desk_browser = _browser(playwright, wavs["staff"])
+    try:
+        caller = caller_browser.new_page()
+        room = _call_and_wait_for_handoff(caller, web_base)
+        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=90_000)
+        requested = caller.evaluate("performance.now()")
+        # Nobody takes it: after the wait, the caller hears the no-take line (its transcript
+        # shows it and the agent's track is audible again).
+        caller.wait_for_function(
+            "window.firstword.transcript.some(l => l.agent && /noted your question/.test(l.text))",
+            timeout=(HANDOFF_TIMEOUT_S + 30) * 1000,
+        )
+        waited_s = (caller.evaluate("performance.now()") - requested) / 1000
+        assert waited_s >= HANDOFF_TIMEOUT_S - 1, f"the no-take line came after {waited_s:.1f} s"
+        caller.wait_for_function(
+            f"(window.firstword.audio[window.firstword.agent] || [])"
+            f".some(t => t > {requested} + {HANDOFF_TIMEOUT_S * 1000})",
+            timeout=15_000,
+        )
+        caller.wait_for_function("window.firstword.handoff === 'not_taken'", timeout=15_000)
+        caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-not-taken.png"))
+        # The business's record has the caller's question; the desk shows it as a message.
+        records = [r for r in _records(records_dir) if r["room"] == room]
+        # (The looping question may start another attempt later: nobody takes that one either.)
+        assert records and {r["outcome"] for r in records} == {"not_taken"}, records
+        heard = [line["text"] for line in records[0]["transcript"] if line["who"] == "caller"]
+        assert records[0]["question"] and records[0]["question"] in heard, records
+        assert records[0]["reason"] == NO_ANSWER_REASON
+        desk = desk_browser.new_page()
+        desk.goto(f"{web_base}/desk?account=harbor-dental")
+        desk.fill("#password", SECRET)
+        desk.click("#login button")
+        desk.wait_for_function(
+            "window.firstwordDesk.records.some(r => r.outcome === 'not_taken')", timeout=10_000
+        )
+        assert records[0]["question"] in desk.inner_text("#messages")
+        desk.screenshot(path=str(SCREENSHOTS / "desk-messages.png"))
+        caller.click("#hangup")
+    finally:
+        caller_browser.close()
+        desk_browser.close()
+    _assert_no_errors(worker_log)

@@ -1,0 +1,171 @@
+// The front desk page: after the staff password, list the live calls every second (the web app
+// reads them from LiveKit's server API), highlight the ones where the agent asked for a person,
+// and take a call: the page asks for a staff token for that room and joins it with LiveKit's
+// JavaScript client and the microphone; the agent sees the staff participant and steps back.
+import { Room, RoomEvent, Track } from 'livekit-client';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const account = params.get('account') || '';
+// What the page knows, for people (the DOM) and for tests (window.firstwordDesk).
+const desk = { open: false, calls: [], records: [], onCall: null, callState: '', heard: 0, error: '' };
+window.firstwordDesk = desk;
+let password = sessionStorage.getItem('firstword-desk') || '';
+// One second: the calls live in LiveKit, read through its server API (no push of attribute
+// changes without joining every room); a second is well inside a person's reaction time.
+const POLL_MS = 1000;
+let timer = null;
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { ...(options.headers || {}), authorization: `Bearer ${password}`, 'content-type': 'application/json' },
+  });
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (response.status === 401 || response.status === 429) {
+    stop(body.error);
+    throw new Error(body.error);
+  }
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function stop(message) {
+  clearInterval(timer);
+  timer = null;
+  desk.open = false;
+  desk.error = message;
+  sessionStorage.removeItem('firstword-desk');
+  $('desk').hidden = true;
+  $('login').hidden = false;
+  $('error').textContent = message;
+  document.body.dataset.state = 'refused';
+}
+
+const clock = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
+const since = (seconds, now) => {
+  const s = Math.max(0, Math.round(now - seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function render(calls, now) {
+  const body = $('calls');
+  body.replaceChildren();
+  if (!calls.length) body.append(el('tr', {}, el('td', { colSpan: 5, className: 'muted', textContent: 'No live calls.' })));
+  for (const call of calls) {
+    const row = el('tr', { className: call.state === 'handoff requested' ? 'handoff' : call.state === 'taken' ? 'taken' : '' });
+    row.dataset.room = call.room;
+    const caller = call.caller.number || call.caller.name || call.caller.identity;
+    const state = el('td', {}, el('div', { className: 'state', textContent: call.state }));
+    if (call.handoff.reason) state.append(el('div', { className: 'reason', textContent: `Asked for a person: ${call.handoff.reason}` }));
+    if (call.handoff.question) state.append(el('div', { className: 'line', textContent: `“${call.handoff.question}”` }));
+    const lines = el('td', {}, ...call.transcript.slice(-6).map((l) => el('div', { className: 'line' }, el('b', { textContent: `${l.who}: ` }), l.text)));
+    const take = el('button', { textContent: 'Take call', disabled: !!desk.onCall || call.staff.length > 0 });
+    take.className = 'take';
+    take.onclick = () => takeCall(call.room).catch((error) => { $('oncall-state').textContent = `error: ${error.message}`; });
+    row.append(
+      el('td', {}, el('div', { textContent: caller }), el('div', { className: 'muted', textContent: `${call.account || '?'} · ${call.caller.kind}` })),
+      el('td', {}, el('div', { textContent: clock(call.started_at) }), el('div', { className: 'muted', textContent: since(call.started_at, now) })),
+      state,
+      lines,
+      el('td', {}, take),
+    );
+    body.append(row);
+  }
+  $('updated').textContent = `· updated ${new Date().toLocaleTimeString()}`;
+}
+
+function renderRecords(records) {
+  const list = $('messages');
+  list.replaceChildren();
+  if (!records.length) list.append(el('li', { className: 'muted', textContent: 'No messages yet.' }));
+  for (const r of records) {
+    const who = r.caller_number || r.caller_identity;
+    list.append(el('li', {},
+      el('b', { textContent: `${clock(r.requested_at)} · ${who} · ${r.outcome.replace('_', ' ')}` }),
+      ` (${r.end}${r.taken_by ? `, ${r.taken_by}` : ''}): `,
+      el('span', { textContent: r.question ? `“${r.question}”` : '(no question)' }),
+      el('span', { className: 'muted', textContent: ` — ${r.reason}` })));
+  }
+}
+
+async function refresh() {
+  const query = account ? `?account=${encodeURIComponent(account)}` : '';
+  const reply = await api(`/api/desk/calls${query}`);
+  desk.calls = reply.calls;
+  render(reply.calls, reply.now);
+  if (account) {
+    const records = await api(`/api/desk/messages${query}`);
+    desk.records = records.records;
+    renderRecords(records.records);
+  }
+}
+
+async function open() {
+  await refresh();
+  desk.open = true;
+  desk.error = '';
+  sessionStorage.setItem('firstword-desk', password);
+  $('login').hidden = true;
+  $('desk').hidden = false;
+  document.body.dataset.state = 'open';
+  clearInterval(timer);
+  timer = setInterval(() => refresh().catch((error) => { $('updated').textContent = `· ${error.message}`; }), POLL_MS);
+}
+
+// How loud the caller is on the staff member's side (for people: the call is live; for tests).
+function watchLevel(mediaStreamTrack) {
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  context.createMediaStreamSource(new MediaStream([mediaStreamTrack])).connect(analyser);
+  const samples = new Float32Array(512);
+  setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    if (Math.sqrt(sum / samples.length) > Math.pow(10, -45 / 20)) desk.heard += 1;
+  }, 100);
+}
+
+async function takeCall(roomName) {
+  const ticket = await api('/api/desk/take', {
+    method: 'POST',
+    body: JSON.stringify({ room: roomName, name: $('name').value }),
+  });
+  const room = new Room();
+  desk.onCall = roomName;
+  $('oncall').hidden = false;
+  $('oncall-room').textContent = roomName;
+  const setCallState = (state) => {
+    desk.callState = state;
+    $('oncall-state').textContent = state;
+  };
+  setCallState('connecting');
+  room.on(RoomEvent.TrackSubscribed, (track, _publication, participant) => {
+    if (track.kind !== Track.Kind.Audio) return;
+    document.body.append(track.attach());
+    if (!participant.isAgent) watchLevel(track.mediaStreamTrack);
+  });
+  room.on(RoomEvent.Disconnected, () => {
+    setCallState('ended');
+    desk.onCall = null;
+    $('oncall').hidden = true;
+  });
+  $('hangup').onclick = () => room.disconnect();
+  await room.connect(ticket.url, ticket.token);
+  await room.localParticipant.setMicrophoneEnabled(true);
+  setCallState('talking with the caller');
+}
+
+$('login').onsubmit = (event) => {
+  event.preventDefault();
+  password = $('password').value;
+  open().catch((error) => { $('error').textContent = error.message; });
+};
+if (account) $('scope').textContent = `· ${account}`;
+if (password) open().catch(() => {});
