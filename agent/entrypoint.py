@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from livekit import rtc
@@ -41,6 +41,8 @@ from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
+from .sip import phone
+from .sip.transfer import SipTransferEnd
 from .timeline import STAGES, CallTimeline
 
 logger = logging.getLogger("firstword.worker")
@@ -375,6 +377,22 @@ async def entrypoint(ctx: JobContext) -> None:
     timeline.mark("session_started")
     session.say(first_line, audio=greeting_audio)
     recovery.track_call(ctx, account.id)
+    if phone.is_sip_caller(caller):
+        call["sip"] = True
+        phone.watch_answer(ctx.room, caller)
+        # Until agent/handoff.py joins the ends: the phone end, wired on its own.
+        handoff = phone.PhoneHandoff(
+            session, ctx.room, caller, account, SipTransferEnd(settings, _handoff_number(store))
+        )
+        ctx.add_shutdown_callback(handoff.aclose)
+
+
+def _handoff_number(store: AccountStore) -> Callable[[str], str | None]:
+    def number(account_id: str) -> str | None:
+        account = store.registry.get(account_id)
+        return account.handoff_number if account else None
+
+    return number
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:

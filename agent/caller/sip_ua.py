@@ -452,7 +452,10 @@ class SipPhone:
     # audio
 
     async def say(self, samples: np.ndarray, sample_rate: int) -> float:
-        """Speak `samples` into the call in real time; returns when the speech ended."""
+        """Speak `samples` into the call in real time; returns when the speech ended (at once
+        when no call is up)."""
+        if self._rtp_to is None:
+            return time.perf_counter()
         audio = resample(samples, sample_rate, PHONE_RATE)
         pad = (-audio.size) % FRAME_SAMPLES
         audio = np.concatenate([audio, np.zeros(pad, dtype=np.float32)])
