@@ -65,7 +65,14 @@ def stack_env(ports: SipPorts, cache_dir: Path, accounts_dir: Path) -> dict[str,
 
 @contextmanager
 def sip_stack(env: Mapping[str, str]) -> Iterator[None]:
-    """Redis + livekit-server (Redis mode) + livekit-sip, provisioned; stopped on exit."""
+    """Redis + livekit-server (Redis mode) + livekit-sip, provisioned; stopped on exit.
+
+    Also installs the far phones of the tests: baresip and sipp, from the OS packages."""
+    subprocess.run(
+        [str(PROJECT_ROOT / "scripts" / "os-packages.sh"), "baresip-core", "sip-tester"],
+        check=True,
+        timeout=900,
+    )
     try:
         # The first run builds the bridge (a few minutes); later runs find it current.
         proc = subprocess.run(
@@ -101,7 +108,7 @@ def person_phone(workdir: Path, port: int, rtp_ports: str, line_wav: Path) -> It
         "poll_method epoll\n"
         f"sip_listen 127.0.0.1:{port}\n"
         "net_interface 127.0.0.1\n"
-        f"rtp_ports {rtp_ports.replace('-', '-')}\n"
+        f"rtp_ports {rtp_ports}\n"
         f"audio_source aufile,{line_wav}\n"
         f"audio_player aufile,{recordings / 'played.wav'}\n"
         f"audio_alert aufile,{recordings / 'alert.wav'}\n"
