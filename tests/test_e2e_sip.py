@@ -278,10 +278,19 @@ async def test_caller_hanging_up_mid_answer_leaves_no_job(
 
 
 def _transcribe_wav(whisper: WhisperSTT, path: Path) -> str:
-    with wave.open(str(path), "rb") as wav:
-        rate = wav.getframerate()
-        raw = wav.readframes(wav.getnframes())
-        channels = wav.getnchannels()
+    # baresip completes the WAV header when the call ends: give it a moment after the BYE.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with wave.open(str(path), "rb") as wav:
+                rate = wav.getframerate()
+                raw = wav.readframes(wav.getnframes())
+                channels = wav.getnchannels()
+            break
+        except (wave.Error, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     audio = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
     if channels > 1:
         audio = audio.reshape(-1, channels).mean(axis=1)
