@@ -41,6 +41,7 @@ from .noise import noise_filter
 from .pools import EnginePool, load_pool
 from .process_wide import process_wide
 from .settings import get_settings
+from .sip import phone
 from .timeline import STAGES, CallTimeline
 
 logger = logging.getLogger("firstword.worker")
@@ -383,6 +384,9 @@ async def entrypoint(ctx: JobContext) -> None:
     timeline.mark("session_started")
     session.say(first_line, audio=greeting_audio)
     recovery.track_call(ctx, account.id)
+    if phone.is_sip_caller(caller):
+        call["sip"] = True
+        phone.watch_answer(ctx.room, caller)
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:

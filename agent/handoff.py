@@ -54,6 +54,7 @@ from .handoff_types import (
     HandoffResult,
 )
 from .settings import Settings
+from .sip.transfer import SipTransferEnd
 
 if TYPE_CHECKING:  # the web app imports this module for its names; it needs no agents runtime
     from livekit.agents import (
@@ -389,7 +390,7 @@ def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[Hando
     # Imported here: the desk module imports this one (attribute names, records).
     from .web.desk import DeskEnd
 
-    ends: list[HandoffEnd] = []
+    ends: list[HandoffEnd] = [SipTransferEnd(settings, lambda _id: account.handoff_number)]
     if settings.desk_secret is not None:  # the desk is open: a person can take the call there
         ends.append(DeskEnd(room))
     return ends

@@ -80,6 +80,12 @@ GREETING_CACHE = Counter(
     "Greetings served from the audio cache (hit) or synthesised during the call (miss).",
     ["result"],
 )
+SIP_ANSWER = Histogram(
+    "firstword_sip_answer_seconds",
+    "Phone calls: the SIP caller joining the room (the bridge got the INVITE) to the bridge "
+    "answering it (sip.callStatus active), as the agent sees it.",
+    buckets=_SECONDS,
+)
 ANSWER_LATENCY = Histogram(
     "firstword_answer_latency_seconds",
     "From the end of the caller's speech to the first frame of the agent's answer.",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Where a phone caller is transferred for a person: an E.164 number (the carrier dials it) or
+# a SIP URI (a desk phone or PBX the carrier can reach).
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_SIP_URI = re.compile(r"^sips?:[^\s@<>]+@[^\s@<>]+$")
 
 
 class FAQ(BaseModel):
@@ -98,10 +103,26 @@ class Account(BaseModel):
     handoff_phrase: str = Field(min_length=1)
     # SIP trunk numbers (E.164) whose calls belong to this business.
     phone_numbers: list[str] = Field(default_factory=list)
+    # Phone callers asking for a person are transferred here (SIP REFER, agent/sip/transfer.py):
+    # "+15035550111" or "sip:frontdesk@pbx.example.com". Unset: no phone transfer.
+    handoff_number: str | None = None
     faqs: list[FAQ] = Field(min_length=1)
     providers: Providers = Providers()
     # "auto": BVCTelephony for SIP callers and BVC for the others; needs LiveKit Cloud.
     noise_cancellation: Literal["off", "auto", "bvc", "bvc_telephony"] = "off"
+
+    @field_validator("handoff_number")
+    @classmethod
+    def _dialable(cls, number: str | None) -> str | None:
+        if number is None:
+            return None
+        number = number.strip()
+        if not (_E164.match(number) or _SIP_URI.match(number)):
+            raise ValueError(
+                f"{number!r} is neither an E.164 number (+15035550111) nor a SIP URI "
+                "(sip:frontdesk@pbx.example.com)"
+            )
+        return number
 
     @field_validator("faqs")
     @classmethod

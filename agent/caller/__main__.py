@@ -23,6 +23,7 @@ from ..engines.whisper_stt import WhisperSTT, load_whisper
 from ..preflight import PreflightError, check_server_reachable
 from ..settings import get_settings
 from .simulator import CallOptions, CallReport, Question, run_call
+from .sip import SipCallOptions, SipCallReport, bridge_address, run_sip_call
 from .telephone import telephone
 
 BARGE_IN = "Wait, wait, hold on a second."
@@ -52,11 +53,23 @@ def _read_wav(path: Path) -> Question:
 
 
 def _print_report(report: CallReport, index: int) -> None:
-    print(f"\n=== call {index + 1} in room {report.room} (joined in {report.connect_s:.2f} s) ===")
+    if isinstance(report, SipCallReport):
+        answered = (
+            "not answered"
+            if report.answered_s is None
+            else f"answered {report.answered_s * 1000:.0f} ms after the INVITE"
+        )
+        print(f"\n=== SIP call {index + 1} (INVITE {report.sip_status}, {answered}) ===")
+        since = "after the INVITE"
+    else:
+        print(
+            f"\n=== call {index + 1} in room {report.room} (joined in {report.connect_s:.2f} s) ==="
+        )
+        since = "after joining"
     if report.ttfw_s is None:
         print("  !! the agent did not speak")
         return
-    print(f"  [first word {report.ttfw_s * 1000:6.0f} ms after joining] agent: {report.greeting}")
+    print(f"  [first word {report.ttfw_s * 1000:6.0f} ms {since}] agent: {report.greeting}")
     for turn in report.turns:
         print(f"  [{turn.asked_at_s:6.1f} s] caller: {turn.question}")
         if turn.latency_s is None:
@@ -83,20 +96,31 @@ def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
     ttfw = [r.ttfw_s for r in reports if r.ttfw_s is not None]
     latency = [t.latency_s for r in reports for t in r.turns if t.latency_s is not None]
     barge_in = [r.barge_in_s for r in reports if r.barge_in_s is not None]
-    return {
+    summary = {
         "time_to_first_word": stats(ttfw),
         "answer_latency": stats(latency),
         "barge_in": stats(barge_in),
     }
+    answered = [r.answered_s for r in reports if isinstance(r, SipCallReport) and r.answered_s]
+    if answered:
+        summary["sip_answer"] = stats(answered)  # INVITE -> 200 OK
+    return summary
 
 
 async def _main(args: argparse.Namespace) -> int:
     settings = get_settings()
-    try:
-        check_server_reachable(settings)
-    except PreflightError as exc:
-        print(f"caller: {exc}", file=sys.stderr)
-        return 2
+    if args.dial:
+        try:
+            bridge = bridge_address(args.sip_address)
+        except ValueError as exc:
+            print(f"caller: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            check_server_reachable(settings)
+        except PreflightError as exc:
+            print(f"caller: {exc}", file=sys.stderr)
+            return 2
     stt = WhisperSTT(await asyncio.to_thread(load_whisper, None, threads=2, verify=True))
     if args.wav:
         questions = [_read_wav(Path(p)) for p in args.wav]
@@ -126,8 +150,24 @@ async def _main(args: argparse.Namespace) -> int:
             BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate
         )
 
-    reports = []
+    reports: list[CallReport] = []
     for i in range(args.runs):
+        if args.dial:
+            sip_options = SipCallOptions(
+                number=args.dial,
+                bridge=bridge,
+                hang_up_mid_answer=args.hang_up_mid_answer,
+                hang_up_after_s=args.hang_up_after,
+                record_dir=None if args.no_record else settings.cache_dir / "calls",
+            )
+            quick = args.hang_up_at_first_word or args.hang_up_after is not None
+            sip_report = await run_sip_call(
+                [] if quick else questions, None if quick else transcribe, sip_options
+            )
+            reports.append(sip_report)
+            if not args.quiet:
+                _print_report(sip_report, i)
+            continue
         options = CallOptions(
             room=f"{args.room}-{i}" if args.room and args.runs > 1 else (args.room or ""),
             account=args.account,
@@ -185,6 +225,17 @@ def main() -> None:
         "--sip",
         metavar="TRUNK_NUMBER",
         help="join as a SIP-kind participant dialling this trunk number (sip.* attributes)",
+    )
+    parser.add_argument(
+        "--dial",
+        metavar="NUMBER",
+        help="phone the agent over SIP: dial NUMBER (a trunk number) through LiveKit's SIP "
+        "bridge, G.711 both ways; times count from the INVITE",
+    )
+    parser.add_argument(
+        "--sip-address",
+        metavar="HOST:PORT",
+        help="with --dial: the SIP bridge (default: FIRSTWORD_SIP_ADDRESS or 127.0.0.1:5060)",
     )
     parser.add_argument(
         "--barge-in",

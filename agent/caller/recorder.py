@@ -40,6 +40,13 @@ class Recorder:
         finally:
             await stream.aclose()
 
+    def add(self, samples: np.ndarray, at: float | None = None) -> None:
+        """One frame received by other means than a LiveKit track (a SIP phone's RTP)."""
+        self.chunks.append(samples)
+        self.times.append(time.perf_counter() if at is None else at)
+        self.audible.append(rms_dbfs(samples) > AUDIBLE_DBFS)
+        self._changed.set()
+
     async def _wait_frame(self, deadline: float) -> bool:
         self._changed.clear()
         try:

@@ -1,0 +1,300 @@
+"""End to end over a real SIP leg: phone → LiveKit's SIP bridge → Redis → server → worker.
+
+The caller is `agent.caller.sip_ua.SipPhone` (SIP over UDP, G.711 RTP), dialling the demo
+accounts' trunk numbers; the bridge, Redis and the server in Redis mode come from
+`scripts/sip.sh` (which builds the bridge the first time and provisions trunks and dispatch
+rules). The person a caller is transferred to is a real baresip; a busy one is sipp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from livekit import api
+
+from agent.accounts import AccountRegistry
+from agent.caller.simulator import Question, Transcribe
+from agent.caller.sip import SipCallOptions, SipCallReport, run_sip_call
+from agent.caller.sip_ua import SipPhone
+from agent.engines.audio import resample
+from agent.engines.local_tts import LocalTTS
+from agent.engines.whisper_stt import WhisperSTT
+from agent.handoff import no_take_line
+from agent.handoff_types import HandoffRequest
+from agent.settings import PROJECT_ROOT
+from tests.e2e_support import PORT, log_records, running_worker
+from tests.helpers import similarity
+from tests.sip_support import (
+    TEST_SECRET,
+    SipPorts,
+    busy_phone,
+    person_phone,
+    sip_stack,
+    stack_env,
+    write_wav_8k,
+)
+
+pytestmark = pytest.mark.e2e
+
+PORTS = SipPorts.from_base(PORT)
+PERSON = f"sip:person@127.0.0.1:{PORTS.person}"
+BUSY = f"sip:busy@127.0.0.1:{PORTS.busy}"
+PERSON_LINE = "Front desk, this is Sam speaking."
+
+
+@pytest.fixture(scope="module")
+def accounts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo accounts, each with a handoff number: a person who answers, or a busy line."""
+    target = tmp_path_factory.mktemp("sip-accounts")
+    numbers = {"harbor-dental": PERSON, "bluebird-bikes": BUSY}
+    for path in (PROJECT_ROOT / "config" / "accounts").glob("*.yaml"):
+        text = path.read_text()
+        account_id = path.stem
+        if account_id in numbers:
+            text += f'\nhandoff_number: "{numbers[account_id]}"\n'
+        (target / path.name).write_text(text)
+    return target
+
+
+@pytest.fixture(scope="module")
+def env(e2e_cache_dir: Path, accounts_dir: Path) -> Iterator[dict[str, str]]:
+    environment = stack_env(PORTS, e2e_cache_dir / "sip", accounts_dir)
+    with sip_stack(environment):
+        yield environment
+
+
+@pytest.fixture(scope="module")
+def worker_log(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    overrides = {k: env[k] for k in ("LIVEKIT_URL", "LIVEKIT_API_SECRET", "FIRSTWORD_ACCOUNTS_DIR")}
+    with running_worker(tmp_path_factory.mktemp("sip-worker") / "worker.log", overrides) as log:
+        # From a fresh cache the worker renders every stored answer on a thread after it
+        # registers (about a minute here); calls made meanwhile share two cores with it and
+        # the bridge's audio breaks up. Wait for it, as a deployment's warm-up would.
+        deadline = time.monotonic() + 240
+        while '"answers pre-rendered"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        yield log
+
+
+@pytest.fixture(scope="module")
+def person(tmp_path_factory: pytest.TempPathFactory, piper: LocalTTS) -> Iterator[Path]:
+    workdir = tmp_path_factory.mktemp("person")
+    line = piper.render(PERSON_LINE)
+    audio = resample(line, piper.sample_rate, 8000)
+    # Then silence: baresip hangs up when its file ends.
+    write_wav_8k(workdir / "line.wav", np.concatenate([audio, np.zeros(8000 * 40, np.float32)]))
+    with person_phone(workdir, PORTS.person, PORTS.person_rtp, workdir / "line.wav") as recordings:
+        yield recordings
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with busy_phone(tmp_path_factory.mktemp("busy"), PORTS.busy):
+        yield
+
+
+def _ask(piper: LocalTTS, *texts: str) -> list[Question]:
+    return [Question(t, piper.render(t), piper.sample_rate) for t in texts]
+
+
+def _options(
+    number: str, *, linger_s: float = 0.0, hang_up_mid_answer: bool = False
+) -> SipCallOptions:
+    # 2 s of quiet ends an utterance: on this busy shared machine the bridge's packets can
+    # pause for over a second mid-sentence.
+    return SipCallOptions(
+        number=number,
+        bridge=("127.0.0.1", PORTS.sip),
+        end_silence_s=2.0,
+        linger_s=linger_s,
+        hang_up_mid_answer=hang_up_mid_answer,
+    )
+
+
+async def _rooms_with_people(env: dict[str, str]) -> dict[str, list[str]]:
+    async with api.LiveKitAPI(env["LIVEKIT_URL"], "devkey", TEST_SECRET) as lk:
+        rooms = (await lk.room.list_rooms(api.ListRoomsRequest())).rooms
+        out = {}
+        for room in rooms:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room.name))
+            if res.participants:
+                out[room.name] = [p.identity for p in res.participants]
+        return out
+
+
+@pytest.fixture
+async def quiet_between_calls(env: dict[str, str]) -> AsyncIterator[None]:
+    yield
+    # Each test leaves no call behind for the next.
+    for _ in range(20):
+        if not await _rooms_with_people(env):
+            return
+        await asyncio.sleep(0.5)
+
+
+def _transcriber(whisper: WhisperSTT) -> Transcribe:
+    return lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en")
+
+
+async def test_dialled_number_reaches_its_account_greeted_over_g711_and_answered(
+    worker_log: Path,
+    registry: AccountRegistry,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    quiet_between_calls: None,
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    report = await run_sip_call(
+        _ask(piper, "Hi, what time do you open on Saturdays?"),
+        _transcriber(whisper),
+        _options(account.phone_numbers[0]),
+    )
+    assert report.sip_status == 200 and report.answered_s is not None
+    assert report.ttfw_s is not None and report.ttfw_s >= report.answered_s
+    assert similarity(report.greeting, account.greeting) >= 0.6, report.greeting
+    (turn,) = report.turns
+    assert turn.latency_s is not None
+    assert "saturday" in turn.answer.lower(), turn.answer
+    records = await asyncio.to_thread(log_records, worker_log)
+    timelines = [r for r in records if r.get("message", "").startswith("call timeline")]
+    assert timelines and timelines[-1]["account"] == account.id
+    assert timelines[-1]["sip"] is True
+    assert any(r.get("message") == "SIP call answered" for r in records)
+
+
+async def test_off_topic_question_is_transferred_to_the_person(
+    worker_log: Path,
+    registry: AccountRegistry,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    person: Path,
+    quiet_between_calls: None,
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    phone = SipPhone()
+    await phone.start()
+    try:
+        report = await run_sip_call(
+            _ask(piper, "Do you sell concert tickets?"),
+            _transcriber(whisper),
+            _options(account.phone_numbers[0], linger_s=30.0),
+            phone=phone,
+        )
+        assert similarity(report.turns[0].answer, account.handoff_phrase) >= 0.6, report.turns
+        assert report.transferred_to == PERSON and report.transfer_status == 200, report
+        # The caller is now on the line with the person, and the agent's leg is gone.
+        spoken = "I would like two tickets for the concert, please."
+        await phone.say(piper.render(spoken), piper.sample_rate)
+        await asyncio.sleep(1.0)
+        transferred_at = phone.transfers[-1].finished_at
+        assert transferred_at is not None
+        recorder = phone.recorder
+        # The bridge's leg ended with the transfer: what is heard after it is the person.
+        from_person = [
+            a for t, a in zip(recorder.times, recorder.audible, strict=False) if t > transferred_at
+        ]
+    finally:
+        await phone.hang_up()
+        await phone.aclose()
+    recordings = await asyncio.to_thread(lambda: sorted(person.glob("dump-*-dec.wav")))
+    assert recordings, "baresip recorded nothing"
+    heard = await asyncio.to_thread(_transcribe_wav, whisper, recordings[-1])
+    assert "ticket" in heard.lower() or "concert" in heard.lower(), heard
+    assert any(from_person), "the caller heard nothing from the person"
+    records = await asyncio.to_thread(log_records, worker_log)
+    assert any(r.get("message") == "handoff taken" and r.get("end") == "sip" for r in records)
+
+
+async def test_busy_transfer_returns_the_caller_to_the_agent(
+    worker_log: Path,
+    registry: AccountRegistry,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    busy: None,
+    quiet_between_calls: None,
+) -> None:
+    account = registry.accounts["bluebird-bikes"]
+    phone = SipPhone()
+    await phone.start()
+    try:
+        report = await run_sip_call(
+            _ask(piper, "Can you fix my car engine?"),
+            _transcriber(whisper),
+            _options(account.phone_numbers[0], linger_s=20.0),
+            phone=phone,
+        )
+        assert report.transferred_to == BUSY and report.transfer_status == 486, report
+        # Still with the agent, who says nobody could come and offers to take a message.
+        refused_at = phone.transfers[-1].finished_at
+        assert refused_at is not None
+        start = await phone.recorder.wait_speech_start(refused_at, 20.0)
+        assert start is not None, "the agent said nothing after the busy transfer"
+        end = await phone.recorder.wait_speech_end(start[0], 2.0, 30.0)
+        said = await asyncio.to_thread(
+            whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
+        )
+        # A phone caller has a number, so the line promises a call back.
+        request = HandoffRequest(account.id, "", "", "sip", "+15550100", "", "", 0.0)
+        assert similarity(said, no_take_line(account, request)) >= 0.5, said
+        assert phone.dialog is not None and not phone.dialog.ended.is_set()
+    finally:
+        await phone.hang_up()
+        await phone.aclose()
+    records = await asyncio.to_thread(log_records, worker_log)
+    failed = [r for r in records if r.get("message") == "handoff failed" and r.get("end") == "sip"]
+    assert failed and "486" in failed[-1]["detail"], failed
+
+
+async def test_caller_hanging_up_mid_answer_leaves_no_job(
+    worker_log: Path,
+    env: dict[str, str],
+    registry: AccountRegistry,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    log_before = len(await asyncio.to_thread(worker_log.read_text))
+    report: SipCallReport = await run_sip_call(
+        _ask(piper, "What are your opening hours?"),
+        _transcriber(whisper),
+        _options(account.phone_numbers[0], hang_up_mid_answer=True),
+    )
+    assert report.hung_up_mid_answer
+    hung_up_at = time.monotonic()
+    left: dict[str, list[str]] = {}
+    for _ in range(20):
+        left = await _rooms_with_people(env)
+        if not left:
+            break
+        await asyncio.sleep(0.5)
+    assert left == {}, f"still in a room: {left}"
+    assert time.monotonic() - hung_up_at < 10.0
+    log = (await asyncio.to_thread(worker_log.read_text))[log_before:]
+    for bad in ("Traceback", "Task was destroyed", "Unclosed", "unhandled exception"):
+        assert bad not in log, f"{bad!r} in the worker log:\n{log[-3000:]}"
+
+
+def _transcribe_wav(whisper: WhisperSTT, path: Path) -> str:
+    # baresip completes the WAV header when the call ends: give it a moment after the BYE.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with wave.open(str(path), "rb") as wav:
+                rate = wav.getframerate()
+                raw = wav.readframes(wav.getnframes())
+                channels = wav.getnchannels()
+            break
+        except (wave.Error, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    audio = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+    if channels > 1:
+        audio = audio.reshape(-1, channels).mean(axis=1)
+    return whisper.transcribe_pcm(audio, rate, "en")
