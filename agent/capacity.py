@@ -178,11 +178,13 @@ async def hold(
     *,
     max_calls: int,
     max_hold_s: float,
+    greeted: bool = False,
 ) -> bool:
     """Hold the call until it gets a slot (True), or the caller leaves / waits too long (False).
 
     Plain `rtc` audio, not an AgentSession: no VAD, STT or LLM run while the call is held.
-    The caller hears the greeting, then the hold line, repeated while they wait.
+    The caller hears the greeting (unless `greeted`: a pre-dispatched call's session said it
+    already), then the hold line, repeated while they wait.
     """
     voice = pool.voice_for(account.voice)
     source = rtc.AudioSource(voice.sample_rate, 1)
@@ -205,7 +207,8 @@ async def hold(
             await source.capture_frame(frame)
 
     async def announce() -> None:
-        await play(account.greeting)
+        if not greeted:
+            await play(account.greeting)
         while True:
             await play(HOLD_LINE)
             await asyncio.sleep(_REPEAT_HOLD_S)
