@@ -168,7 +168,7 @@ async def main() -> None:
     samples: list[WebSample] = []
     worker.start()
     try:
-        await worker.registered()
+        await worker.registered(within_s=300)  # prewarm takes minutes on a loaded machine
         await web.start()
         async with async_playwright() as p:
             browser = await p.chromium.launch(
