@@ -5,6 +5,9 @@ does only what its first word needs before that word: connect, find the caller a
 account (the account cache's disk check runs while the room connects), start the session
 with engines leased from the prewarmed pool, and play the account's pre-rendered greeting.
 Conversation logs and metrics collectors are attached after the first greeting frame.
+The agent's track is published at connect, and in a room made ahead of its caller (the web
+app's pre-dispatch) the session starts and says its greeting before the caller comes, so the
+first frame goes out as the caller subscribes (agent/ahead.py).
 """
 
 from __future__ import annotations
