@@ -273,11 +273,13 @@ async def hold(
     *,
     max_calls: int,
     max_hold_s: float,
+    greeted: bool = False,
 ) -> bool:
     """Hold the call until it gets a slot (True), or the caller leaves / waits too long (False).
 
     Plain `rtc` audio, not an AgentSession: no VAD, STT or LLM run while the call is held.
-    The caller hears the greeting, then the hold line, repeated while they wait.
+    The caller hears the greeting (unless `greeted`: a pre-dispatched call's session said it
+    already), then the hold line, repeated while they wait.
     """
     voice = pool.voice_for(account.voice)
     source = rtc.AudioSource(voice.sample_rate, 1)
@@ -286,7 +288,8 @@ async def hold(
         track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
     )
     left = asyncio.Event()
-    greeted = asyncio.Event()
+    # Set once the caller has heard the greeting (or had it already): only then promoted.
+    heard = asyncio.Event()
 
     def _on_left(participant: rtc.RemoteParticipant) -> None:
         if participant.identity == caller.identity:
@@ -307,9 +310,10 @@ async def hold(
             await asyncio.wait_for(publication.wait_for_subscription(), _SUBSCRIBE_WAIT_S)
         except TimeoutError:
             pass
-        await play(account.greeting)
-        await source.wait_for_playout()
-        greeted.set()
+        if not greeted:
+            await play(account.greeting)
+            await source.wait_for_playout()
+        heard.set()
         while True:
             await play(HOLD_LINE)
             await asyncio.sleep(_REPEAT_HOLD_S)
@@ -324,7 +328,7 @@ async def hold(
             # the first moments of a hold (a call just ending) used to tear the hold track
             # down before the caller had subscribed to it, and the caller heard nothing
             # until the full session's track came up (agent/capacity.py, issue 9).
-            if greeted.is_set() and slot.try_promote(max_calls):
+            if heard.is_set() and slot.try_promote(max_calls):
                 promoted = True
                 break
             try:

@@ -10,13 +10,17 @@ are checked in `tests/test_observability.py`.)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 from google.cloud import texttospeech
-from livekit.agents import AgentServer, JobContext
+from livekit import rtc
+from livekit.agents import AgentServer, JobContext, room_io
+from livekit.agents.voice import io
+from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 from livekit.plugins import google, silero
 
 # --- livekit-plugins-silero ---------------------------------------------------------------
@@ -54,6 +58,53 @@ def job_dispatch_times(ctx: JobContext) -> DispatchTimes:
     return DispatchTimes(
         received_at=float(info.received_at or 0.0), assigned_at=float(info.assigned_at or 0.0)
     )
+
+
+# --- livekit-agents: RoomIO's audio output, published before a caller is linked ---------
+
+
+class EarlyRoomAudioOutput:
+    """RoomIO's own audio output (`_ParticipantAudioOutput`), published when we say so.
+
+    RoomIO creates this output in `start()` but publishes its track only once a caller is
+    linked (`RoomIO._init_task` waits for the participant first), so every call paid the
+    publication after its caller arrived, and a SIP bridge that answers only once the agent
+    publishes audio waited for it too. Built here, published at once (`publish`), and handed
+    to the session as `session.output.audio` (RoomIO then makes no audio output of its own,
+    `RoomOptions(audio_output=False)`), it is the same output as before: the same track name,
+    pacing, pause/interruption and playout reporting, and it sends its first frame the
+    moment a participant subscribes. The class is private: no public constructor exists.
+    """
+
+    def __init__(self, room: rtc.Room, options: room_io.AudioOutputOptions | None = None):
+        opts = options or room_io.AudioOutputOptions()
+        self._output = _ParticipantAudioOutput(
+            room,
+            sample_rate=opts.sample_rate,
+            num_channels=opts.num_channels,
+            track_publish_options=opts.track_publish_options,
+            track_name=opts.track_name if isinstance(opts.track_name, str) else TRACK_NAME,
+        )
+
+    @property
+    def output(self) -> io.AudioOutput:
+        return self._output
+
+    @property
+    def subscribed(self) -> asyncio.Future[None]:
+        """Done once a participant has subscribed to the track: frames flow from then on."""
+        return self._output.subscribed
+
+    async def publish(self) -> None:
+        """Publish the track; returns once a participant has subscribed to it."""
+        await self._output.start()
+
+    async def aclose(self) -> None:
+        await self._output.aclose()
+
+
+# The name RoomIO gives the agent's track (clients and tests see the same name as before).
+TRACK_NAME = "roomio_audio"
 
 
 # --- livekit-plugins-google: where the gRPC clients come from -----------------------------

@@ -5,6 +5,9 @@ does only what its first word needs before that word: connect, find the caller a
 account (the account cache's disk check runs while the room connects), start the session
 with engines leased from the prewarmed pool, and play the account's pre-rendered greeting.
 Conversation logs and metrics collectors are attached after the first greeting frame.
+The agent's track is published at connect, and in a room made ahead of its caller (the web
+app's pre-dispatch) the session starts and says its greeting before the caller comes, so the
+first frame goes out as the caller subscribes (agent/ahead.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
@@ -28,9 +32,11 @@ from livekit.agents import (
     JobProcess,
     room_io,
 )
+from livekit.agents.voice import SpeechHandle
 
 from . import capacity, handoff, heap, metrics, recovery
-from .accounts import AccountStore, CallHints, resolve_account
+from .accounts import Account, AccountStore, CallHints, resolve_account
+from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
@@ -227,68 +233,47 @@ async def _wait_for_caller(ctx: JobContext) -> rtc.RemoteParticipant | None:
         return None
 
 
-@server.rtc_session(agent_name=get_settings().agent_name)
-async def entrypoint(ctx: JobContext) -> None:
-    """One call: connect, find the caller and their account, start the session, greet."""
-    timeline = _timeline(ctx)
-    store: AccountStore = ctx.proc.userdata["accounts"]
-    pool: EnginePool = ctx.proc.userdata["pool"]
+@dataclass
+class PreparedCall:
+    """A started session with its first line and that line's audio: only `greet` is left."""
+
+    session: AgentSession[Any]
+    first_line: str
+    greeting_audio: AsyncIterable[rtc.AudioFrame]
+    greeting: SpeechHandle | None = None
+
+    def greet(self) -> None:
+        self.greeting = self.session.say(self.first_line, audio=self.greeting_audio)
+
+    async def close_after_greeting(self, on_close: Callable[[CloseEvent], None]) -> None:
+        """Let the greeting play out, then close the session without ending the job (a
+        pre-dispatched caller who found every conversation slot taken goes on hold)."""
+        self.session.input.set_audio_enabled(False)  # nothing is heard while it finishes
+        if self.greeting is not None:
+            try:
+                await asyncio.wait_for(self.greeting.wait_for_playout(), 30.0)
+            except TimeoutError:
+                logger.warning("the greeting did not play out within 30 s")
+        self.session.off("close", on_close)
+        await self.session.aclose()
+
+
+async def _prepare_session(
+    ctx: JobContext,
+    *,
+    account: Account,
+    first_line: str,
+    caller_kind: Any,
+    track: AgentTrack,
+    call: dict[str, Any],
+    timeline: CallTimeline,
+    on_close: Callable[[CloseEvent], None],
+) -> PreparedCall:
+    """Lease the engines, build the session on the published track, start it, have the
+    first line's audio at hand. Runs after the caller joined, or before it in a room that
+    names its account (a pre-dispatched room)."""
     settings = get_settings()
-    slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
-    call: dict[str, Any] = {"room": ctx.room.name}
-
-    async def _end_of_call(reason: str) -> None:
-        slot.release()
-        if "first_frame" not in timeline.marks:
-            _report(timeline, call, reason=reason)
-
-    ctx.add_shutdown_callback(_end_of_call)
-    ctx.room.on("local_track_published", lambda *_: timeline.mark("track_published"))
-    ctx.room.on("local_track_subscribed", lambda *_: timeline.mark("track_subscribed"))
-
-    # The account cache's check of the disk (when its TTL ran out) overlaps the connection.
-    accounts = asyncio.ensure_future(store.current())
-    try:
-        await ctx.connect()
-        timeline.mark("room_connected")
-        if not ctx.room.remote_participants:
-            # Nobody to talk to (the caller left before we joined, or the room was made
-            # ahead of its caller, see agent/web/): a room waiting for its caller takes no
-            # slot. A pre-dispatched room names its account in the dispatch, so the account
-            # and its greeting audio are ready before the caller arrives.
-            slot.release()
-        caller = await _wait_for_caller(ctx)
-        if caller is None:
-            return
-        if slot.released:
-            slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
-        timeline.mark("caller_joined")
-        # The call stops counting against capacity the moment its caller leaves.
-        _release_when_gone(ctx.room, caller.identity, slot)
-        capacity.observe_agent_wait(caller, ctx.room, job_dispatch_times(ctx).received_at)
-        resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
-    finally:
-        if not accounts.done():
-            accounts.cancel()
-    account = resolution.account
-    call.update(caller=caller.identity, account=account.id, account_source=resolution.source)
-    if slot.mode == "held":
-        call["held"] = True
-        promoted = await capacity.hold(
-            ctx.room,
-            caller,
-            account,
-            pool,
-            slot,
-            max_calls=settings.max_concurrent_calls,
-            max_hold_s=settings.max_hold_seconds,
-        )
-        if not promoted:
-            ctx.shutdown(reason="left hold" if slot.released else "held too long: handed off")
-            return
-    if slot.released:  # the caller left while the call was being set up
-        ctx.shutdown(reason="caller left")
-        return
+    pool: EnginePool = ctx.proc.userdata["pool"]
     engines = await pool.for_call(account)
     chains = build_chains(
         account,
@@ -301,16 +286,6 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(chains.aclose)
     if chains.cloud:
         call["cloud"] = chains.names
-    # A call picked up after its worker died goes on with a short line, and one promoted
-    # from hold has heard the greeting: both get a short line instead.
-    resumed = recovery.is_resumed(_text(ctx.job.metadata))
-    call["resumed"] = resumed
-    if resumed:
-        first_line = settings.resume_line
-    elif call.get("held"):
-        first_line = capacity.PROMOTED_LINE
-    else:
-        first_line = account.greeting
     cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
     metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
     call["greeting_cached"] = cached
@@ -340,57 +315,236 @@ async def entrypoint(ctx: JobContext) -> None:
             "preemptive_generation": {"enabled": True, "preemptive_tts": not chains.cloud},
         },
     )
-
     # The session closes when the caller leaves; end the job with it, so the agent leaves
     # the room and the process is freed now rather than when the server reaps the room.
-    @session.on("close")
-    def _on_close(event: CloseEvent) -> None:
-        slot.release()
-        ctx.shutdown(reason=f"session closed: {event.reason}")
+    session.on("close", on_close)
 
     def _after_first_frame(_event: AgentStateChangedEvent) -> None:
         timeline.mark("first_frame")
-        _report(timeline, call, reason="first word")
+        # A greeting said before the caller came can go out before the agent hears that
+        # they joined; its timeline line waits for that (written at the caller's arrival).
+        if not call.get("ahead") or "caller_joined" in timeline.marks:
+            _report(timeline, call, reason="first word")
         attach_conversation_logs(session, call)
-        # The handoff to a person (agent/handoff.py); a call a person took stops counting.
-        handoffs = handoff.attach(
-            session, ctx.room, account, caller, settings, on_taken=slot.release
-        )
-        ctx.add_shutdown_callback(handoffs.aclose)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
 
     attach_after_first_frame(session, _after_first_frame)
 
+    # The track published at connect (agent/ahead.py) is the session's audio output.
+    session.output.audio = track.output.output
     await session.start(
         agent=Assistant(account, answer_audio=answer_audio),
         room=ctx.room,
         room_options=room_io.RoomOptions(
-            participant_identity=caller.identity,
+            audio_output=False,
             # Holding transcripts back to the pace of the audio costs a spectral analysis of
             # every agent frame on the event loop: ~0.1 s stalled before a pre-rendered
             # greeting's first frame. Callers on a phone see no transcript; web clients get
             # each line as soon as it is known.
             text_output=room_io.TextOutputOptions(sync_transcription=False),
             audio_input=room_io.AudioInputOptions(
-                noise_cancellation=noise_filter(
-                    account,
-                    caller.kind if caller else rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
-                    settings,
-                )
+                noise_cancellation=noise_filter(account, caller_kind, settings)
             ),
         ),
     )
     timeline.mark("session_started")
-    session.say(first_line, audio=greeting_audio)
+    return PreparedCall(session, first_line, greeting_audio)
+
+
+def _room_hints(ctx: JobContext) -> CallHints:
+    """What names the account before any caller is there: the dispatch and the room."""
+    return CallHints(
+        job_metadata=_text(ctx.job.metadata),
+        room_metadata=_text(ctx.room.metadata),
+        room_name=_text(ctx.room.name),
+        participant_attributes={},
+        participant_metadata="",
+    )
+
+
+@server.rtc_session(agent_name=get_settings().agent_name)
+async def entrypoint(ctx: JobContext) -> None:
+    """One call: connect and publish, find the caller and their account, start the session,
+    greet. In a room that names its account and has no caller yet (pre-dispatched), the
+    session is started before the caller comes and the greeting goes out as they join."""
+    timeline = _timeline(ctx)
+    store: AccountStore = ctx.proc.userdata["accounts"]
+    pool: EnginePool = ctx.proc.userdata["pool"]
+    settings = get_settings()
+    slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
+    call: dict[str, Any] = {"room": ctx.room.name}
+    track: AgentTrack | None = None
+    prepared: PreparedCall | None = None
+
+    async def _end_of_call(reason: str) -> None:
+        slot.release()
+        _report(timeline, call, reason=reason)  # unless written at the first word
+
+    def _on_close(event: CloseEvent) -> None:
+        slot.release()
+        ctx.shutdown(reason=f"session closed: {event.reason}")
+
+    async def _close_track() -> None:
+        if track is not None:
+            await track.aclose()
+
+    ctx.add_shutdown_callback(_end_of_call)
+    ctx.add_shutdown_callback(_close_track)
+    ctx.room.on("local_track_published", lambda *_: timeline.mark("track_published"))
+    ctx.room.on("local_track_subscribed", lambda *_: timeline.mark("track_subscribed"))
+
+    # The account cache's check of the disk (when its TTL ran out) overlaps the connection.
+    accounts = asyncio.ensure_future(store.current())
+    try:
+        await ctx.connect()
+        timeline.mark("room_connected")
+        # Published now, while the rest is made ready (agent/ahead.py).
+        track = AgentTrack(ctx.room)
+        if not ctx.room.remote_participants:
+            # Nobody to talk to (the caller left before we joined, or the room was made
+            # ahead of its caller, see agent/web/): a room waiting for its caller takes no
+            # slot. A pre-dispatched room names its account in the dispatch, so the session
+            # is started now and the caller's arrival leaves only the greeting to play.
+            slot.release()
+            hints = _room_hints(ctx)
+            named = (
+                resolve_account(await accounts, hints)
+                if hints.job_metadata or hints.room_metadata
+                else None
+            )
+            if named is not None and named_before_caller(named):
+                account = named.account
+                call.update(account=account.id, account_source=named.source, ahead=True)
+                prepared = await _prepare_session(
+                    ctx,
+                    account=account,
+                    first_line=account.greeting,
+                    # A pre-dispatched caller comes from the web page (agent/web/).
+                    caller_kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                    track=track,
+                    call=call,
+                    timeline=timeline,
+                    on_close=_on_close,
+                )
+                # Said now: the frames wait in the track's output and the first goes out
+                # as the caller subscribes, before the agent even hears that they joined;
+                # the transcript waits until the caller is linked.
+                session = prepared.session
+                transcript = session.output.transcription
+                if transcript is not None:
+                    session.output.transcription = TextAfterCaller(
+                        transcript, session.room_io.wait_for_ready
+                    )
+                prepared.greet()
+        caller = await _wait_for_caller(ctx)
+        if caller is None:
+            return
+        if slot.released:
+            slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
+        timeline.mark("caller_joined")
+        call["caller"] = caller.identity
+        # The call stops counting against capacity the moment its caller leaves.
+        _release_when_gone(ctx.room, caller.identity, slot)
+        capacity.observe_agent_wait(caller, ctx.room, job_dispatch_times(ctx).received_at)
+        if prepared is not None and "first_frame" in timeline.marks:
+            _report(timeline, call, reason="first word")
+        if prepared is not None and slot.mode != "held":
+            if slot.released:  # gone already: nobody to talk to
+                ctx.shutdown(reason="caller left")
+            else:
+                recovery.track_call(ctx, str(call["account"]))
+                # The greeting is out (or on its way): the handoff can be wired now.
+                _attach_handoff(ctx, prepared.session, account, caller, slot)
+            return
+        resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
+    finally:
+        if not accounts.done():
+            accounts.cancel()
+    greeted = prepared is not None
+    if prepared is not None:
+        # Every conversation slot was taken when the pre-dispatched caller came: they hear
+        # the greeting already on its way, then the session made ahead stops and the call
+        # goes on hold like any other.
+        await prepared.close_after_greeting(_on_close)
+        prepared = None
+    account = resolution.account
+    call.update(account=account.id, account_source=resolution.source)
+    if slot.mode == "held":
+        call["held"] = True
+        await track.aclose(unpublish=True)  # the hold has its own plain track
+        promoted = await capacity.hold(
+            ctx.room,
+            caller,
+            account,
+            pool,
+            slot,
+            max_calls=settings.max_concurrent_calls,
+            max_hold_s=settings.max_hold_seconds,
+            greeted=greeted,
+        )
+        if not promoted:
+            ctx.shutdown(reason="left hold" if slot.released else "held too long: handed off")
+            return
+    if slot.released:  # the caller left while the call was being set up
+        ctx.shutdown(reason="caller left")
+        return
+    if track.closed:
+        track = AgentTrack(ctx.room)
+    # A call picked up after its worker died goes on with a short line, and one promoted
+    # from hold has heard the greeting: both get a short line instead.
+    resumed = recovery.is_resumed(_text(ctx.job.metadata))
+    call["resumed"] = resumed
+    if resumed:
+        first_line = settings.resume_line
+    elif call.get("held"):
+        first_line = capacity.PROMOTED_LINE
+    else:
+        first_line = account.greeting
+    prepared = await _prepare_session(
+        ctx,
+        account=account,
+        first_line=first_line,
+        caller_kind=caller.kind,
+        track=track,
+        call=call,
+        timeline=timeline,
+        on_close=_on_close,
+    )
+    prepared.greet()
     recovery.track_call(ctx, account.id)
     if phone.is_sip_caller(caller):
         call["sip"] = True
         phone.watch_answer(ctx.room, caller)
+    # Wired after the first frame, off its path (it publishes the call's attributes).
+    session, taken = prepared.session, slot
+    if "first_frame" in timeline.marks:
+        _attach_handoff(ctx, session, account, caller, taken)
+    else:
+        attach_after_first_frame(
+            session, lambda _event: _attach_handoff(ctx, session, account, caller, taken)
+        )
+
+
+def _attach_handoff(
+    ctx: JobContext,
+    session: AgentSession[Any],
+    account: Account,
+    caller: rtc.RemoteParticipant,
+    slot: capacity.CallSlot,
+) -> None:
+    """The handoff to a person (agent/handoff.py); a call a person took stops counting."""
+    handoffs = handoff.attach(
+        session, ctx.room, account, caller, get_settings(), on_taken=slot.release
+    )
+    ctx.add_shutdown_callback(handoffs.aclose)
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:
-    """The call's one timeline log line, and its metrics."""
+    """The call's one timeline log line, and its metrics (once; later calls do nothing)."""
+    if timeline.reported:
+        return
+    timeline.reported = True
     ttfw = timeline.time_to_first_frame()
     account = str(call.get("account", "unknown"))
     if ttfw is not None:

@@ -32,6 +32,8 @@ class CallTimeline:
 
     origin: float = field(default_factory=time.monotonic)
     marks: dict[str, float] = field(default_factory=dict)
+    # The call's timeline line is written once (agent/entrypoint.py `_report`).
+    reported: bool = False
 
     def mark(self, stage: str, at: float | None = None) -> None:
         if stage not in STAGES:

@@ -59,6 +59,10 @@ class Sample:
     connect_ms: float
     room: str = ""
     joined_at: float = 0.0  # CLOCK_MONOTONIC, as the worker's timeline
+    # The caller's side, ms after its connect() returned: the agent's track subscribed, its
+    # first frame of any loudness.
+    subscribed_ms: float | None = None
+    first_audio_ms: float | None = None
 
 
 @dataclass
@@ -185,8 +189,20 @@ async def _call(mode: str, scenario: str) -> Sample:
             greeting_timeout_s=60.0,
         )
     report = await run_call(get_settings(), [], None, options)
-    ttfw = None if report.ttfw_s is None else report.ttfw_s * 1000
-    return Sample(mode, scenario, ttfw, report.connect_s * 1000, report.room, report.joined_at)
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else seconds * 1000
+
+    return Sample(
+        mode,
+        scenario,
+        ms(report.ttfw_s),
+        report.connect_s * 1000,
+        report.room,
+        report.joined_at,
+        ms(report.subscribed_s),
+        ms(report.first_audio_s),
+    )
 
 
 async def _bench_mode(
@@ -258,13 +274,18 @@ def _stats(values: list[float]) -> dict[str, float]:
 def _breakdown(
     samples: list[Sample], workers: list[Worker], scenario: str, mode: str = "firstword"
 ) -> dict[str, float]:
-    """Median ms each step of `mode`'s calls in `scenario` took, caller to caller.
+    """When each step of `mode`'s calls in `scenario` happened: median ms after the caller's
+    connect() returned (negative: before), in the order of those medians.
 
     The caller and the worker stamp CLOCK_MONOTONIC, so the worker's timeline of a call
-    (by room) slots between the caller joining and the caller hearing the first word.
+    (by room) lines up with the caller's own marks: `caller_connect_started` (connect()
+    called), `caller_subscribed` (the agent's track subscribed), `caller_first_audio` (its
+    first frame, of any loudness) and `caller_heard` (the first audible frame: the figure).
+    Times, not differences between steps, because the order of the steps varies per call
+    (a pre-dispatched agent hears of the caller after the caller subscribed to it).
     """
     timelines = {line.get("room"): line for w in workers for line in w.timelines}
-    steps: dict[str, list[float]] = {}
+    events: dict[str, list[float]] = {}
     for sample in samples:
         line = timelines.get(sample.room)
         if sample.mode != mode or sample.scenario != scenario or line is None:
@@ -272,12 +293,19 @@ def _breakdown(
         if sample.ttfw_ms is None:
             continue
         origin_ms = (line["origin_monotonic"] - sample.joined_at) * 1000
-        previous, at = "caller_joined_room", 0.0
-        for stage, ms in [*line["timeline_ms"].items(), ("caller_heard", None)]:
-            now = sample.ttfw_ms if ms is None else origin_ms + ms
-            steps.setdefault(f"{previous} -> {stage}", []).append(now - at)
-            previous, at = stage, now
-    return {step: round(statistics.median(v), 1) for step, v in steps.items()}
+        for stage, ms in line["timeline_ms"].items():
+            events.setdefault(stage, []).append(origin_ms + ms)
+        caller = {
+            "caller_connect_started": -sample.connect_ms,
+            "caller_subscribed": sample.subscribed_ms,
+            "caller_first_audio": sample.first_audio_ms,
+            "caller_heard": sample.ttfw_ms,
+        }
+        for name, value in caller.items():
+            if value is not None:
+                events.setdefault(name, []).append(value)
+    medians = {name: round(statistics.median(v), 1) for name, v in events.items()}
+    return dict(sorted(medians.items(), key=lambda item: item[1]))
 
 
 def _report(samples: list[Sample], workers: list[Worker], out: Path) -> dict[str, Any]:
@@ -324,9 +352,20 @@ def _report(samples: list[Sample], workers: list[Worker], out: Path) -> dict[str
     (out / "ttfw.json").write_text(json.dumps(result, indent=2))
     with (out / "ttfw.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["mode", "scenario", "ttfw_ms", "connect_ms"])
+        writer.writerow(
+            ["mode", "scenario", "ttfw_ms", "connect_ms", "subscribed_ms", "first_audio_ms"]
+        )
         for s in samples:
-            writer.writerow([s.mode, s.scenario, s.ttfw_ms, round(s.connect_ms, 1)])
+            writer.writerow(
+                [
+                    s.mode,
+                    s.scenario,
+                    s.ttfw_ms,
+                    round(s.connect_ms, 1),
+                    s.subscribed_ms,
+                    s.first_audio_ms,
+                ]
+            )
     return result
 
 
@@ -345,12 +384,12 @@ def _print_table(result: dict[str, Any], out: Path) -> None:
                 )
         for name, value in result["comparisons"].get(scenario, {}).items():
             print(f"{'':14} {name} = {value}")
-    print("\nfirstword, median ms per step (caller joined ... caller heard the first word):")
+    print("\nfirstword, when each step happened: median ms after the caller's connect() returned")
     for scenario, steps in result["firstword_breakdown_median_ms"].items():
         if steps:
             print(f"  {scenario}: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     if any(result["predispatched_breakdown_median_ms"].values()):
-        print("\npredispatched, median ms per step (negative: before the caller joined):")
+        print("\npredispatched, the same (negative: before the caller's connect() returned):")
         for scenario, steps in result["predispatched_breakdown_median_ms"].items():
             if steps:
                 print(f"  {scenario}: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))

@@ -6,6 +6,7 @@ its message names the attribute, so an upgrade that moves one fails here by name
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 from unittest.mock import MagicMock
@@ -106,3 +107,25 @@ async def test_google_tts_synthesises_through_our_client_factory() -> None:
                 pass
     assert client.synthesize_speech.called
     await tts.aclose()
+
+
+async def test_early_room_audio_output_is_roomio_s_own_output() -> None:
+    from livekit.agents import room_io
+    from livekit.agents.voice.room_io import _output
+    from livekit.agents.voice.room_io import room_io as room_io_module
+
+    cls = _has(_output, "_ParticipantAudioOutput", "livekit.agents.voice.room_io._output")
+    params = set(inspect.signature(cls.__init__).parameters)
+    wanted = {"room", "sample_rate", "num_channels", "track_publish_options", "track_name"}
+    assert wanted <= params, f"_ParticipantAudioOutput.__init__ takes {sorted(params)}"
+    assert inspect.iscoroutinefunction(_has(cls, "start", "_ParticipantAudioOutput"))
+    # RoomIO makes no audio output of its own when told so (we hand the session ours), and
+    # names its track as we do.
+    assert "audio_output" in room_io.RoomOptions.__dataclass_fields__
+    assert f'"{compat.TRACK_NAME}"' in inspect.getsource(room_io_module.RoomIO.start)
+
+    early = compat.EarlyRoomAudioOutput(MagicMock(spec=rtc.Room))
+    assert isinstance(early.output, cls)
+    assert isinstance(early.subscribed, asyncio.Future) and not early.subscribed.done()
+    assert early.output.sample_rate == room_io.AudioOutputOptions().sample_rate
+    await early.aclose()

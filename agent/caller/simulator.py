@@ -54,6 +54,10 @@ class CallReport:
     # When connect() returned, on time.perf_counter(): CLOCK_MONOTONIC on Linux, the clock
     # the worker's call timeline uses, so the two can be lined up.
     joined_at: float = 0.0
+    # Seconds after joining (negative: before connect() returned) that the agent's track was
+    # subscribed and its first frame of any loudness arrived: where the first word's time goes.
+    subscribed_s: float | None = None
+    first_audio_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,10 +155,12 @@ async def run_call(
     room = rtc.Room()
     recorder = Recorder()
     tasks: set[asyncio.Task[None]] = set()
+    subscribed: list[float] = []
 
     @room.on("track_subscribed")
     def _on_track(track: rtc.Track, _pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant):
         if track.kind == rtc.TrackKind.KIND_AUDIO:
+            subscribed.append(time.perf_counter())
             task = asyncio.create_task(recorder.consume(track), name=f"record-{p.identity}")
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -184,6 +190,8 @@ async def run_call(
             return report
         first, first_at = start
         report.ttfw_s = first_at - joined
+        report.subscribed_s = subscribed[0] - joined if subscribed else None
+        report.first_audio_s = recorder.times[0] - joined if recorder.times else None
         if transcribe is None:
             return report
         end = await recorder.wait_speech_end(first, options.end_silence_s, 30.0)

@@ -4,11 +4,15 @@
 import { Room, RoomEvent, Track } from 'livekit-client';
 
 const account = document.body.dataset.account;
+// `?predispatch=0`: the agent is dispatched when the caller joins, not when the page opens
+// (to compare the two; scripts/bench-web.sh).
+const predispatch = new URLSearchParams(location.search).get('predispatch') !== '0';
 const $ = (id) => document.getElementById(id);
 // What the page knows, for people (the DOM) and for tests (window.firstword).
 // `audio`: per participant, the times (performance.now()) of 100 ms samples above -45 dBFS, so a
 // test can tell who was heard when (the agent before a handoff, the staff member after it).
-const call = { state: 'ready', ttfwMs: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null };
+// joinedAt / heardAt: performance.now() when connect() resolved / the first word was heard.
+const call = { state: 'ready', ttfwMs: null, joinedAt: null, heardAt: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null };
 window.firstword = call;
 
 function setState(state) {
@@ -43,7 +47,10 @@ function segmentLine(segment, isAgent) {
 }
 
 // The first frame above -45 dBFS on the agent's track, as the caller simulator measures it.
-function watchFirstWord(mediaStreamTrack, joinedAt) {
+// The agent's track is published before the caller joins (the agent was dispatched when the
+// token was made), so the track may be subscribed, and even heard, before `connect()`
+// resolves: both moments are kept and the time is reported once both are known.
+function watchFirstWord(mediaStreamTrack) {
   const context = new AudioContext();
   const source = context.createMediaStreamSource(new MediaStream([mediaStreamTrack]));
   const analyser = context.createAnalyser();
@@ -57,10 +64,16 @@ function watchFirstWord(mediaStreamTrack, joinedAt) {
     for (const s of samples) sum += s * s;
     if (Math.sqrt(sum / samples.length) > threshold) {
       clearInterval(timer);
-      call.ttfwMs = Math.round(performance.now() - joinedAt);
-      $('ttfw').textContent = `${call.ttfwMs} ms`;
+      call.heardAt = performance.now();
+      reportFirstWord();
     }
   }, 5);
+}
+
+function reportFirstWord() {
+  if (call.heardAt === null || call.joinedAt === null || call.ttfwMs !== null) return;
+  call.ttfwMs = Math.round(call.heardAt - call.joinedAt);
+  $('ttfw').textContent = `${call.ttfwMs} ms`;
 }
 
 function watchLevel(mediaStreamTrack, identity) {
@@ -102,7 +115,7 @@ async function fetchTicket() {
   const response = await fetch('/api/token', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ account }),
+    body: JSON.stringify({ account, predispatch }),
   });
   const ticket = await response.json();
   if (!response.ok) throw new Error(ticket.error);
@@ -128,13 +141,12 @@ async function start() {
   }
   const room = new Room();
   call.room = ticket.room;
-  let joinedAt = 0;
   room.on(RoomEvent.TrackSubscribed, (track, _publication, participant) => {
     if (track.kind !== Track.Kind.Audio) return;
     document.body.append(track.attach());
     if (participant.isAgent) {
       call.agent = participant.identity;
-      watchFirstWord(track.mediaStreamTrack, joinedAt);
+      watchFirstWord(track.mediaStreamTrack);
     }
     watchLevel(track.mediaStreamTrack, participant.identity);
   });
@@ -158,7 +170,8 @@ async function start() {
   });
   $('hangup').onclick = () => room.disconnect();
   await room.connect(ticket.url, ticket.token);
-  joinedAt = performance.now();
+  call.joinedAt = performance.now();
+  reportFirstWord();
   setState('connected');
   $('hangup').disabled = false;
   await room.localParticipant.setMicrophoneEnabled(true);
