@@ -34,6 +34,7 @@ from .accounts import AccountStore, CallHints, resolve_account
 from .answers import AnswerAudio
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
+from .cloud.caches import CloudCaches, build_cloud_caches
 from .cloud.chains import build_chains
 from .compat import FirstwordServer, job_dispatch_times
 from .health import Health, check_voices
@@ -73,6 +74,10 @@ def prewarm(proc: JobProcess) -> None:
     )
     if settings.answer_audio_cache:
         process_wide("answers", lambda: _prepare_answers_in_background(pool, store))
+    # Response and cloud-voice caches (agent/cloud/caches.py); nothing here touches Redis.
+    proc.userdata["cloud_caches"] = process_wide(
+        "cloud_caches", lambda: build_cloud_caches(settings, pool.embedder.embed)
+    )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -286,6 +291,9 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason="caller left")
         return
     engines = await pool.for_call(account)
+    caches: CloudCaches | None = ctx.proc.userdata.get("cloud_caches")
+    # Per turn: "hit"/"miss" of the response cache, for the turn's log line.
+    turn_notes: dict[str, Any] = {}
     chains = build_chains(
         account,
         settings,
@@ -293,8 +301,12 @@ async def entrypoint(ctx: JobContext) -> None:
         local_llm=engines.llm,
         local_tts=engines.tts,
         vad=engines.vad,
+        caches=caches,
+        on_response_cache=lambda result: turn_notes.__setitem__("response_cache", result),
     )
     ctx.add_shutdown_callback(chains.aclose)
+    if caches is not None and chains.cloud:
+        ctx.add_shutdown_callback(caches.shared.close_loop)
     if chains.cloud:
         call["cloud"] = chains.names
     # A call picked up after its worker died goes on with a short line, and one promoted
@@ -347,7 +359,7 @@ async def entrypoint(ctx: JobContext) -> None:
     def _after_first_frame(_event: AgentStateChangedEvent) -> None:
         timeline.mark("first_frame")
         _report(timeline, call, reason="first word")
-        attach_conversation_logs(session, call)
+        attach_conversation_logs(session, call, turn_notes)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
 

@@ -129,6 +129,17 @@ HEDGES = Counter(
     ["provider", "winner"],
 )
 
+RESPONSE_CACHE = Counter(
+    "firstword_response_cache_total",
+    "Cacheable questions to the cloud model: answered from the response cache (hit) or not.",
+    ["result"],
+)
+CLOUD_VOICE_CACHE = Counter(
+    "firstword_cloud_voice_cache_total",
+    "Sentences for a cloud voice: played from the audio cache (hit) or synthesised (miss).",
+    ["result"],
+)
+
 
 def current_registry() -> CollectorRegistry:
     """The registry a scrape reads, as livekit-agents' metrics endpoint chooses it.
@@ -180,3 +191,5 @@ def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
     for result in ("hit", "miss"):
         GREETING_CACHE.labels(result)
         ANSWER_CACHE.labels(result)
+        RESPONSE_CACHE.labels(result)
+        CLOUD_VOICE_CACHE.labels(result)
