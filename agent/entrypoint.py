@@ -362,6 +362,8 @@ async def entrypoint(ctx: JobContext) -> None:
         attach_conversation_logs(session, call, turn_notes)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
+        if caches is not None and chains.cloud:
+            caches.shared.warm()
 
     attach_after_first_frame(session, _after_first_frame)
 

@@ -10,7 +10,8 @@ Redis is a help, never a dependency of a call:
   alone for `FIRSTWORD_REDIS_RETRY_AFTER` seconds: calls in that time do not wait on it at
   all. After that one operation tries again; when it works, one info line says so. A later
   outage warns once again;
-- writes go in the background (`write_soon`), so an answer never waits for one.
+- writes go in the background (`write_soon`), so an answer never waits for one, and a call
+  opens its connection in the background after its first word (`warm`).
 
 Clients are per event loop: redis-py's asyncio connections belong to the loop that opened
 them, and each call runs on its own loop (a job thread or process). `close_loop` (a call's
@@ -91,6 +92,9 @@ class SharedCache:
                     socket_connect_timeout=self._timeout,
                     # No retries of its own: one bounded attempt, then the cache fails open.
                     retry=Retry(NoBackoff(), 0),
+                    # No CLIENT SETINFO round trips when a connection opens.
+                    lib_name=None,
+                    lib_version=None,
                     decode_responses=False,
                 )
                 self._clients[loop] = client
@@ -146,6 +150,11 @@ class SharedCache:
             pending = self._writes.setdefault(loop, set())
             pending.add(task)
         task.add_done_callback(pending.discard)
+
+    def warm(self) -> None:
+        """Open this loop's connection in the background (a call does it after its first
+        word), so the first lookup on the answer path does not pay for the connect."""
+        self.write_soon("connect", lambda r: r.ping())
 
     async def close_loop(self, *_args: object) -> None:
         """End this loop's use of Redis: wait briefly for its writes, close its client."""

@@ -67,6 +67,9 @@ def test_a_repeated_question_skips_gemini_and_the_cloud_voice_in_every_worker(
         "FIRSTWORD_ACCOUNTS_DIR": str(accounts),
         "REDIS_URL": redis_url,
         "FIRSTWORD_CRASH_RECOVERY": "false",
+        # A generous bound on this shared, busy machine (a stalled event loop must not read
+        # as Redis being down); the behaviour with Redis down is in tests/test_cloud_caches.py.
+        "FIRSTWORD_REDIS_TIMEOUT": "2",
         # The local voice's answers are not used by this cloud account: not rendered.
         "FIRSTWORD_ANSWER_AUDIO_CACHE": "false",
     }
