@@ -1,8 +1,8 @@
 """Answer latency on the cloud stand-ins with the response and cloud-voice caches off and on.
 
-Each mode gets a fresh worker and a fresh cache folder, and the caller simulator asks the
-same questions in every call (measured from the last frame of each question to the first
-audible frame of the answer):
+Each mode gets a fresh worker with no cloud audio cached yet (memory or disk), and the
+caller simulator asks the same questions in every call (measured from the last frame of
+each question to the first audible frame of the answer):
 
 - miss: `FIRSTWORD_RESPONSE_CACHE=false`, `FIRSTWORD_CLOUD_VOICE_CACHE=false`: every answer
   goes to Gemini and every sentence to ElevenLabs;
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,9 @@ def _calls(env: dict[str, str], runs: int, report: Path) -> list[float]:
 
 
 def _mode(name: str, calls: int, env: dict[str, str], out: Path) -> list[float]:
-    cache = out / f"{name}.cache"
+    # One cache folder (the greetings are rendered once), the cloud voices' part emptied.
+    cache = out / "cache"
+    shutil.rmtree(cache / "voices", ignore_errors=True)
     env = {**env, **MODES[name], "FIRSTWORD_CACHE_DIR": str(cache)}
     proc = _worker(env, out / f"{name}.worker.log")
     try:
