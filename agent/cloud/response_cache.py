@@ -45,7 +45,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,17 +198,22 @@ class ResponseCache:
                 "read answers", lambda r: r.hgetall(self.redis_key(account_id, version))
             )
             if raw:
-                shared = []
-                for value in raw.values():
-                    try:
-                        entry = Entry.from_json(value)
-                    except (ValueError, KeyError, TypeError):
-                        continue  # written by another version of firstword: ignored
-                    if self._fresh(entry) and entry.vector.shape == vector.shape:
-                        shared.append(entry)
+                # Decoding a few hundred entries takes milliseconds: not on the event loop.
+                shared = await asyncio.to_thread(self._decode, raw.values(), vector.shape)
                 self._add(account_id, version, shared)
                 hit = self._best(shared, question, vector)
         return (hit.answer if hit is not None else None), vector
+
+    def _decode(self, values: Iterable[bytes | str], shape: tuple[int, ...]) -> list[Entry]:
+        entries = []
+        for value in values:
+            try:
+                entry = Entry.from_json(value)
+            except (ValueError, KeyError, TypeError):
+                continue  # written by another version of firstword: ignored
+            if self._fresh(entry) and entry.vector.shape == shape:
+                entries.append(entry)
+        return entries
 
     def store(
         self, account_id: str, version: str, question: str, vector: np.ndarray, answer: str
