@@ -37,8 +37,13 @@ def attach_after_first_frame(
     session.on("agent_state_changed", _on_state)
 
 
-def attach_conversation_logs(session: AgentSession[Any], call: dict[str, Any]) -> None:
-    """Transcript lines, per-turn latency metrics and a usage summary at the end."""
+def attach_conversation_logs(
+    session: AgentSession[Any], call: dict[str, Any], notes: dict[str, Any] | None = None
+) -> None:
+    """Transcript lines, per-turn latency metrics and a usage summary at the end.
+
+    `notes`: what the call's engines noted about the current turn (the response cache's
+    hit or miss); added to the turn's log line, then cleared."""
     usage = metrics.UsageCollector()
     where = {"room": call.get("room"), "account": call.get("account")}
     account = str(call.get("account", "unknown"))
@@ -56,8 +61,11 @@ def attach_conversation_logs(session: AgentSession[Any], call: dict[str, Any]) -
             last_user.clear()
             last_user.update(item_metrics)
         elif role == "assistant" and last_user:
-            _report_turn(TurnTimeline.from_metrics(last_user, item_metrics), account, where)
+            turn_where = {**where, **(notes or {})}
+            _report_turn(TurnTimeline.from_metrics(last_user, item_metrics), account, turn_where)
             last_user.clear()
+            if notes is not None:
+                notes.clear()
 
     @session.on("metrics_collected")
     def _on_metrics(event: MetricsCollectedEvent) -> None:

@@ -40,6 +40,7 @@ from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
 from .assistant import Assistant
 from .call_log import attach_after_first_frame, attach_conversation_logs
+from .cloud.caches import CloudCaches, build_cloud_caches
 from .cloud.chains import build_chains
 from .compat import FirstwordServer, job_dispatch_times
 from .health import Health, check_voices
@@ -82,6 +83,10 @@ def prewarm(proc: JobProcess) -> None:
     )
     if settings.answer_audio_cache:
         process_wide("answers", lambda: _prepare_answers_in_background(pool, store))
+    # Response and cloud-voice caches (agent/cloud/caches.py); nothing here touches Redis.
+    proc.userdata["cloud_caches"] = process_wide(
+        "cloud_caches", lambda: build_cloud_caches(settings, pool.embedder.embed)
+    )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
     elapsed = time.perf_counter() - start
@@ -275,6 +280,9 @@ async def _prepare_session(
     settings = get_settings()
     pool: EnginePool = ctx.proc.userdata["pool"]
     engines = await pool.for_call(account)
+    caches: CloudCaches | None = ctx.proc.userdata.get("cloud_caches")
+    # Per turn: "hit"/"miss" of the response cache, for the turn's log line.
+    turn_notes: dict[str, Any] = {}
     chains = build_chains(
         account,
         settings,
@@ -282,8 +290,12 @@ async def _prepare_session(
         local_llm=engines.llm,
         local_tts=engines.tts,
         vad=engines.vad,
+        caches=caches,
+        on_response_cache=lambda result: turn_notes.__setitem__("response_cache", result),
     )
     ctx.add_shutdown_callback(chains.aclose)
+    if caches is not None and chains.cloud:
+        ctx.add_shutdown_callback(caches.shared.close_loop)
     if chains.cloud:
         call["cloud"] = chains.names
     cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
@@ -325,9 +337,11 @@ async def _prepare_session(
         # they joined; its timeline line waits for that (written at the caller's arrival).
         if not call.get("ahead") or "caller_joined" in timeline.marks:
             _report(timeline, call, reason="first word")
-        attach_conversation_logs(session, call)
+        attach_conversation_logs(session, call, turn_notes)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
+        if caches is not None and chains.cloud:
+            caches.shared.warm()
 
     attach_after_first_frame(session, _after_first_frame)
 

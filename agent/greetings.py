@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import wave
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +74,38 @@ def to_frames(audio: np.ndarray, sample_rate: int) -> Iterator[rtc.AudioFrame]:
 
 
 class GreetingCache:
-    """In-memory and on-disk greeting audio, shared by every call of a process."""
+    """In-memory and on-disk greeting audio, shared by every call of a process.
 
-    def __init__(self, directory: Path | None) -> None:
+    `max_memory_bytes` bounds what stays in memory (least recently used goes first; the
+    disk keeps it): the cloud voices' cache (`agent.cloud.voice_cache`) holds whatever a
+    cloud model said, so it needs a bound; the greetings and FAQ answers do not.
+    """
+
+    def __init__(self, directory: Path | None, *, max_memory_bytes: int | None = None) -> None:
         self._directory = directory
-        self._memory: dict[GreetingKey, np.ndarray] = {}
+        self._memory: OrderedDict[GreetingKey, np.ndarray] = OrderedDict()
+        self._max_memory_bytes = max_memory_bytes
+        self._memory_bytes = 0
         # Calls may run as threads of one process, each with its own event loop.
         self._lock = threading.Lock()
 
     def cached(self, key: GreetingKey) -> np.ndarray | None:
         """The audio if it is in memory (never touches the disk: safe on the event loop)."""
         with self._lock:
-            return self._memory.get(key)
+            audio = self._memory.get(key)
+            if audio is not None:
+                self._memory.move_to_end(key)
+            return audio
+
+    def _remember(self, key: GreetingKey, audio: np.ndarray) -> None:
+        with self._lock:
+            old = self._memory.pop(key, None)
+            self._memory_bytes += audio.nbytes - (old.nbytes if old is not None else 0)
+            self._memory[key] = audio
+            limit = self._max_memory_bytes
+            while limit is not None and self._memory_bytes > limit and len(self._memory) > 1:
+                _, dropped = self._memory.popitem(last=False)
+                self._memory_bytes -= dropped.nbytes
 
     def load(self, key: GreetingKey) -> np.ndarray | None:
         """From memory, else from disk (blocking). A damaged file is removed and missed."""
@@ -103,14 +124,12 @@ class GreetingCache:
             logger.warning("greeting cache file %s is unusable (%s); synthesising again", path, exc)
             path.unlink(missing_ok=True)
             return None
-        with self._lock:
-            self._memory[key] = audio
+        self._remember(key, audio)
         return audio
 
     def store(self, key: GreetingKey, audio: np.ndarray) -> None:
         """Keep the audio in memory and write it to disk (blocking)."""
-        with self._lock:
-            self._memory[key] = audio
+        self._remember(key, audio)
         if self._directory is None:
             return
         path = self._path(key)
@@ -164,7 +183,9 @@ class GreetingCache:
 
     def _path(self, key: GreetingKey) -> Path:
         assert self._directory is not None
-        return self._directory / f"{key.engine}-{key.voice}-{key.digest()}.wav"
+        # Cloud voice names and endpoints ("elevenlabs@host:port") may hold any character.
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key.engine}-{key.voice}")[:80]
+        return self._directory / f"{name}-{key.digest()}.wav"
 
 
 def _render(voice: LocalTTS, text: str) -> np.ndarray:

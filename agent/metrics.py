@@ -132,6 +132,17 @@ HEDGES = Counter(
     ["provider", "winner"],
 )
 
+RESPONSE_CACHE = Counter(
+    "firstword_response_cache_total",
+    "Cacheable questions to the cloud model: answered from the response cache (hit) or not.",
+    ["result"],
+)
+CLOUD_VOICE_CACHE = Counter(
+    "firstword_cloud_voice_cache_total",
+    "Sentences for a cloud voice: played from the audio cache (hit) or synthesised (miss).",
+    ["result"],
+)
+
 
 # The worker's own gauges (set in its main process), as multiprocess files when a scrape reads
 # files. With the process executor the framework sets PROMETHEUS_MULTIPROC_DIR inside
@@ -234,6 +245,8 @@ def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
     for result in ("hit", "miss"):
         GREETING_CACHE.labels(result)
         ANSWER_CACHE.labels(result)
+        RESPONSE_CACHE.labels(result)
+        CLOUD_VOICE_CACHE.labels(result)
     for end in ("desk", "sip", "none"):
         for outcome in ("taken", "not_taken", "failed"):
             HANDOFFS.labels(end, outcome)

@@ -214,6 +214,37 @@ class Settings(BaseSettings):
     # firstword_python_heap_bytes (agent/heap.py): for sizing a worker with
     # scripts/bench-capacity.sh. Off by default: tracing slows every Python allocation.
     tracemalloc: bool = Field(default=False, validation_alias="FIRSTWORD_TRACEMALLOC")
+    # Caches in front of the cloud engines (agent/cloud/caches.py). The response cache: a
+    # repeated question skips the cloud model (entries live TTL seconds, per account
+    # version); a cached question must be this similar (MiniLM cosine, normalised text).
+    response_cache: bool = Field(default=True, validation_alias="FIRSTWORD_RESPONSE_CACHE")
+    response_cache_ttl: float = Field(
+        default=3600.0, gt=0, validation_alias="FIRSTWORD_RESPONSE_CACHE_TTL"
+    )
+    response_cache_similarity: float = Field(
+        default=0.92, gt=0, le=1, validation_alias="FIRSTWORD_RESPONSE_CACHE_SIMILARITY"
+    )
+    # Cloud voices' audio by sentence: memory (MB, least recently used out) + disk + Redis.
+    cloud_voice_cache: bool = Field(default=True, validation_alias="FIRSTWORD_CLOUD_VOICE_CACHE")
+    cloud_voice_cache_mb: int = Field(
+        default=64, ge=1, validation_alias="FIRSTWORD_CLOUD_VOICE_CACHE_MB"
+    )
+    # The shared layer in Redis (REDIS_URL) behind both caches: audio blobs up to this size
+    # and age; every Redis operation bounded by the timeout; after a failure Redis is left
+    # alone this long (the caches fail open to memory and disk, with one warning).
+    shared_cache: bool = Field(default=True, validation_alias="FIRSTWORD_SHARED_CACHE")
+    shared_audio_ttl: float = Field(
+        default=86400.0, gt=0, validation_alias="FIRSTWORD_SHARED_AUDIO_TTL"
+    )
+    shared_audio_max_kb: int = Field(
+        default=1024, ge=1, validation_alias="FIRSTWORD_SHARED_AUDIO_MAX_KB"
+    )
+    redis_timeout: float = Field(
+        default=0.1, gt=0, le=5.0, validation_alias="FIRSTWORD_REDIS_TIMEOUT"
+    )
+    redis_retry_after: float = Field(
+        default=15.0, gt=0, validation_alias="FIRSTWORD_REDIS_RETRY_AFTER"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,18 @@ import aiohttp
 from livekit.agents import llm, stt, tts
 
 from ..accounts import Account
+from ..accounts.models import CloudTTS
 from ..settings import Settings
 from . import hedge, plugins
 from .breaker import breaker_for
+from .caches import CloudCaches
 from .choice import endpoint_name, usable_providers
 from .guarded_llm import GuardedLLM
 from .guarded_stt import GuardedSTT
 from .guarded_tts import GuardedTTS
 from .policy import Policy
+from .response_cache import CachedLLM
+from .voice_cache import CachedTTS
 
 logger = logging.getLogger("firstword.cloud")
 
@@ -73,6 +78,12 @@ class CallChains:
             await self.session.close()
 
 
+def _voice_id(choice: CloudTTS) -> str:
+    """What sets a cloud voice's sound: the voice, and the model (ElevenLabs) and language."""
+    model = choice.model if choice.engine == "elevenlabs" else ""
+    return "/".join(part for part in (choice.voice, model, choice.language) if part)
+
+
 def _policy(name: str, settings: Settings, first_timeout: float) -> Policy:
     return Policy(
         breaker=breaker_for(
@@ -92,8 +103,14 @@ def build_chains(
     local_llm: llm.LLM,
     local_tts: tts.TTS,
     vad: Any,
+    caches: CloudCaches | None = None,
+    on_response_cache: Callable[[str], None] | None = None,
 ) -> CallChains:
-    """The call's providers; the local ones alone when the account asks for no cloud."""
+    """The call's providers; the local ones alone when the account asks for no cloud.
+
+    With `caches`, the cloud model sits behind the response cache and each cloud voice
+    behind the audio cache (the local engines need neither); `on_response_cache` hears
+    "hit" or "miss" for each cacheable question."""
     choices = usable_providers(account, settings)
     if not (choices.stt or choices.llm or choices.tts):
         return CallChains(stt=local_stt, llm=local_llm, tts=local_tts)
@@ -119,7 +136,11 @@ def build_chains(
             local=local_llm,
             hedge_after=settings.hedge_after_llm,
         )
-        llms.append(guarded_llm)
+        llms.append(
+            CachedLLM(guarded_llm, caches.responses, account, on_result=on_response_cache)
+            if caches is not None and caches.responses is not None
+            else guarded_llm
+        )
         cloud.append(guarded_llm)
         hedge.start_series(endpoint_name("gemini", settings))
 
@@ -144,7 +165,11 @@ def build_chains(
             rescue=local_tts,
             hedge_after=settings.hedge_after_tts,
         )
-        ttss.append(guarded_tts)
+        ttss.append(
+            CachedTTS(guarded_tts, caches.voices, engine=name, voice=_voice_id(tts_choice))
+            if caches is not None and caches.voices is not None
+            else guarded_tts
+        )
         cloud.append(guarded_tts)
         hedge.start_series(name)
 

@@ -75,6 +75,9 @@ class _GuardedStream(llm.LLMStream):
         super().__init__(guarded, **kwargs)
         self._guarded = guarded
         self._tool_choice = tool_choice
+        # True once the cloud model gave the whole reply (not the local answerer's hedge):
+        # the response cache stores only such replies (agent/cloud/response_cache.py).
+        self.served_by_cloud = False
 
     async def _run(self) -> None:
         policy = self._guarded.policy
@@ -131,6 +134,7 @@ class _GuardedStream(llm.LLMStream):
                     async for chunk in chunks:
                         self._event_ch.send_nowait(chunk)
                 policy.breaker.record_success()
+                self.served_by_cloud = True
                 return
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # cancelled: the turn was interrupted

@@ -91,6 +91,9 @@ class _GuardedSentence(tts.ChunkedStream):
     def __init__(self, *, tts: GuardedTTS, input_text: str, conn_options: APIConnectOptions):
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
         self._guarded = tts
+        # True once the cloud voice spoke the whole sentence (no hedge lost, no rescue):
+        # only such audio is cached as that voice's (agent/cloud/voice_cache.py).
+        self.served_by_cloud = False
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         guarded = self._guarded
@@ -132,6 +135,7 @@ class _GuardedSentence(tts.ChunkedStream):
                         async for frame in frames:
                             output_emitter.push(frame.data.tobytes())
                 policy.breaker.record_success()
+                self.served_by_cloud = True
                 output_emitter.flush()
                 return
             except BaseException as exc:
