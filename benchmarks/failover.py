@@ -10,7 +10,12 @@ frame of the answer. Scenarios:
 - errors: every primary answers 503 (each call falls back; the breakers open);
 - hang: every primary accepts and never answers (timeouts, then the breakers open).
 
+Each cloud scenario runs in two modes, side by side in one invocation: `before`, hedging
+off (FIRSTWORD_HEDGE_AFTER_STT/_LLM/_TTS=0: a late step waits out its timeout), and
+`after`, hedging on (the settings' thresholds: the local engine races a late step).
+
     python -m benchmarks.failover [--calls 3] [--stt 0.3] [--llm 0.4] [--tts 0.15]
+                                  [--modes before,after] [--scenarios local,cloud,errors,hang]
 """
 
 from __future__ import annotations
@@ -108,6 +113,59 @@ def _configure(standins: Standins, name: str, args: argparse.Namespace) -> None:
             server.faults.hang = True
 
 
+# Hedging off: every threshold 0 (the guards then wait for the cloud up to its timeout).
+HEDGING_OFF = {f"FIRSTWORD_HEDGE_AFTER_{step}": "0" for step in ("STT", "LLM", "TTS")}
+MODES = {"before": HEDGING_OFF, "after": {}}
+# A hang may add this much to an answer, against the healthy cloud (issue 9).
+HANG_BUDGET_MS = 1000
+
+
+def _runs(scenarios: list[str], modes: list[str]) -> list[tuple[str, str]]:
+    """(scenario, mode) pairs: the local engines once (they are never hedged)."""
+    runs = [("local", "-")] if "local" in scenarios else []
+    return runs + [(name, mode) for name in scenarios if name != "local" for mode in modes]
+
+
+def _ratio(after: int, before: int) -> str:
+    return f"{after / before:.2f}" if before else "-"
+
+
+def _report(results: dict[str, dict[str, Any]], modes: list[str]) -> None:
+    print(
+        "| scenario | mode | n | p50 | p90 | p99 | max "
+        "| p50 − cloud healthy | p90 − cloud healthy |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        name, mode = key.split("/")
+        healthy = results.get(f"cloud/{mode}") or results.get("cloud/after") or {}
+        d50 = f"{r['p50'] - healthy['p50']:+d}" if healthy else "-"
+        d90 = f"{r['p90'] - healthy['p90']:+d}" if healthy else "-"
+        print(
+            f"| {name} | {mode} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {r['max']} "
+            f"| {d50} | {d90} |"
+        )
+    if {"before", "after"} <= set(modes):
+        print("\nafter / before (hedging on / off):")
+        print("| scenario | p50 | p90 | p99 |")
+        print("|---|---|---|---|")
+        for name in dict.fromkeys(k.split("/")[0] for k in results):
+            before, after = results.get(f"{name}/before"), results.get(f"{name}/after")
+            if before and after:
+                ratios = [_ratio(after[q], before[q]) for q in ("p50", "p90", "p99")]
+                print(f"| {name} | {' | '.join(ratios)} |")
+    for mode in modes:
+        hang, base = results.get(f"hang/{mode}"), results.get(f"cloud/{mode}")
+        if hang and base:
+            added = {q: hang[q] - base[q] for q in ("p50", "p90", "p99")}
+            verdict = "within" if added["p90"] <= HANG_BUDGET_MS else "OVER"
+            print(
+                f"hang, {mode}: adds p50 {added['p50']:+d} / p90 {added['p90']:+d} / "
+                f"p99 {added['p99']:+d} ms to an answer vs the healthy cloud "
+                f"(p90 {verdict} the {HANG_BUDGET_MS} ms budget)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3, help="calls per scenario (3 turns each)")
@@ -115,7 +173,13 @@ def main() -> None:
     parser.add_argument("--llm", type=float, default=0.4, help="Gemini first-token latency, s")
     parser.add_argument("--tts", type=float, default=0.15, help="ElevenLabs first-byte latency, s")
     parser.add_argument("--scenarios", default="local,cloud,errors,hang")
+    parser.add_argument(
+        "--modes", default="before,after", help="before: hedging off; after: hedging on"
+    )
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"--modes: unknown {sorted(unknown)}; choose from {sorted(MODES)}")
     out = PROJECT_ROOT / ".cache" / "bench" / f"failover-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     hibari = load_hibari(threads=1, verify=False)
@@ -137,22 +201,19 @@ def main() -> None:
             "FIRSTWORD_HTTP_PORT": "0",
             "FIRSTWORD_METRICS_PORT": "-1",
         }
-        for name in args.scenarios.split(","):
+        for name, mode in _runs(args.scenarios.split(","), modes):
             _configure(standins, name, args)
             account = "harbor-local" if name == "local" else "harbor-dental"
-            print(f"== {name}", flush=True)
-            latencies = _scenario(name, account, args.calls, env, out)
-            results[name] = {**_stats(latencies), "samples_ms": [round(v) for v in latencies]}
+            print(f"== {name} ({mode})", flush=True)
+            run_env = {**env, **MODES.get(mode, {})}
+            latencies = _scenario(f"{name}-{mode}", account, args.calls, run_env, out)
+            results[f"{name}/{mode}"] = {
+                **_stats(latencies),
+                "samples_ms": [round(v) for v in latencies],
+            }
     (out / "failover.json").write_text(json.dumps(results, indent=2))
-    healthy = results.get("cloud", {}).get("p50")
     print(f"\nanswer latency, ms (end of caller speech -> first audible answer); {out}")
-    print("| scenario | n | p50 | p90 | p99 | max | p50 - cloud healthy |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        delta = f"{r['p50'] - healthy:+d}" if healthy is not None else "-"
-        print(
-            f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {r['max']} | {delta} |"
-        )
+    _report(results, modes)
 
 
 if __name__ == "__main__":

@@ -209,7 +209,8 @@ async def test_hanging_stt_still_hears_the_question(
 ) -> None:
     standins.speech.faults.hang = True
     question = "What are your opening hours on Saturday?"
-    chains = chains_for(dental)
+    # Not hedged: the utterance is rescued when its transcript is overdue.
+    chains = chains_for(dental, Settings(FIRSTWORD_HEDGE_AFTER_STT=0))
     rescues = {"provider": chains.names[0]}
     before = REGISTRY.get_sample_value("firstword_provider_rescues_total", rescues) or 0.0
     text = await _transcribe(chains.stt, hibari, question)
@@ -450,3 +451,115 @@ async def test_hedge_speaks_a_hanging_elevenlabs_sentence_once_in_the_local_voic
 def _hedges(provider: str, winner: str) -> float:
     labels = {"provider": provider, "winner": winner}
     return REGISTRY.get_sample_value("firstword_provider_hedges_total", labels) or 0.0
+
+
+async def _finals(
+    stt: lk_stt.STT, voice: LocalTTS, text: str, *, tail: float
+) -> tuple[list[str], list[float]]:
+    """The final transcripts of `text` spoken into `stt`, and when each came, in seconds
+    after the last frame of speech left (the stream runs `tail` s of silence after it)."""
+    audio = voice.render(text)
+    stream = stt.stream()
+    speech_ends = [float("inf")]
+
+    async def feed() -> None:
+        sent = 0
+        async for frame in caller_frames(audio, voice.sample_rate, tail=tail):
+            stream.push_frame(frame)
+            sent += frame.samples_per_channel
+            if sent >= len(audio) and speech_ends[0] == float("inf"):
+                speech_ends[0] = time.monotonic()
+        stream.end_input()
+
+    feeder = asyncio.create_task(feed())
+    texts: list[str] = []
+    after: list[float] = []
+    try:
+        async with asyncio.timeout(30):
+            async for event in stream:
+                if event.type == lk_stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    texts.append(event.alternatives[0].text)
+                    after.append(time.monotonic() - speech_ends[0])
+    finally:
+        feeder.cancel()
+        await stream.aclose()
+    return texts, after
+
+
+def _count_local_recognitions(chains: CallChains) -> list[int]:
+    """A counter of the local recogniser's runs for the call's cloud STT (its hedge/rescue)."""
+    guarded = chains.cloud[0]
+    runs = [0]
+    recognize = guarded.rescue.recognize
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        runs[0] += 1
+        return await recognize(*args, **kwargs)
+
+    guarded.rescue.recognize = counted
+    return runs
+
+
+@pytest.mark.e2e  # streams the question in real time (seconds)
+async def test_hedge_hears_a_hanging_google_stt_once_from_the_local_transcript(
+    chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
+) -> None:
+    standins.speech.faults.hang = True
+    question = "What are your opening hours on Saturday?"
+    settings = Settings(FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0.3)
+    chains = chains_for(dental, settings)
+    name = chains.names[0]
+    before = _hedges(name, "local"), _rescues(name)
+    # The stream ends 6 s after the question, before the pause + 8 s timeout could rescue
+    # it: any transcript is the hedge's (0.5 s pause + 0.3 s + Whisper on a busy machine).
+    texts, after = await _finals(chains.stt, hibari, question, tail=6.0)
+    assert len(texts) == 1, texts  # one final transcript: one answer
+    assert similarity(texts[0], question) >= 0.8, texts
+    assert after[0] < 0.5 + 8.0, after
+    assert _hedges(name, "local") == before[0] + 1
+    assert _rescues(name) == before[1]  # heard by the hedge, not by a timeout's rescue
+
+
+@pytest.mark.e2e  # streams the question in real time (seconds)
+async def test_hedge_drops_the_late_cloud_transcript_of_an_utterance_heard_locally(
+    chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
+) -> None:
+    # Slow, not dead: its final comes ~5.4 s after the speech, within the timeout, and long
+    # after the local transcript (hedged 0.8 s after the speech; Whisper on a busy machine).
+    standins.speech.faults.latency = 5.0
+    question = "Do you take walk in patients?"
+    settings = Settings(FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0.3)
+    chains = chains_for(dental, settings)
+    name = chains.names[0]
+    cloud_heard = len(standins.speech.transcripts)
+    before = _hedges(name, "local")
+    texts, _ = await _finals(chains.stt, hibari, question, tail=7.0)
+    assert len(standins.speech.transcripts) == cloud_heard + 1, "the cloud did not answer"
+    assert len(texts) == 1, texts  # the cloud's late final was dropped: no double answer
+    assert similarity(texts[0], question) >= 0.8, texts
+    assert _hedges(name, "local") == before + 1
+    assert _breaker_state(name) == BreakerState.CLOSED  # late but alive: not a failure
+
+
+@pytest.mark.e2e  # streams the question in real time (seconds)
+async def test_a_healthy_google_stt_wins_and_whisper_never_runs(
+    chains_for: Callable[..., CallChains], dental: Account, hibari: LocalTTS, standins: Standins
+) -> None:
+    question = "Do you take walk in patients?"
+    # A threshold the stand-in (which transcribes with Whisper on a busy machine) meets.
+    settings = Settings(FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=4.0)
+    chains = chains_for(dental, settings)
+    name = chains.names[0]
+    runs = _count_local_recognitions(chains)
+    before = _hedges(name, "local"), _hedges(name, "cloud")
+    texts, _ = await _finals(chains.stt, hibari, question, tail=5.0)
+    assert len(texts) == 1, texts
+    assert similarity(texts[0], question) >= 0.8, texts
+    assert texts[0] == standins.speech.transcripts[-1]  # the cloud's transcript
+    assert runs[0] == 0  # no local recognition on the healthy path
+    assert (_hedges(name, "local"), _hedges(name, "cloud")) == before
+
+
+def _rescues(provider: str) -> float:
+    labels = {"provider": provider}
+    return REGISTRY.get_sample_value("firstword_provider_rescues_total", labels) or 0.0

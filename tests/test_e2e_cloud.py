@@ -83,6 +83,10 @@ def test_a_call_survives_the_cloud_failing(
     # Three failovers fit in the timeouts: nowhere near the plugins' own 10 s each.
     assert report["turns"][0]["latency_s"] < 6.0, report["turns"][0]
     assert time.monotonic() - started < 120
+    # The question was heard from Whisper's transcript once Google was late (the STT hedge),
+    # not after the STT timeout.
+    hedged = [r for r in log_records(cloud_worker) if r.get("hedge_winner") == "local"]
+    assert any("google-stt" in str(r.get("provider")) for r in hedged), hedged
     log = cloud_worker.read_text()
     for bad in ("Traceback", "Task was destroyed", "unhandled exception"):
         assert bad not in log, f"{bad!r} in the worker log:\n{log[-3000:]}"

@@ -120,13 +120,16 @@ def build_chains(
 
     stts: list[stt.STT] = []
     for stt_choice in choices.stt:
+        stt_name = endpoint_name("google-stt", settings)
         guarded_stt = GuardedSTT(
             plugins.google_stt(stt_choice, settings),
-            _policy(endpoint_name("google-stt", settings), settings, settings.stt_timeout),
+            _policy(stt_name, settings, settings.stt_timeout),
             rescue=local_stt,
+            hedge_after=settings.hedge_after_stt,
         )
         stts.append(guarded_stt)
         cloud.append(guarded_stt)
+        hedge.start_series(stt_name)
 
     llms: list[llm.LLM] = []
     for llm_choice in choices.llm:
