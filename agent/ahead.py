@@ -75,6 +75,7 @@ class AgentTrack:
         if self._closed:
             return
         self._closed = True
+        await self._until_published(5.0)
         self._publishing.cancel()
         await asyncio.gather(self._publishing, return_exceptions=True)
         await self._io.aclose()
@@ -86,6 +87,23 @@ class AgentTrack:
                         await asyncio.wait_for(local.unpublish_track(publication.sid), 5.0)
                     except Exception as error:  # the room may be closing; nothing to keep
                         logger.warning("could not unpublish the agent's track: %s", error)
+
+
+    async def _until_published(self, limit_s: float) -> None:
+        """Until the track is in the room (or publishing ended), at most `limit_s`.
+
+        Cancelling `publish_track` halfway leaves livekit-rtc a `local_track_published` event
+        for a track it never recorded (a KeyError traceback in its room listener), so the
+        publication is let finish first. Polled: livekit-rtc offers no event for "this
+        publish call finished" other than the call itself, which is the task we cancel.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        local = self._room.local_participant
+        while not self._publishing.done() and loop.time() < deadline:
+            if any(p.name == TRACK_NAME for p in local.track_publications.values()):
+                return
+            await asyncio.sleep(0.01)
 
 
 class TextAfterCaller(io.TextOutput):

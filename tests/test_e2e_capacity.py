@@ -27,6 +27,7 @@ from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
 from tests.e2e_support import URL, log_records, metrics_url, running_worker
+from tests.helpers import similarity
 
 GREETING = "Thank you for calling Harbor Dental. How can I help you today?"
 BAD_LOG = ("Traceback", "Task was destroyed", "Unclosed", "unhandled exception")
@@ -230,7 +231,8 @@ async def test_a_burst_of_twice_the_capacity_is_heard_and_held_calls_are_answere
         for report in waiting:
             print("held call: heard after", report.ttfw_s, "s; turns", report.turns)
             assert report.ttfw_s is not None and report.ttfw_s < HEARD_WITHIN_S
-            assert "harbor dental" in report.greeting.lower(), report.greeting
+            # The greeting, as Whisper tiny hears it ("Harbor" is sometimes "Harvard").
+            assert similarity(report.greeting, GREETING) >= 0.6, report.greeting
             (turn,) = report.turns
             assert turn.latency_s is not None, "the held call got no answer once promoted"
             assert "saturday" in turn.answer.lower() or "monday" in turn.answer.lower(), turn
