@@ -88,7 +88,6 @@ class AgentTrack:
                     except Exception as error:  # the room may be closing; nothing to keep
                         logger.warning("could not unpublish the agent's track: %s", error)
 
-
     async def _until_published(self, limit_s: float) -> None:
         """Until the track is in the room (or publishing ended), at most `limit_s`.
 
