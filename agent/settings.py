@@ -124,6 +124,24 @@ class Settings(BaseSettings):
     max_endpointing_delay: float = Field(
         default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"
     )
+    # Speculative recognition (agent/engines/speculative_stt.py): the local Whisper starts on
+    # the utterance after this much silence, before the VAD's end of speech, and the result
+    # is kept if the caller stays silent.
+    speculative_stt: bool = Field(default=True, validation_alias="FIRSTWORD_SPECULATIVE_STT")
+    speculate_after: float = Field(
+        default=0.15, gt=0, le=2.0, validation_alias="FIRSTWORD_SPECULATE_AFTER"
+    )
+    # Early end of turn (agent/turn_taking.py): a transcript the FAQ answerer matches at or
+    # above this score ends the turn after the short delay even when the turn detector is
+    # unsure; 0 turns it off.
+    early_turn_score: float = Field(
+        default=0.8, ge=0, le=2.0, validation_alias="FIRSTWORD_EARLY_TURN_SCORE"
+    )
+    # Barge-in: seconds of caller speech over the agent that stop it (the framework's
+    # `min_duration` of interruptions).
+    min_interruption: float = Field(
+        default=0.5, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
+    )
 
     # FAQ answerer: below this cosine similarity the caller is handed to a person.
     faq_min_score: float = Field(

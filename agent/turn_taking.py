@@ -1,0 +1,112 @@
+"""Turn-taking of a call: when the caller's turn is over, and when they may cut in.
+
+Built from the settings (tuned by measurement: see README "Turn-taking, and the answer
+benchmark") for each call's `AgentSession`:
+
+- the STT: the local Whisper gets speculative recognition (`engines/speculative_stt.py`,
+  `FIRSTWORD_SPECULATIVE_STT`); cloud recognisers stream and are left as they are;
+- the framework's turn handling: the local turn detector, the endpointing delays after the
+  VAD's end of speech, preemptive generation, interruptions by voice after
+  `FIRSTWORD_MIN_INTERRUPTION` of caller speech;
+- early end of turn (`FIRSTWORD_EARLY_TURN_SCORE`): when the FAQ answerer matches what the
+  caller said with a high score, the turn is not held for the turn detector's long delay
+  (`max_delay`, used when it is unsure the caller finished): a question that matches a
+  stored answer that well is a whole question. `EarlyEndpointing` is the framework's own
+  endpointing object with that one rule; the FAQ answerer tells it each match (it runs on
+  every final or preflight transcript through preemptive generation, so the match is known
+  by the time the turn is decided). The framework builds its endpointing from options only,
+  so it is put in place after the session starts (`compat.install_endpointing`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from livekit.agents import AgentSession, stt
+from livekit.agents.voice.endpointing import BaseEndpointing
+
+from .compat import install_endpointing
+from .engines.faq_llm import FaqLLM, Match
+from .engines.speculative_stt import SpeculativeSTT
+from .pools import CallEngines
+from .settings import Settings
+
+logger = logging.getLogger("firstword.turns")
+
+
+class EarlyEndpointing(BaseEndpointing):
+    """Fixed endpointing, except that a confident FAQ match needs only `min_delay`."""
+
+    def __init__(self, min_delay: float, max_delay: float, *, early_score: float) -> None:
+        super().__init__(min_delay=min_delay, max_delay=max_delay)
+        self.early_score = early_score
+        self._confident: str | None = None  # the transcript that matched, until speech resumes
+        self.early_turns = 0
+
+    def on_match(self, question: str, match: Match | None) -> None:
+        """Told by the FAQ answerer after each match (on the event loop)."""
+        if match is not None and match.faq is not None and match.score >= self.early_score:
+            self._confident = question
+        else:
+            self._confident = None
+
+    @property
+    def max_delay(self) -> float:
+        if self._confident is not None:
+            self.early_turns += 1
+            logger.debug("confident FAQ match: no long wait", extra={"question": self._confident})
+            return self._min_delay
+        return self._max_delay
+
+    def on_start_of_speech(self, started_at: float, overlapping: bool = False) -> None:
+        # The caller goes on: what matched was not the whole turn.
+        self._confident = None
+        super().on_start_of_speech(started_at, overlapping)
+
+
+@dataclass
+class TurnTaking:
+    """What one call's session is built with, and what is put in place once it runs."""
+
+    stt: stt.STT
+    turn_handling: dict[str, Any]
+    endpointing: EarlyEndpointing | None
+
+    def install(self, session: AgentSession[Any]) -> None:
+        """After `session.start`: the early-turn endpointing in place of the fixed one."""
+        if self.endpointing is not None and not install_endpointing(session, self.endpointing):
+            logger.warning("early end of turn is off for this call: no audio recognition yet")
+
+
+def turn_taking(
+    settings: Settings, engines: CallEngines, chains_stt: stt.STT, llm: object, *, cloud: bool
+) -> TurnTaking:
+    """The turn-taking of one call, from the settings."""
+    call_stt = chains_stt
+    if settings.speculative_stt and chains_stt is engines.stt:
+        call_stt = SpeculativeSTT(
+            stt=engines.stt, vad=engines.vad, speculate_after_s=settings.speculate_after
+        )
+    endpointing: EarlyEndpointing | None = None
+    if settings.early_turn_score > 0 and isinstance(llm, FaqLLM):
+        endpointing = EarlyEndpointing(
+            settings.min_endpointing_delay,
+            settings.max_endpointing_delay,
+            early_score=settings.early_turn_score,
+        )
+        llm.on_match = endpointing.on_match
+    handling: dict[str, Any] = {
+        "turn_detection": engines.turn_detector,
+        "interruption": {"mode": "vad", "min_duration": settings.min_interruption},
+        "endpointing": {
+            "min_delay": settings.min_endpointing_delay,
+            "max_delay": settings.max_endpointing_delay,
+        },
+        # Stored answers cost nothing to render before the turn is confirmed, which
+        # takes the TTS out of the critical path; a cloud model's tokens do cost, so
+        # its speech waits for the turn.
+        "preemptive_generation": {"enabled": True, "preemptive_tts": not cloud},
+    }
+    return TurnTaking(stt=call_stt, turn_handling=handling, endpointing=endpointing)
