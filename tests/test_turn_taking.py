@@ -14,7 +14,7 @@ from agent.engines.faq_llm import FaqLLM, Match
 from agent.engines.speculative_stt import SpeculativeSTT
 from agent.pools import CallEngines
 from agent.settings import Settings
-from agent.turn_taking import EarlyEndpointing, turn_taking
+from agent.turn_taking import EarlyEndpointing, looks_unfinished, turn_taking
 
 FAQ_ITEM = FAQ(
     id="cleaning", questions=["How much is a cleaning?", "Cleaning price?"], answer="120 dollars."
@@ -77,3 +77,31 @@ def test_settings_turn_both_off() -> None:
     settings = _settings(FIRSTWORD_SPECULATIVE_STT=False, FIRSTWORD_EARLY_TURN_SCORE=0)
     turns = turn_taking(settings, engines, engines.stt, MagicMock(spec=FaqLLM), cloud=False)
     assert turns.stt is engines.stt and turns.endpointing is None
+
+
+def test_transcripts_that_read_unfinished() -> None:
+    for text in ("So my question is...", "Could you tell me what?", "Um.", "I was wondering if"):
+        assert looks_unfinished(text), text
+    for text in ("How much is a cleaning?", "Can you call me?", "I'd like to know.", ""):
+        assert not looks_unfinished(text), text
+
+
+def test_an_unfinished_transcript_waits_the_long_delay_even_when_it_matches() -> None:
+    endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8)
+    endpointing.on_transcript("Could you tell me what?")
+    endpointing.on_match("Could you tell me what?", Match(FAQ_ITEM, 0.95, "x"))
+    assert endpointing.min_delay == 1.2 and endpointing.max_delay == 1.2
+    endpointing.on_start_of_speech(0.0)
+    endpointing.on_transcript("Could you tell me what a cleaning costs?")
+    assert endpointing.min_delay == 0.3
+
+
+def test_speculative_recognition_tells_the_endpointing_its_words() -> None:
+    engines = _engines()
+    turns = turn_taking(
+        _settings(FIRSTWORD_EARLY_TURN_SCORE=0), engines, engines.stt, object(), cloud=False
+    )
+    assert isinstance(turns.stt, SpeculativeSTT) and turns.endpointing is not None
+    assert turns.stt.on_transcript == turns.endpointing.on_transcript
+    turns.endpointing.on_match("how much is a cleaning", Match(FAQ_ITEM, 5.0, "x"))
+    assert turns.endpointing.max_delay == 1.2  # early end of turn is off

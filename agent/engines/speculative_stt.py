@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -68,6 +68,9 @@ class SpeculativeSTT(stt.STT):
         self._vad = vad
         self.speculate_after_s = speculate_after_s
         self.stats = SpeculationStats()
+        # Told every transcript just before it is sent (final or preflight), on the event
+        # loop: the turn-taking reads it (agent/turn_taking.py).
+        self.on_transcript: Callable[[str], None] | None = None
         self._stt.on("metrics_collected", self._on_metrics_collected)
 
     @property
@@ -163,12 +166,17 @@ class _SpeculativeStream(stt.RecognizeStream):
         text = task.result()
         if text and self._speaking:
             # Still silent: let preemptive generation start on these words now.
+            self._tell(text)
             self._event_ch.send_nowait(
                 stt.SpeechEvent(
                     type=stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
                     alternatives=[stt.SpeechData(language=self._language_code(), text=text)],
                 )
             )
+
+    def _tell(self, text: str) -> None:
+        if self._owner.on_transcript is not None:
+            self._owner.on_transcript(text)
 
     def _language_code(self) -> LanguageCode:
         wrapped = getattr(self._owner.wrapped_stt, "language", "en")
@@ -200,6 +208,7 @@ class _SpeculativeStream(stt.RecognizeStream):
             text = await self._transcribe(event.frames)
         if not text:
             return
+        self._tell(text)
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.FINAL_TRANSCRIPT,
