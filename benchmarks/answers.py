@@ -54,6 +54,7 @@ import yaml
 
 from agent.accounts import AccountRegistry, load_accounts
 from agent.accounts.models import CloudLLM, CloudSTT, CloudTTS, Providers
+from agent.caller.paused import paused_question
 from agent.caller.simulator import CallOptions, Question, run_call
 from agent.caller.telephone import telephone
 from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
@@ -62,6 +63,7 @@ from agent.settings import PROJECT_ROOT, Settings
 from agent.turns import STAGES
 
 HANDOFF = "handoff"
+BARGE_IN = "Wait, wait, hold on a second."
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,9 @@ class Mode:
     line: str  # "clean" or "telephone"
     paused: bool = False
     asks: int = 1  # cloud-hit asks every question twice and counts the second
+    # Barge-in: one call per question; the caller speaks over the answer 0.5 s into it, and
+    # the figure is its first word -> the agent's last audible frame.
+    barge_in: bool = False
 
 
 MODES: dict[str, Mode] = {
@@ -168,6 +173,8 @@ MODES: dict[str, Mode] = {
         Mode("after-phone", "after", "telephone"),
         Mode("after-paused", "after", "clean", paused=True),
         Mode("after-paused-phone", "after", "telephone", paused=True),
+        Mode("before-barge-in", "before", "clean", barge_in=True),
+        Mode("after-barge-in", "after", "clean", barge_in=True),
         Mode("after-uvloop", "after-uvloop", "clean"),
         Mode("cloud-miss", "cloud-miss", "clean"),
         Mode("cloud-hit", "cloud-hit", "clean", asks=2),
@@ -196,33 +203,10 @@ def classify(heard: str, account: str, registry: AccountRegistry) -> str:
     return best if overlap(candidates[best]) >= 0.2 else "(other)"
 
 
-def _split_point(voice: LocalTTS, audio: np.ndarray, item: Labelled) -> int:
-    """Where the first half ends inside the whole sentence: the quietest 20 ms near the
-    point its share of the text suggests (a gap between two words)."""
-    rate = voice.sample_rate
-    frame = rate // 50
-    loud = np.flatnonzero(np.abs(audio) > 0.01)
-    first, last = (int(loud[0]), int(loud[-1])) if loud.size else (0, audio.size)
-    share = len(item.text) / (len(item.text) + 1 + len(item.rest))
-    guess = first + int(share * (last - first))
-    window = int(0.25 * rate)
-    lo, hi = max(first, guess - window), min(last, guess + window)
-    energies = [
-        (float(np.sqrt(np.mean(audio[i : i + frame] ** 2))), i + frame // 2)
-        for i in range(lo, max(lo + 1, hi - frame), frame // 2)
-    ]
-    return min(energies)[1] if energies else guess
-
-
 def render(voice: LocalTTS, item: Labelled, line: str, seed: int) -> Question:
-    """The question as the caller says it. A paused question is the whole sentence, said
-    in one go (so the first half keeps the rising, unfinished intonation of a sentence that
-    goes on), with `pause_s` of silence put in at the gap between its two halves."""
+    """The question as the caller says it (a paused one: see `agent/caller/paused.py`)."""
     if item.rest:
-        audio = voice.render(f"{item.text} {item.rest}")
-        cut = _split_point(voice, audio, item)
-        silence = np.zeros(int(item.pause_s * voice.sample_rate), dtype=np.float32)
-        audio = np.concatenate([audio[:cut], silence, audio[cut:]])
+        audio = paused_question(voice, item.text, item.rest, item.pause_s)
     else:
         audio = voice.render(item.text)
     if line == "telephone":
@@ -319,6 +303,9 @@ async def run_mode(
                 for i, item in enumerate(batch)
             ]
             asked = [q for q in questions for _ in range(mode.asks)]
+            if mode.barge_in:
+                rows += await _barge_in(mode, settings, voice, whisper, account, batch, questions)
+                continue
             report = await run_call(
                 settings,
                 asked,
@@ -356,13 +343,50 @@ async def run_mode(
     return rows
 
 
+async def _barge_in(
+    mode: Mode,
+    settings: Settings,
+    voice: LocalTTS,
+    whisper: WhisperSTT,
+    account: str,
+    batch: list[Labelled],
+    questions: list[Question],
+) -> list[dict[str, Any]]:
+    over = Question(BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate)
+    rows = []
+    for item, question in zip(batch, questions, strict=True):
+        report = await run_call(
+            settings,
+            [question],
+            lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
+            CallOptions(account=account, end_silence_s=0.9, barge_in=over),
+        )
+        ms = None if report.barge_in_s is None else round(report.barge_in_s * 1000, 1)
+        rows.append(
+            {
+                "mode": mode.name,
+                "account": account,
+                "question": item.label,
+                "expected": item.expected,
+                "heard": "(barge-in)",
+                "right": None,
+                "latency_ms": ms,
+                "cut_off": False,
+                "answer": "",
+            }
+        )
+        print(f"  {mode.name} {account}: barge-in {ms} ms", flush=True)
+    return rows
+
+
 def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dict[str, Any]:
     # A cut-off turn's "latency" is measured from the end of a question already answered.
     latencies = [r["latency_ms"] for r in rows if r["latency_ms"] is not None and not r["cut_off"]]
     out = percentiles(latencies)
     out["asked"] = len(rows)
     out["unanswered"] = sum(r["latency_ms"] is None for r in rows)
-    out["right"] = sum(r["right"] for r in rows)
+    out["right"] = sum(bool(r["right"]) for r in rows)
+    out["labelled"] = sum(r["right"] is not None for r in rows)
     out["cut_off"] = sum(r["cut_off"] for r in rows)
     out["stages_p50_ms"] = {
         stage: round(statistics.median(m[stage] for m in stages)) if stages else None
@@ -373,7 +397,9 @@ def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dic
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
     def ratio(name: str, key: str) -> str:
-        base = "before-phone" if "phone" in name else "before"
+        base = name.replace("after", "before") if name.startswith("after-") else "before"
+        if name == "after-uvloop":
+            base = "after"
         ours, theirs = results[name].get(key), results.get(base, {}).get(key)
         return f"{ours / theirs:.2f}" if ours and theirs else "-"
 
@@ -386,7 +412,8 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         s = r["stages_p50_ms"]
         lines.append(
             f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {ratio(name, 'p50')} "
-            f"| {ratio(name, 'p90')} | {r['right']}/{r['asked']} | {r['cut_off']}/{r['asked']} | "
+            f"| {ratio(name, 'p90')} | {r['right']}/{r['labelled']} "
+            f"| {r['cut_off']}/{r['asked']} | "
             + " | ".join(str(s[stage]) for stage in STAGES)
             + " |"
         )
