@@ -166,3 +166,26 @@ async def test_a_speculation_is_dropped_when_the_caller_goes_on() -> None:
     # One final for the whole utterance (both halves), never one for the first half.
     assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["70 loud."]
     assert speculative.stats.dropped >= 1 and speculative.stats.kept == 1
+
+
+async def test_pauses_do_not_queue_speculations_behind_a_slow_recogniser() -> None:
+    recogniser = CountingSTT(delay=0.5)  # slower than the pauses below
+    speculative = SpeculativeSTT(stt=recogniser, vad=EnergyVAD(), speculate_after_s=0.1)
+    stream = speculative.stream()
+    events: list[stt.SpeechEvent] = []
+
+    async def read() -> None:
+        async for event in stream:
+            events.append(event)
+
+    reader = asyncio.create_task(read())
+    pattern = [(False, 0.1)] + [(True, 0.2), (False, 0.15)] * 4 + [(True, 0.2), (False, 0.6)]
+    for frame in _frames(pattern):
+        stream.push_frame(frame)
+        await asyncio.sleep(0.002)
+    stream.end_input()
+    await asyncio.wait_for(reader, 10)
+    await stream.aclose()
+    # Four short pauses, one speculation at a time: not one Whisper run per pause.
+    assert speculative.stats.started <= 2, speculative.stats
+    assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["100 loud."]

@@ -151,6 +151,12 @@ class _SpeculativeStream(stt.RecognizeStream):
             self._speculation = None
             logger.debug("speculative transcript dropped: the caller went on")
 
+    def _busy(self) -> bool:
+        """A dropped speculation still running: its Whisper call cannot be stopped and holds
+        the model, so another would only queue behind it (one per pause of a long question,
+        each delaying the final transcript). The next pause after it ends may speculate."""
+        return any(not task.done() for task in self._tasks)
+
     def _speculate(self) -> None:
         stats = self._owner.stats
         stats.started += 1
@@ -245,6 +251,7 @@ class _SpeculativeStream(stt.RecognizeStream):
                     elif (
                         speculate_after > 0
                         and self._speculation is None
+                        and not self._busy()
                         and event.raw_accumulated_silence >= speculate_after
                     ):
                         self._speculate()
