@@ -115,11 +115,14 @@ class Settings(BaseSettings):
     )
     # Turn-taking: the VAD's silence that ends an utterance, and the endpointing delays
     # after it (min when the turn detector is sure the caller finished, max when not).
+    # 0.3 s / 0.3 s (were 0.35 / 0.4): the short delay no longer adds a wait after the VAD's
+    # end of speech; the detector needs at least 0.25 s of VAD silence. See README
+    # "Turn-taking, and the answer benchmark" for what was measured.
     vad_min_silence: float = Field(
-        default=0.35, gt=0, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
+        default=0.3, ge=0.25, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
     )
     min_endpointing_delay: float = Field(
-        default=0.4, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
+        default=0.3, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
     )
     max_endpointing_delay: float = Field(
         default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"

@@ -64,6 +64,9 @@ from agent.turns import STAGES
 
 HANDOFF = "handoff"
 BARGE_IN = "Wait, wait, hold on a second."
+BACKCHANNEL = "Okay."
+# An agent silent this soon after the caller's word was stopped by it (answers run 4-9 s).
+STOPPED_WITHIN_MS = 1500
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class Mode:
     # Barge-in: one call per question; the caller speaks over the answer 0.5 s into it, and
     # the figure is its first word -> the agent's last audible frame.
     barge_in: bool = False
+    # A short acknowledgement ("Okay.") over the answer instead: it should not stop the agent.
+    backchannel: bool = False
 
 
 MODES: dict[str, Mode] = {
@@ -175,6 +180,8 @@ MODES: dict[str, Mode] = {
         Mode("after-paused-phone", "after", "telephone", paused=True),
         Mode("before-barge-in", "before", "clean", barge_in=True),
         Mode("after-barge-in", "after", "clean", barge_in=True),
+        Mode("before-backchannel", "before", "clean", barge_in=True, backchannel=True),
+        Mode("after-backchannel", "after", "clean", barge_in=True, backchannel=True),
         Mode("after-uvloop", "after-uvloop", "clean"),
         Mode("cloud-miss", "cloud-miss", "clean"),
         Mode("cloud-hit", "cloud-hit", "clean", asks=2),
@@ -352,7 +359,8 @@ async def _barge_in(
     batch: list[Labelled],
     questions: list[Question],
 ) -> list[dict[str, Any]]:
-    over = Question(BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate)
+    said = BACKCHANNEL if mode.backchannel else BARGE_IN
+    over = Question(said, await asyncio.to_thread(voice.render, said), voice.sample_rate)
     rows = []
     for item, question in zip(batch, questions, strict=True):
         report = await run_call(
@@ -370,6 +378,7 @@ async def _barge_in(
                 "expected": item.expected,
                 "heard": "(barge-in)",
                 "right": None,
+                "stopped": ms is not None and ms < STOPPED_WITHIN_MS,
                 "latency_ms": ms,
                 "cut_off": False,
                 "answer": "",
@@ -388,6 +397,7 @@ def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dic
     out["right"] = sum(bool(r["right"]) for r in rows)
     out["labelled"] = sum(r["right"] is not None for r in rows)
     out["cut_off"] = sum(r["cut_off"] for r in rows)
+    out["stopped"] = sum(bool(r.get("stopped")) for r in rows)
     out["stages_p50_ms"] = {
         stage: round(statistics.median(m[stage] for m in stages)) if stages else None
         for stage in STAGES
@@ -405,15 +415,15 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
 
     lines = [
         "| mode | n | p50 | p90 | p99 | ÷ before p50 | ÷ before p90 | right | cut off "
-        "| transcript_final | turn_decided | answer_text | first_audio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| agent stopped | transcript_final | turn_decided | answer_text | first_audio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         s = r["stages_p50_ms"]
         lines.append(
             f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {ratio(name, 'p50')} "
             f"| {ratio(name, 'p90')} | {r['right']}/{r['labelled']} "
-            f"| {r['cut_off']}/{r['asked']} | "
+            f"| {r['cut_off']}/{r['asked']} | {r['stopped']}/{r['asked']} | "
             + " | ".join(str(s[stage]) for stage in STAGES)
             + " |"
         )
