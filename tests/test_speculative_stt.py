@@ -87,10 +87,11 @@ class _EnergyStream(vad.VADStream):
 class CountingSTT(stt.STT):
     """Says how many loud 10 ms windows it was given, after `delay` seconds."""
 
-    def __init__(self, delay: float = 0.02) -> None:
+    def __init__(self, delay: float = 0.0, gate: asyncio.Event | None = None) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
         self.calls = 0
         self.delay = delay
+        self.gate = gate  # when set: every recognition waits for it (a busy machine)
 
     async def _recognize_impl(
         self,
@@ -101,6 +102,8 @@ class CountingSTT(stt.STT):
     ) -> stt.SpeechEvent:
         self.calls += 1
         await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         samples = np.frombuffer(rtc.combine_audio_frames(buffer).data, dtype=np.int16)
         loud = int((np.abs(samples.reshape(-1, WINDOW)).max(axis=1) > 1000).sum())
         return stt.SpeechEvent(
@@ -169,8 +172,8 @@ async def test_a_speculation_is_dropped_when_the_caller_goes_on() -> None:
 
 
 async def test_pauses_do_not_queue_speculations_behind_a_slow_recogniser() -> None:
-    recogniser = CountingSTT(delay=0.5)  # slower than the pauses below
-    speculative = SpeculativeSTT(stt=recogniser, vad=EnergyVAD(), speculate_after_s=0.1)
+    gate = asyncio.Event()  # the recogniser is busy until every pause has gone by
+    speculative = SpeculativeSTT(stt=CountingSTT(gate=gate), vad=EnergyVAD(), speculate_after_s=0.1)
     stream = speculative.stream()
     events: list[stt.SpeechEvent] = []
 
@@ -178,14 +181,18 @@ async def test_pauses_do_not_queue_speculations_behind_a_slow_recogniser() -> No
         async for event in stream:
             events.append(event)
 
+    async def push(pattern: list[tuple[bool, float]]) -> None:
+        for frame in _frames(pattern):
+            stream.push_frame(frame)
+            await asyncio.sleep(0.002)
+
     reader = asyncio.create_task(read())
-    pattern = [(False, 0.1)] + [(True, 0.2), (False, 0.15)] * 4 + [(True, 0.2), (False, 0.6)]
-    for frame in _frames(pattern):
-        stream.push_frame(frame)
-        await asyncio.sleep(0.002)
+    await push([(False, 0.1)] + [(True, 0.2), (False, 0.15)] * 4 + [(True, 0.2)])
+    gate.set()
+    await push([(False, 0.6)])
     stream.end_input()
     await asyncio.wait_for(reader, 10)
     await stream.aclose()
-    # Four short pauses, one speculation at a time: not one Whisper run per pause.
+    # Four short pauses while the first speculation runs: no run queued per pause.
     assert speculative.stats.started <= 2, speculative.stats
     assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["100 loud."]
