@@ -497,6 +497,11 @@ async def main_async(args: argparse.Namespace) -> None:
                             )
                             await asyncio.sleep(1.0)  # the last turn's timeline line
                             stages_of[mode.name] += turn_lines(log)[seen:]
+                            # Written as each mode ends, so a run cut short keeps its figures.
+                            summary = summarise(rows_of[mode.name], stages_of[mode.name])
+                            with (out / "partial.jsonl").open("a") as partial:
+                                partial.write(json.dumps({mode.name: summary}) + "\n")
+                            print(f"  {mode.name}: {json.dumps(summary)}", flush=True)
         finally:
             if standins is not None:
                 standins[0].__exit__(None, None, None)
