@@ -75,7 +75,6 @@ class EarlyEndpointing(BaseEndpointing):
         self.early_score = early_score
         self._confident: str | None = None  # the transcript that matched, until speech resumes
         self._unfinished: str | None = None
-        self.early_turns = 0
 
     def on_transcript(self, text: str) -> None:
         """Told each transcript of the recogniser (preflight or final) before it is sent."""
@@ -97,7 +96,6 @@ class EarlyEndpointing(BaseEndpointing):
     @property
     def max_delay(self) -> float:
         if self._confident is not None and self._unfinished is None:
-            self.early_turns += 1
             logger.debug("confident FAQ match: no long wait", extra={"question": self._confident})
             return self._min_delay
         return self._max_delay
