@@ -407,9 +407,14 @@ def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dic
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
     def ratio(name: str, key: str) -> str:
-        base = name.replace("after", "before") if name.startswith("after-") else "before"
-        if name == "after-uvloop":
+        if name.startswith("before"):
+            base = name  # the reference itself
+        elif name == "after-uvloop":
             base = "after"
+        elif name.startswith("after-"):
+            base = name.replace("after", "before", 1)
+        else:
+            base = "before"
         ours, theirs = results[name].get(key), results.get(base, {}).get(key)
         return f"{ours / theirs:.2f}" if ours and theirs else "-"
 
