@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 from google.cloud import texttospeech
 from livekit import rtc
-from livekit.agents import AgentServer, JobContext, room_io
+from livekit.agents import AgentServer, AgentSession, JobContext, room_io
 from livekit.agents.voice import io
+from livekit.agents.voice.endpointing import BaseEndpointing
 from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 from livekit.plugins import google, silero
 
@@ -35,6 +36,26 @@ def silero_vad_sharing_model(vad: silero.VAD) -> silero.VAD:
     and `_opts`. The options are copied so that one call's `update_options` stays its own.
     """
     return silero.VAD(session=vad._onnx_session, opts=replace(vad._opts))
+
+
+# --- livekit-agents: the session's endpointing ------------------------------------------
+
+
+def install_endpointing(session: AgentSession[Any], endpointing: BaseEndpointing) -> bool:
+    """Use `endpointing` for the session's turn decisions; False when it has none yet.
+
+    The framework builds its endpointing object from options (`create_endpointing`: fixed or
+    dynamic delays) when the agent's activity starts, and takes no object of our own. The
+    running activity is `AgentSession._activity`, its turn decisions are made by
+    `AgentActivity._audio_recognition`, whose `_update_options(endpointing=...)` is how the
+    framework itself swaps the object when options change.
+    """
+    activity = getattr(session, "_activity", None)
+    recognition = getattr(activity, "_audio_recognition", None)
+    if recognition is None:
+        return False
+    recognition._update_options(endpointing=endpointing)
+    return True
 
 
 # --- livekit-agents: JobContext -----------------------------------------------------------

@@ -50,6 +50,7 @@ from .process_wide import process_wide
 from .settings import get_settings
 from .sip import phone
 from .timeline import STAGES, CallTimeline
+from .turn_taking import turn_taking
 
 logger = logging.getLogger("firstword.worker")
 
@@ -309,23 +310,13 @@ async def _prepare_session(
         if settings.answer_audio_cache and chains.llm is engines.llm and chains.tts is engines.tts
         else None
     )
+    turns = turn_taking(settings, engines, chains.stt, chains.llm, cloud=bool(chains.cloud))
     session: AgentSession[Any] = AgentSession(
         vad=engines.vad,
-        stt=chains.stt,
+        stt=turns.stt,
         llm=chains.llm,
         tts=chains.tts,
-        turn_handling={
-            "turn_detection": engines.turn_detector,
-            "interruption": {"mode": "vad"},
-            "endpointing": {
-                "min_delay": settings.min_endpointing_delay,
-                "max_delay": settings.max_endpointing_delay,
-            },
-            # Stored answers cost nothing to render before the turn is confirmed, which
-            # takes the TTS out of the critical path; a cloud model's tokens do cost, so
-            # its speech waits for the turn.
-            "preemptive_generation": {"enabled": True, "preemptive_tts": not chains.cloud},
-        },
+        turn_handling=turns.turn_handling,  # type: ignore[arg-type]
     )
     # The session closes when the caller leaves; end the job with it, so the agent leaves
     # the room and the process is freed now rather than when the server reaps the room.
@@ -363,6 +354,7 @@ async def _prepare_session(
         ),
     )
     timeline.mark("session_started")
+    turns.install(session)
     return PreparedCall(session, first_line, greeting_audio)
 
 

@@ -133,7 +133,7 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     threads = settings.inference_threads
     verify = settings.verify_weights
     loaders: dict[str, Callable[[], Any]] = {
-        # 0.35 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
+        # 0.3 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
         # the turn detector and the endpointing delay, not the VAD, decide whether the
         # caller has finished.
         "vad": timed("vad", lambda: silero.VAD.load(min_silence_duration=settings.vad_min_silence)),

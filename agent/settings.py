@@ -115,14 +115,35 @@ class Settings(BaseSettings):
     )
     # Turn-taking: the VAD's silence that ends an utterance, and the endpointing delays
     # after it (min when the turn detector is sure the caller finished, max when not).
+    # 0.3 s / 0.3 s (were 0.35 / 0.4): the short delay no longer adds a wait after the VAD's
+    # end of speech; the detector needs at least 0.25 s of VAD silence. See README
+    # "Turn-taking, and the answer benchmark" for what was measured.
     vad_min_silence: float = Field(
-        default=0.35, gt=0, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
+        default=0.3, ge=0.25, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
     )
     min_endpointing_delay: float = Field(
-        default=0.4, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
+        default=0.3, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
     )
     max_endpointing_delay: float = Field(
         default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"
+    )
+    # Speculative recognition (agent/engines/speculative_stt.py): the local Whisper starts on
+    # the utterance after this much silence, before the VAD's end of speech, and the result
+    # is kept if the caller stays silent.
+    speculative_stt: bool = Field(default=True, validation_alias="FIRSTWORD_SPECULATIVE_STT")
+    speculate_after: float = Field(
+        default=0.15, gt=0, le=2.0, validation_alias="FIRSTWORD_SPECULATE_AFTER"
+    )
+    # Early end of turn (agent/turn_taking.py): a transcript the FAQ answerer matches at or
+    # above this score ends the turn after the short delay even when the turn detector is
+    # unsure; 0 turns it off.
+    early_turn_score: float = Field(
+        default=0.8, ge=0, le=2.0, validation_alias="FIRSTWORD_EARLY_TURN_SCORE"
+    )
+    # Barge-in: seconds of caller speech over the agent that stop it (the framework's
+    # `min_duration` of interruptions).
+    min_interruption: float = Field(
+        default=0.5, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
     )
 
     # FAQ answerer: below this cosine similarity the caller is handed to a person.

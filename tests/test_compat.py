@@ -129,3 +129,18 @@ async def test_early_room_audio_output_is_roomio_s_own_output() -> None:
     assert isinstance(early.subscribed, asyncio.Future) and not early.subscribed.done()
     assert early.output.sample_rate == room_io.AudioOutputOptions().sample_rate
     await early.aclose()
+
+
+async def test_install_endpointing_replaces_the_running_sessions_endpointing() -> None:
+    from livekit.agents import Agent, AgentSession
+    from livekit.agents.voice.endpointing import BaseEndpointing
+
+    ours = BaseEndpointing(min_delay=0.1, max_delay=0.2)
+    async with AgentSession() as session:
+        assert not compat.install_endpointing(session, ours), "no activity before start"
+        await session.start(Agent(instructions="test"))
+        activity = _has(session, "_activity", "AgentSession")
+        recognition = _has(activity, "_audio_recognition", "AgentActivity")
+        _has(recognition, "_endpointing", "AudioRecognition")
+        assert compat.install_endpointing(session, ours)
+        assert recognition._endpointing is ours, "AudioRecognition._update_options ignored it"

@@ -80,6 +80,10 @@ class Recorder:
                 return last_audible + 1
             await self._wait_frame(min(deadline, self.times[last_audible] + silence_s + 0.05))
 
+    def audible_between(self, start: float, end: float) -> bool:
+        """Whether any audible frame arrived between the monotonic times `start` and `end`."""
+        return any(a and start <= t <= end for t, a in zip(self.times, self.audible, strict=True))
+
     def audio(self, start: int, end: int) -> np.ndarray:
         if end <= start:
             return np.zeros(0, dtype=np.float32)

@@ -39,6 +39,8 @@ class Turn:
     latency_s: float | None  # end of the caller's speech -> agent's first audible audio
     asked_at_s: float  # since the caller joined
     answer_audio_s: float
+    # The agent spoke while the caller was still asking (cut off mid-question, or talked over).
+    talked_over: bool = False
 
 
 @dataclass
@@ -201,6 +203,10 @@ async def run_call(
 
         for question in questions:
             ended = await mic.say(question.audio, question.sample_rate)
+            # From the caller's first sound (after the clip's lead-in) to the end of the clip:
+            # an answer heard in between is an answer to part of the question.
+            said_from = ended - question.audio.size / question.sample_rate + 0.2
+            talked_over = recorder.audible_between(said_from, ended)
             start = await recorder.wait_speech_start(ended, options.answer_timeout_s)
             if start is None:
                 report.turns.append(Turn(question.text, "", None, ended - joined, 0.0))
@@ -218,7 +224,14 @@ async def run_call(
             audio = recorder.audio(first, end)
             answer = await asyncio.to_thread(transcribe, audio, RATE)
             report.turns.append(
-                Turn(question.text, answer, first_at - ended, ended - joined, audio.size / RATE)
+                Turn(
+                    question.text,
+                    answer,
+                    first_at - ended,
+                    ended - joined,
+                    audio.size / RATE,
+                    talked_over=talked_over,
+                )
             )
         return report
     finally:

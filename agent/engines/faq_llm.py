@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,9 @@ class FaqLLM(llm.LLM):
         self._account = account
         self._index = index
         self._min_score = min_score
+        # Told every match (question, match) on the event loop; the early end of turn
+        # listens (agent/turn_taking.py).
+        self.on_match: Callable[[str, Match | None], None] | None = None
 
     @property
     def account(self) -> Account:
@@ -171,6 +175,8 @@ class _FaqStream(llm.LLMStream):
                 "handoff": text == self._faq_llm.account.handoff_phrase,
             },
         )
+        if self._faq_llm.on_match is not None:
+            self._faq_llm.on_match(question, match)
         self._event_ch.send_nowait(
             llm.ChatChunk(
                 id=utils.shortuuid(),

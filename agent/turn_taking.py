@@ -1,0 +1,159 @@
+"""Turn-taking of a call: when the caller's turn is over, and when they may cut in.
+
+Built from the settings (tuned by measurement: see README "Turn-taking, and the answer
+benchmark") for each call's `AgentSession`:
+
+- the STT: the local Whisper gets speculative recognition (`engines/speculative_stt.py`,
+  `FIRSTWORD_SPECULATIVE_STT`); cloud recognisers stream and are left as they are;
+- the framework's turn handling: the local turn detector, the endpointing delays after the
+  VAD's end of speech, preemptive generation, interruptions by voice after
+  `FIRSTWORD_MIN_INTERRUPTION` of caller speech;
+- the words, next to the turn detector (which hears only the audio): `EarlyEndpointing` is
+  the framework's own endpointing object with two rules. A transcript that reads unfinished
+  ("So my question is", "Could you tell me what", "um") waits the long delay even when the
+  detector says the caller is done, so a pause mid-question does not end the turn (told by
+  the speculative recogniser, which has the words first). And early end of turn
+  (`FIRSTWORD_EARLY_TURN_SCORE`): a transcript the FAQ answerer matches with a high score is
+  a whole question, so it is not held for the long delay (`max_delay`, used when the
+  detector is unsure); the answerer tells it each match (it runs on every preflight or final
+  transcript through preemptive generation, so the match is known by the time the turn is
+  decided). The framework builds its endpointing from options only, so ours is put in
+  place after the session starts (`compat.install_endpointing`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from livekit.agents import AgentSession, stt
+from livekit.agents.voice.endpointing import BaseEndpointing
+
+from .compat import install_endpointing
+from .engines.faq_llm import FaqLLM, Match
+from .engines.speculative_stt import SpeculativeSTT
+from .pools import CallEngines
+from .settings import Settings
+
+logger = logging.getLogger("firstword.turns")
+
+# Words a question does not end on: a transcript that ends on one was cut by a pause
+# ("So my question is", "Could you tell me what", "um"). Only words that cannot close an
+# English question; "me", "do", "in", "that" can ("Can you call me?") and are not here.
+_TRAILING = frozenset(
+    "to if the a an my your our their and or but of for with about um uh er hmm what how when"
+    " where which whether because i i'd i'm so".split()
+)
+
+
+def looks_unfinished(text: str) -> bool:
+    """Whether a transcript reads as the first part of a sentence (Whisper's "..." or a
+    last word no question ends on)."""
+    text = text.strip()
+    if not text:
+        return False
+    if text.endswith(("...", "…")):
+        return True
+    words = re.findall(r"[a-z']+", text.lower())
+    return bool(words) and words[-1] in _TRAILING
+
+
+class EarlyEndpointing(BaseEndpointing):
+    """The framework's fixed endpointing, read through what the caller said.
+
+    - a transcript that reads unfinished (`looks_unfinished`) is given the long delay even
+      when the turn detector is sure the caller finished (told by `SpeculativeSTT`);
+    - a transcript the FAQ answerer matches at `early_score` or above needs only the short
+      delay even when the detector is unsure (told by `FaqLLM`).
+    Both are forgotten when the caller speaks again.
+    """
+
+    def __init__(self, min_delay: float, max_delay: float, *, early_score: float) -> None:
+        super().__init__(min_delay=min_delay, max_delay=max_delay)
+        self.early_score = early_score
+        self._confident: str | None = None  # the transcript that matched, until speech resumes
+        self._unfinished: str | None = None
+
+    def on_transcript(self, text: str) -> None:
+        """Told each transcript of the recogniser (preflight or final) before it is sent."""
+        self._unfinished = text if looks_unfinished(text) else None
+        if self._unfinished is not None:
+            logger.debug("transcript reads unfinished: the long wait", extra={"text": text})
+
+    @property
+    def min_delay(self) -> float:
+        return self._max_delay if self._unfinished is not None else self._min_delay
+
+    def on_match(self, question: str, match: Match | None) -> None:
+        """Told by the FAQ answerer after each match (on the event loop)."""
+        if match is not None and match.faq is not None and match.score >= self.early_score:
+            self._confident = question
+        else:
+            self._confident = None
+
+    @property
+    def max_delay(self) -> float:
+        if self._confident is not None and self._unfinished is None:
+            logger.debug("confident FAQ match: no long wait", extra={"question": self._confident})
+            return self._min_delay
+        return self._max_delay
+
+    def on_start_of_speech(self, started_at: float, overlapping: bool = False) -> None:
+        # The caller goes on: what matched was not the whole turn.
+        self._confident = None
+        self._unfinished = None
+        super().on_start_of_speech(started_at, overlapping)
+
+
+@dataclass
+class TurnTaking:
+    """What one call's session is built with, and what is put in place once it runs."""
+
+    stt: stt.STT
+    turn_handling: dict[str, Any]
+    endpointing: EarlyEndpointing | None
+
+    def install(self, session: AgentSession[Any]) -> None:
+        """After `session.start`: the early-turn endpointing in place of the fixed one."""
+        if self.endpointing is not None and not install_endpointing(session, self.endpointing):
+            logger.warning("early end of turn is off for this call: no audio recognition yet")
+
+
+def turn_taking(
+    settings: Settings, engines: CallEngines, chains_stt: stt.STT, llm: object, *, cloud: bool
+) -> TurnTaking:
+    """The turn-taking of one call, from the settings."""
+    call_stt = chains_stt
+    if settings.speculative_stt and chains_stt is engines.stt:
+        call_stt = SpeculativeSTT(
+            stt=engines.stt, vad=engines.vad, speculate_after_s=settings.speculate_after
+        )
+    endpointing: EarlyEndpointing | None = None
+    if isinstance(call_stt, SpeculativeSTT) or (
+        settings.early_turn_score > 0 and isinstance(llm, FaqLLM)
+    ):
+        endpointing = EarlyEndpointing(
+            settings.min_endpointing_delay,
+            settings.max_endpointing_delay,
+            # Above any score: never early (the score is a cosine plus a small bonus).
+            early_score=settings.early_turn_score or float("inf"),
+        )
+        if isinstance(call_stt, SpeculativeSTT):
+            call_stt.on_transcript = endpointing.on_transcript
+        if settings.early_turn_score > 0 and isinstance(llm, FaqLLM):
+            llm.on_match = endpointing.on_match
+    handling: dict[str, Any] = {
+        "turn_detection": engines.turn_detector,
+        "interruption": {"mode": "vad", "min_duration": settings.min_interruption},
+        "endpointing": {
+            "min_delay": settings.min_endpointing_delay,
+            "max_delay": settings.max_endpointing_delay,
+        },
+        # Stored answers cost nothing to render before the turn is confirmed, which
+        # takes the TTS out of the critical path; a cloud model's tokens do cost, so
+        # its speech waits for the turn.
+        "preemptive_generation": {"enabled": True, "preemptive_tts": not cloud},
+    }
+    return TurnTaking(stt=call_stt, turn_handling=handling, endpointing=endpointing)

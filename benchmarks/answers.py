@@ -1,0 +1,567 @@
+"""Answer latency and accuracy, the pipeline before issue 10 and after it, side by side.
+
+    python -m benchmarks.answers [--modes before,after,...] [--per-call 8] [--out DIR]
+
+For each worker configuration in turn it starts `python agent.py start` with that
+configuration's environment, then calls it, one call at a time, with the caller simulator
+(in this process: Piper speaks the questions, Whisper transcribes the answers), which measures
+from the last frame of each question leaving its microphone to the first audible frame of the
+answer. Modes (a worker configuration x a line x a question set):
+
+- `before`, `before-phone`: the pipeline as it was (Whisper on the full 30 s window, VAD
+  silence 0.35 s, endpointing 0.4/1.5 s, answers synthesised when asked, no speculative
+  recognition, no early end of turn), on clean and on telephone audio (`--telephone`);
+- `after`, `after-phone`: this worktree's defaults;
+- `before-paused`, `after-paused`, `...-paused-phone`: questions with a 0.5-1.2 s pause in
+  the middle ("I'd like to know ... how much a cleaning costs"); a turn where the agent is
+  heard before the question is over counts as a cut-off;
+- `after-uvloop`: `after` with uvloop's event loop policy on every loop of the worker
+  (`benchmarks/uvloop_worker.py`; needs uvloop importable, e.g. PYTHONPATH=.cache/uvloop);
+- `cloud-miss`, `cloud-hit`: both accounts on Google STT, Gemini and ElevenLabs through the
+  loopback stand-ins at typical latencies (STT 300 ms, first token 400 ms, first byte
+  150 ms); miss: each question once with FIRSTWORD_RESPONSE_CACHE=false; hit: each question
+  twice with it true, the second ask counted.
+
+Accuracy: each answer, as the caller heard it (Whisper), is matched to the closest of the
+account's stored answers and its handoff phrase; right when that is the question's label.
+The per-stage breakdown is the median of the worker's `turn timeline` lines of each mode.
+Results go to `.cache/bench/answers-<time>/` (JSON, CSV of every turn, worker logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from agent.accounts import AccountRegistry, load_accounts
+from agent.accounts.models import CloudLLM, CloudSTT, CloudTTS, Providers
+from agent.caller.paused import paused_question
+from agent.caller.simulator import CallOptions, Question, run_call
+from agent.caller.telephone import telephone
+from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
+from agent.engines.whisper_stt import WhisperSTT, load_whisper
+from agent.settings import PROJECT_ROOT, Settings
+from agent.turns import STAGES
+
+HANDOFF = "handoff"
+BARGE_IN = "Wait, wait, hold on a second."
+BACKCHANNEL = "Okay."
+# An agent silent this soon after the caller's word was stopped by it (answers run 4-9 s).
+STOPPED_WITHIN_MS = 1500
+
+
+@dataclass(frozen=True)
+class Labelled:
+    account: str
+    text: str
+    expected: str  # FAQ id, or "handoff"
+    # A paused question: `text` is said, then `pause_s` of silence, then `rest`.
+    rest: str = ""
+    pause_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.text} ... {self.rest}" if self.rest else self.text
+
+
+def _q(account: str, text: str, expected: str) -> Labelled:
+    return Labelled(account, text, expected)
+
+
+# Prices, times and phone numbers, and wordings the accounts' FAQs do not list.
+QUESTIONS: tuple[Labelled, ...] = (
+    _q("harbor-dental", "Hi, what time do you open on Saturdays?", "hours"),
+    _q("harbor-dental", "How much does a teeth cleaning cost?", "cleaning-price"),
+    _q("harbor-dental", "Do you take Delta Dental insurance?", "insurance"),
+    _q("harbor-dental", "Is there parking near your office?", "location"),
+    _q("harbor-dental", "Is a checkup still 120 dollars?", "cleaning-price"),
+    _q("harbor-dental", "Are you open at 7:45 in the morning?", "hours"),
+    _q("harbor-dental", "I chipped a tooth, can someone see me today?", "emergency"),
+    _q("harbor-dental", "Can my daughter sign up as a new patient?", "new-patients"),
+    _q("harbor-dental", "What's the street address of the clinic?", "location"),
+    _q("harbor-dental", "Do you sell concert tickets?", HANDOFF),
+    _q("harbor-dental", "My number is 503-555-0142, can you call me back?", HANDOFF),
+    _q("harbor-dental", "Are you open on Sunday at 10?", "hours"),
+    _q(
+        "harbor-dental", "I paid $89.99 for a cleaning last time, what is it now?", "cleaning-price"
+    ),
+    _q("harbor-dental", "Can I get my car washed there?", HANDOFF),
+    _q("harbor-dental", "Do you accept MetLife or Cigna?", "insurance"),
+    _q("harbor-dental", "Please call me at 415-555-0199 after 6 pm.", HANDOFF),
+    _q("bluebird-bikes", "How much is it to rent an electric bike for a day?", "rentals"),
+    _q("bluebird-bikes", "Can you fix a flat tire while I wait?", "tune-up"),
+    _q("bluebird-bikes", "What time do you close on Sundays?", "hours"),
+    _q("bluebird-bikes", "Where is your shop?", "location"),
+    _q("bluebird-bikes", "Can you fix my car engine?", HANDOFF),
+    _q("bluebird-bikes", "How much is a tune-up, is it still 65 dollars?", "tune-up"),
+    _q("bluebird-bikes", "Do you rent city bikes for 25 dollars?", "rentals"),
+    _q("bluebird-bikes", "Are you near the train station?", "location"),
+    _q("bluebird-bikes", "Are you open at 9:30 in the morning?", "hours"),
+    _q("bluebird-bikes", "Do you sell kayaks?", HANDOFF),
+    _q("bluebird-bikes", "Does a rental come with a helmet?", "rentals"),
+    _q("bluebird-bikes", "My brakes squeak, how much for a service?", "tune-up"),
+    _q("bluebird-bikes", "Can I speak to the owner about a job?", HANDOFF),
+    _q("bluebird-bikes", "Is the shop open at 6 pm on a Tuesday?", "hours"),
+    _q("bluebird-bikes", "How much would you charge to service my road bike?", "tune-up"),
+    _q("bluebird-bikes", "Can I pay with bitcoin?", HANDOFF),
+)
+
+PAUSED: tuple[Labelled, ...] = (
+    Labelled(
+        "harbor-dental", "I'd like to know", "cleaning-price", "how much a cleaning costs.", 0.5
+    ),
+    Labelled(
+        "harbor-dental", "Could you tell me", "hours", "what time you open on Saturdays?", 0.7
+    ),
+    Labelled("harbor-dental", "I was wondering if", "insurance", "you take Delta Dental.", 0.9),
+    Labelled("harbor-dental", "So my question is", "location", "where your office is.", 1.2),
+    Labelled("bluebird-bikes", "I'd like to know", "rentals", "what an electric bike costs.", 0.6),
+    Labelled("bluebird-bikes", "Can you tell me", "hours", "when the shop closes on Sunday?", 0.8),
+    Labelled("bluebird-bikes", "I wanted to ask", "tune-up", "how much a tune-up is.", 1.0),
+    Labelled("bluebird-bikes", "Um, do you", "tune-up", "fix flat tires while I wait?", 1.2),
+)
+
+# The pipeline as it was before issue 10, by its settings.
+BEFORE_ENV = {
+    "FIRSTWORD_WHISPER_MODE": "full",
+    "FIRSTWORD_VAD_MIN_SILENCE": "0.35",
+    "FIRSTWORD_MIN_ENDPOINTING_DELAY": "0.4",
+    "FIRSTWORD_MAX_ENDPOINTING_DELAY": "1.5",
+    "FIRSTWORD_ANSWER_AUDIO_CACHE": "false",
+    "FIRSTWORD_SPECULATIVE_STT": "false",
+    "FIRSTWORD_EARLY_TURN_SCORE": "0",
+    "FIRSTWORD_MIN_INTERRUPTION": "0.5",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    worker: str  # which worker configuration serves it
+    line: str  # "clean" or "telephone"
+    paused: bool = False
+    asks: int = 1  # cloud-hit asks every question twice and counts the second
+    # Barge-in: one call per question; the caller speaks over the answer 0.5 s into it, and
+    # the figure is its first word -> the agent's last audible frame.
+    barge_in: bool = False
+    # A short acknowledgement ("Okay.") over the answer instead: it should not stop the agent.
+    backchannel: bool = False
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("before", "before", "clean"),
+        Mode("before-phone", "before", "telephone"),
+        Mode("before-paused", "before", "clean", paused=True),
+        Mode("before-paused-phone", "before", "telephone", paused=True),
+        Mode("after", "after", "clean"),
+        Mode("after-phone", "after", "telephone"),
+        Mode("after-paused", "after", "clean", paused=True),
+        Mode("after-paused-phone", "after", "telephone", paused=True),
+        Mode("before-barge-in", "before", "clean", barge_in=True),
+        Mode("after-barge-in", "after", "clean", barge_in=True),
+        Mode("before-backchannel", "before", "clean", barge_in=True, backchannel=True),
+        Mode("after-backchannel", "after", "clean", barge_in=True, backchannel=True),
+        Mode("after-uvloop", "after-uvloop", "clean"),
+        Mode("cloud-miss", "cloud-miss", "clean"),
+        Mode("cloud-hit", "cloud-hit", "clean", asks=2),
+    )
+}
+DEFAULT_MODES = ",".join(MODES)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def classify(heard: str, account: str, registry: AccountRegistry) -> str:
+    """The stored answer (FAQ id, or "handoff") closest to what the caller heard."""
+    acc = registry.accounts[account]
+    candidates = {faq.id: faq.answer for faq in acc.faqs} | {HANDOFF: acc.handoff_phrase}
+    words = _words(heard)
+    if not words:
+        return "(silence)"
+
+    def overlap(text: str) -> float:
+        theirs = _words(text)
+        return len(words & theirs) / max(1, len(words | theirs))
+
+    best = max(candidates, key=lambda key: overlap(candidates[key]))
+    return best if overlap(candidates[best]) >= 0.2 else "(other)"
+
+
+def render(voice: LocalTTS, item: Labelled, line: str, seed: int) -> Question:
+    """The question as the caller says it (a paused one: see `agent/caller/paused.py`)."""
+    if item.rest:
+        audio = paused_question(voice, item.text, item.rest, item.pause_s)
+    else:
+        audio = voice.render(item.text)
+    if line == "telephone":
+        audio = telephone(audio, voice.sample_rate, seed=seed)
+    return Question(item.label, audio, voice.sample_rate)
+
+
+def _cloud_accounts(folder: Path) -> None:
+    registry = load_accounts(PROJECT_ROOT / "config" / "accounts", "harbor-dental")
+    for account in registry.accounts.values():
+        cloud = account.model_copy(
+            update={
+                "providers": Providers(
+                    stt=[CloudSTT(engine="google")],
+                    llm=[CloudLLM(engine="gemini")],
+                    tts=[CloudTTS(engine="elevenlabs", voice="bench")],
+                )
+            }
+        )
+        (folder / f"{account.id}.yaml").write_text(yaml.safe_dump(cloud.model_dump(mode="json")))
+
+
+@contextmanager
+def worker(env: dict[str, str], log: Path, *, uvloop: bool = False) -> Iterator[None]:
+    """A registered `agent.py start` worker, with its answers pre-rendered when it does that."""
+    command = [sys.executable, "-m", "benchmarks.uvloop_worker"] if uvloop else [
+        sys.executable, "agent.py"
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "start"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 240
+        wanted = ['"registered worker"']
+        if env.get("FIRSTWORD_ANSWER_AUDIO_CACHE", "true") != "false":
+            wanted.append('"answers pre-rendered"')
+        while not all(w in log.read_text(errors="replace") for w in wanted):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start; see {log}")
+            time.sleep(0.3)
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def turn_lines(log: Path) -> list[dict[str, float]]:
+    """The `turn_ms` marks of every `turn timeline` line of a worker log."""
+    marks = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"turn_ms"' in line:
+            try:
+                marks.append(json.loads(line)["turn_ms"])
+            except (ValueError, KeyError):
+                continue
+    return marks
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "p50": None, "p90": None, "p99": None}
+    arr = np.array(values)
+    return {
+        "n": len(values),
+        **{f"p{q}": round(float(np.percentile(arr, q))) for q in (50, 90, 99)},
+    }
+
+
+async def run_mode(
+    mode: Mode,
+    settings: Settings,
+    voice: LocalTTS,
+    whisper: WhisperSTT,
+    registry: AccountRegistry,
+    per_call: int,
+    limit: int,
+    part: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """This round's share (`part`: index, rounds) of the mode's questions, asked and heard."""
+    items = PAUSED if mode.paused else QUESTIONS
+    rows: list[dict[str, Any]] = []
+    for account in dict.fromkeys(item.account for item in items):
+        mine = [item for item in items if item.account == account][: limit or None]
+        mine = mine[part[0] :: part[1]]
+        for start in range(0, len(mine), per_call):
+            batch = mine[start : start + per_call]
+            questions = [
+                await asyncio.to_thread(render, voice, item, mode.line, i)
+                for i, item in enumerate(batch)
+            ]
+            asked = [q for q in questions for _ in range(mode.asks)]
+            if mode.barge_in:
+                rows += await _barge_in(mode, settings, voice, whisper, account, batch, questions)
+                continue
+            report = await run_call(
+                settings,
+                asked,
+                lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
+                CallOptions(account=account, end_silence_s=0.9),
+            )
+            for i, turn in enumerate(report.turns):
+                if (i % mode.asks) != mode.asks - 1:
+                    continue  # cloud-hit: the first ask fills the cache
+                item = batch[i // mode.asks]
+                heard = classify(turn.answer, account, registry)
+                rows.append(
+                    {
+                        "mode": mode.name,
+                        "account": account,
+                        "question": item.label,
+                        "expected": item.expected,
+                        "heard": heard,
+                        "right": heard == item.expected,
+                        "latency_ms": None
+                        if turn.latency_s is None
+                        else round(turn.latency_s * 1000, 1),
+                        "cut_off": turn.talked_over,
+                        "answer": turn.answer,
+                    }
+                )
+            print(
+                f"  {mode.name} {account}: "
+                + ", ".join(
+                    f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "-"
+                    for r in rows[-len(batch) :]
+                ),
+                flush=True,
+            )
+    return rows
+
+
+async def _barge_in(
+    mode: Mode,
+    settings: Settings,
+    voice: LocalTTS,
+    whisper: WhisperSTT,
+    account: str,
+    batch: list[Labelled],
+    questions: list[Question],
+) -> list[dict[str, Any]]:
+    said = BACKCHANNEL if mode.backchannel else BARGE_IN
+    over = Question(said, await asyncio.to_thread(voice.render, said), voice.sample_rate)
+    rows = []
+    for item, question in zip(batch, questions, strict=True):
+        report = await run_call(
+            settings,
+            [question],
+            lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
+            CallOptions(account=account, end_silence_s=0.9, barge_in=over),
+        )
+        ms = None if report.barge_in_s is None else round(report.barge_in_s * 1000, 1)
+        rows.append(
+            {
+                "mode": mode.name,
+                "account": account,
+                "question": item.label,
+                "expected": item.expected,
+                "heard": "(barge-in)",
+                "right": None,
+                "stopped": ms is not None and ms < STOPPED_WITHIN_MS,
+                "latency_ms": ms,
+                "cut_off": False,
+                "answer": "",
+            }
+        )
+        print(f"  {mode.name} {account}: barge-in {ms} ms", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dict[str, Any]:
+    # A cut-off turn's "latency" is measured from the end of a question already answered.
+    latencies = [r["latency_ms"] for r in rows if r["latency_ms"] is not None and not r["cut_off"]]
+    out = percentiles(latencies)
+    out["asked"] = len(rows)
+    out["unanswered"] = sum(r["latency_ms"] is None for r in rows)
+    out["right"] = sum(bool(r["right"]) for r in rows)
+    out["labelled"] = sum(r["right"] is not None for r in rows)
+    out["cut_off"] = sum(r["cut_off"] for r in rows)
+    out["stopped"] = sum(bool(r.get("stopped")) for r in rows)
+    out["stages_p50_ms"] = {
+        stage: round(statistics.median(m[stage] for m in stages)) if stages else None
+        for stage in STAGES
+    }
+    return out
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    def ratio(name: str, key: str) -> str:
+        if name.startswith("before"):
+            base = name  # the reference itself
+        elif name == "after-uvloop":
+            base = "after"
+        elif name.startswith("after-"):
+            base = name.replace("after", "before", 1)
+        else:
+            base = "before"
+        ours, theirs = results[name].get(key), results.get(base, {}).get(key)
+        return f"{ours / theirs:.2f}" if ours and theirs else "-"
+
+    lines = [
+        "| mode | n | p50 | p90 | p99 | ÷ before p50 | ÷ before p90 | right | cut off "
+        "| agent stopped | transcript_final | turn_decided | answer_text | first_audio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        s = r["stages_p50_ms"]
+        lines.append(
+            f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {ratio(name, 'p50')} "
+            f"| {ratio(name, 'p90')} | {r['right']}/{r['labelled']} "
+            f"| {r['cut_off']}/{r['asked']} | {r['stopped']}/{r['asked']} | "
+            + " | ".join(str(s[stage]) for stage in STAGES)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    names = [n for n in args.modes.split(",") if n]
+    if "after-uvloop" in names and importlib.util.find_spec("uvloop") is None:
+        print("after-uvloop: skipped, uvloop is not importable (see benchmarks/uvloop_worker.py)")
+        names.remove("after-uvloop")
+    unknown = [n for n in names if n not in MODES]
+    if unknown:
+        raise SystemExit(f"--modes: unknown mode(s) {unknown}; known: {', '.join(MODES)}")
+    out = Path(args.out) if args.out else (
+        PROJECT_ROOT / ".cache" / "bench" / f"answers-{time.strftime('%Y%m%d-%H%M%S')}"
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    settings = Settings()
+    registry = load_accounts(PROJECT_ROOT / "config" / "accounts", "harbor-dental")
+    voice = await asyncio.to_thread(load_piper, None, threads=1, verify=False)
+    whisper = WhisperSTT(await asyncio.to_thread(load_whisper, None, threads=1, verify=False))
+    base_env = {
+        **os.environ,
+        "FIRSTWORD_HTTP_PORT": "0",
+        "FIRSTWORD_HTTP_HOST": "127.0.0.1",
+        "FIRSTWORD_METRICS_PORT": "-1",
+        "FIRSTWORD_IDLE_PROCESSES": "1",
+        "FIRSTWORD_PROVIDERS": "local",
+    }
+    extra = dict(pair.split("=", 1) for pair in args.after_env)
+    rows_of: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    stages_of: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    by_worker: dict[str, list[Mode]] = {}
+    for name in names:
+        by_worker.setdefault(MODES[name].worker, []).append(MODES[name])
+    standins: tuple[Any, Any] | None = None
+    with tempfile.TemporaryDirectory() as cloud_dir:
+        try:
+            # Rounds: every worker configuration takes its turn in each, so that the shared
+            # machine's load, which changes by the minute, falls on all modes alike.
+            for round_index in range(args.rounds):
+                for worker_name, modes in by_worker.items():
+                    env = dict(base_env)
+                    if worker_name == "before":
+                        env.update(BEFORE_ENV)
+                    else:
+                        env.update(extra)
+                    if worker_name.startswith("cloud"):
+                        if standins is None:
+                            standins = await asyncio.to_thread(_start_cloud, cloud_dir)
+                        env.update(standins[1].env())
+                        env["FIRSTWORD_PROVIDERS"] = "auto"
+                        env["FIRSTWORD_ACCOUNTS_DIR"] = cloud_dir
+                        hit = worker_name == "cloud-hit"
+                        env["FIRSTWORD_RESPONSE_CACHE"] = "true" if hit else "false"
+                    log = out / f"{worker_name}.{round_index + 1}.worker.log"
+                    print(f"== round {round_index + 1}: worker {worker_name}", flush=True)
+                    with worker(env, log, uvloop=worker_name == "after-uvloop"):
+                        for mode in modes:
+                            seen = len(turn_lines(log))
+                            rows_of[mode.name] += await run_mode(
+                                mode,
+                                settings,
+                                voice,
+                                whisper,
+                                registry,
+                                args.per_call,
+                                args.limit,
+                                (round_index, args.rounds),
+                            )
+                            await asyncio.sleep(1.0)  # the last turn's timeline line
+                            stages_of[mode.name] += turn_lines(log)[seen:]
+                            # Written as each mode ends, so a run cut short keeps its figures.
+                            summary = summarise(rows_of[mode.name], stages_of[mode.name])
+                            with (out / "partial.jsonl").open("a") as partial:
+                                partial.write(json.dumps({mode.name: summary}) + "\n")
+                            print(f"  {mode.name}: {json.dumps(summary)}", flush=True)
+        finally:
+            if standins is not None:
+                standins[0].__exit__(None, None, None)
+    results = {name: summarise(rows_of[name], stages_of[name]) for name in names}
+    all_rows = [row for name in names for row in rows_of[name]]
+    (out / "answers.json").write_text(json.dumps({"results": results, "turns": all_rows}, indent=2))
+    with (out / "turns.csv").open("w") as csv:
+        csv.write("mode,account,expected,heard,right,latency_ms,cut_off,question\n")
+        for r in all_rows:
+            csv.write(
+                f"{r['mode']},{r['account']},{r['expected']},{r['heard']},{r['right']},"
+                f'{r["latency_ms"]},{r["cut_off"]},"{r["question"]}"\n'
+            )
+    print(f"\nend of the caller's question -> first audible answer, ms; {out}")
+    print(_table(results))
+
+
+def _start_cloud(accounts: str) -> tuple[Any, Any]:
+    """The stand-ins at typical latencies, and the cloud accounts (blocking; a context)."""
+    from standins import start_standins
+
+    _cloud_accounts(Path(accounts))
+    hibari = load_hibari(threads=1, verify=False)
+    whisper = WhisperSTT(load_whisper(None, threads=1, verify=False))
+    context = start_standins(
+        render=hibari.render,
+        rate=hibari.sample_rate,
+        transcribe=lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en"),
+    )
+    standins = context.__enter__()
+    standins.all_healthy(stt=0.3, llm=0.4, tts=0.15)
+    return context, standins
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", message="The HMAC key is .* bytes long")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default=DEFAULT_MODES, help=f"default: {DEFAULT_MODES}")
+    parser.add_argument("--per-call", type=int, default=8, help="questions per call")
+    parser.add_argument(
+        "--after-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra worker setting for every mode but before (a sweep of the defaults)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds over the workers, each with a share"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=0, help="first N questions per account only (quick sweeps)"
+    )
+    parser.add_argument("--out", help="results folder (default .cache/bench/answers-<time>)")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""End to end: a question with a pause in the middle is answered as a whole, not cut off."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.accounts import AccountRegistry
+from agent.caller.paused import paused_question
+from agent.engines.audio import float_to_int16_bytes
+from agent.engines.local_tts import load_piper
+from tests.e2e_support import running_worker
+from tests.test_e2e import assert_greeted, call
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def worker_log(livekit_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as log:
+        yield log
+
+
+def test_a_paused_question_is_answered_as_a_whole(
+    worker_log: Path, registry: AccountRegistry, tmp_path: Path
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    voice = load_piper(None, threads=1, verify=False)
+    # 0.9 s of silence after "I'd like to know": far longer than the VAD's end of speech.
+    audio = paused_question(voice, "I'd like to know", "how much a cleaning costs.", 0.9)
+    wav = tmp_path / "paused.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(voice.sample_rate)
+        out.writeframes(float_to_int16_bytes(audio))
+    report = call(tmp_path, "--account", account.id, "--wav", str(wav))
+    assert_greeted(report, account)
+    (turn,) = report["turns"]
+    # Not cut off: the agent said nothing during the pause or the second half ...
+    assert not turn["talked_over"], turn
+    assert turn["latency_s"] is not None
+    # ... and answered the whole question (the price), not its first half (a handoff).
+    heard = turn["answer"].lower()
+    assert "cleaning" in heard and ("120" in heard or "hundred" in heard), heard

@@ -1,0 +1,107 @@
+"""Turn-taking of a call: speculative recognition wired for the local Whisper only, and the
+early end of turn on a confident FAQ match."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+from unittest.mock import MagicMock
+
+from livekit.agents import stt
+
+from agent.accounts.models import FAQ
+from agent.engines.faq_llm import FaqLLM, Match
+from agent.engines.speculative_stt import SpeculativeSTT
+from agent.pools import CallEngines
+from agent.settings import Settings
+from agent.turn_taking import EarlyEndpointing, looks_unfinished, turn_taking
+
+FAQ_ITEM = FAQ(
+    id="cleaning", questions=["How much is a cleaning?", "Cleaning price?"], answer="120 dollars."
+)
+
+
+def _engines() -> CallEngines:
+    local = MagicMock(spec=stt.STT)
+    return cast(CallEngines, SimpleNamespace(stt=local, vad=MagicMock(), turn_detector=object()))
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "FIRSTWORD_SPECULATIVE_STT": True,
+            "FIRSTWORD_EARLY_TURN_SCORE": 0.8,
+            "FIRSTWORD_MIN_ENDPOINTING_DELAY": 0.3,
+            "FIRSTWORD_MAX_ENDPOINTING_DELAY": 1.2,
+            "FIRSTWORD_MIN_INTERRUPTION": 0.4,
+            **values,
+        }
+    )
+
+
+def test_confident_match_needs_only_the_short_delay_until_the_caller_speaks_again() -> None:
+    endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8)
+    assert endpointing.max_delay == 1.2
+    endpointing.on_match("how much is a cleaning", Match(FAQ_ITEM, 0.95, "x"))
+    assert endpointing.max_delay == 0.3
+    endpointing.on_start_of_speech(0.0)  # the caller goes on: what matched was a part
+    assert endpointing.max_delay == 1.2
+    endpointing.on_match("how much", Match(FAQ_ITEM, 0.6, "x"))
+    assert endpointing.max_delay == 1.2
+    endpointing.on_match("do you sell tickets", Match(None, 0.9, ""))
+    assert endpointing.max_delay == 1.2
+
+
+def test_local_whisper_gets_speculative_recognition_and_the_faq_answerer_early_turns() -> None:
+    engines = _engines()
+    llm = MagicMock(spec=FaqLLM)
+    turns = turn_taking(_settings(), engines, engines.stt, llm, cloud=False)
+    assert isinstance(turns.stt, SpeculativeSTT) and turns.stt.wrapped_stt is engines.stt
+    assert turns.endpointing is not None and llm.on_match == turns.endpointing.on_match
+    handling = turns.turn_handling
+    assert handling["endpointing"] == {"min_delay": 0.3, "max_delay": 1.2}
+    assert handling["interruption"] == {"mode": "vad", "min_duration": 0.4}
+    assert handling["preemptive_generation"]["preemptive_tts"] is True
+
+
+def test_cloud_recognisers_and_models_are_left_as_they_are() -> None:
+    engines = _engines()
+    cloud_stt = MagicMock(spec=stt.STT)
+    turns = turn_taking(_settings(), engines, cloud_stt, object(), cloud=True)
+    assert turns.stt is cloud_stt and turns.endpointing is None
+    assert turns.turn_handling["preemptive_generation"]["preemptive_tts"] is False
+
+
+def test_settings_turn_both_off() -> None:
+    engines = _engines()
+    settings = _settings(FIRSTWORD_SPECULATIVE_STT=False, FIRSTWORD_EARLY_TURN_SCORE=0)
+    turns = turn_taking(settings, engines, engines.stt, MagicMock(spec=FaqLLM), cloud=False)
+    assert turns.stt is engines.stt and turns.endpointing is None
+
+
+def test_transcripts_that_read_unfinished() -> None:
+    for text in ("So my question is...", "Could you tell me what?", "Um.", "I was wondering if"):
+        assert looks_unfinished(text), text
+    for text in ("How much is a cleaning?", "Can you call me?", "I'd like to know.", ""):
+        assert not looks_unfinished(text), text
+
+
+def test_an_unfinished_transcript_waits_the_long_delay_even_when_it_matches() -> None:
+    endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8)
+    endpointing.on_transcript("Could you tell me what?")
+    endpointing.on_match("Could you tell me what?", Match(FAQ_ITEM, 0.95, "x"))
+    assert endpointing.min_delay == 1.2 and endpointing.max_delay == 1.2
+    endpointing.on_start_of_speech(0.0)
+    endpointing.on_transcript("Could you tell me what a cleaning costs?")
+    assert endpointing.min_delay == 0.3
+
+
+def test_speculative_recognition_tells_the_endpointing_its_words() -> None:
+    engines = _engines()
+    turns = turn_taking(
+        _settings(FIRSTWORD_EARLY_TURN_SCORE=0), engines, engines.stt, object(), cloud=False
+    )
+    assert isinstance(turns.stt, SpeculativeSTT) and turns.endpointing is not None
+    assert turns.stt.on_transcript == turns.endpointing.on_transcript
+    turns.endpointing.on_match("how much is a cleaning", Match(FAQ_ITEM, 5.0, "x"))
+    assert turns.endpointing.max_delay == 1.2  # early end of turn is off
