@@ -136,7 +136,14 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
         # 0.3 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
         # the turn detector and the endpointing delay, not the VAD, decide whether the
         # caller has finished.
-        "vad": timed("vad", lambda: silero.VAD.load(min_silence_duration=settings.vad_min_silence)),
+        # FIRSTWORD_VAD_MAX_SPEECH bounds the per-call speech buffer (see settings).
+        "vad": timed(
+            "vad",
+            lambda: silero.VAD.load(
+                min_silence_duration=settings.vad_min_silence,
+                max_buffered_speech=settings.vad_max_speech,
+            ),
+        ),
         "stt": timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
         ),

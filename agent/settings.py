@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     vad_min_silence: float = Field(
         default=0.3, ge=0.25, le=2.0, validation_alias="FIRSTWORD_VAD_MIN_SILENCE"
     )
+    # The VAD keeps each utterance's audio (Whisper transcribes it) in a buffer allocated at
+    # the caller's sample rate for this many seconds of speech: Silero's default 60 s is 5.8 MB
+    # per call at 48 kHz, the largest piece of a call's memory. 20 s (1.9 MB) still holds any
+    # one question; speech past it is dropped from that utterance (Silero logs a warning).
+    vad_max_speech: float = Field(
+        default=20.0, ge=5.0, le=60.0, validation_alias="FIRSTWORD_VAD_MAX_SPEECH"
+    )
     min_endpointing_delay: float = Field(
         default=0.3, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
     )
