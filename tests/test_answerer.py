@@ -8,7 +8,7 @@ import pytest
 from livekit.agents import llm
 
 from agent.accounts import AccountRegistry
-from agent.engines.faq_llm import REPEAT_PHRASE, FaqLLM
+from agent.engines.faq_llm import REPEAT_PHRASE, FaqLLM, Match
 
 # Phrasings that are not in the account files.
 PARAPHRASES = {
@@ -104,3 +104,24 @@ def test_one_word_utterances(faq_llm_for: Callable[[str], FaqLLM]) -> None:
     assert faq_llm.answer("Parking?")[1].faq.id == "location"  # type: ignore[union-attr]
     for noise in ("Hello?", "um", "", "  "):
         assert faq_llm.answer(noise)[0] == REPEAT_PHRASE
+
+
+def test_the_answer_reuses_the_match_made_when_the_transcript_was_final(
+    faq_llm_for: Callable[[str], FaqLLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faq = faq_llm_for("harbor-dental")
+    index = faq._index
+    calls: list[str] = []
+    best = index.best
+
+    def counting(question: str) -> Match:
+        calls.append(question)
+        return best(question)
+
+    monkeypatch.setattr(index, "best", counting)
+    question = "How much does a cleaning cost?"
+    match = faq.match(question)
+    text, again = faq.answer(f"  {question} ")
+    assert calls == [question] and again is match  # matched once, for the turn and the answer
+    assert match is not None and match.faq is not None and text == match.faq.answer
+    assert faq.match("") is None

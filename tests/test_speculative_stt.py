@@ -7,6 +7,7 @@ recogniser that says how much audio it was given drive `SpeculativeSTT` without 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from livekit import rtc
@@ -122,9 +123,13 @@ def _frames(pattern: list[tuple[bool, float]]) -> list[rtc.AudioFrame]:
     return frames
 
 
-async def _run(pattern: list[tuple[bool, float]]) -> tuple[list[stt.SpeechEvent], SpeculativeSTT]:
+async def _run(
+    pattern: list[tuple[bool, float]],
+    before_final: Callable[[str], Awaitable[None]] | None = None,
+) -> tuple[list[stt.SpeechEvent], SpeculativeSTT]:
     recogniser = CountingSTT()
     speculative = SpeculativeSTT(stt=recogniser, vad=EnergyVAD(), speculate_after_s=0.1)
+    speculative.before_final = before_final
     stream = speculative.stream()
     events: list[stt.SpeechEvent] = []
 
@@ -196,3 +201,26 @@ async def test_pauses_do_not_queue_speculations_behind_a_slow_recogniser() -> No
     # Four short pauses while the first speculation runs: no run queued per pause.
     assert speculative.stats.started <= 2, speculative.stats
     assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["100 loud."]
+
+
+async def test_before_final_runs_before_the_final_transcript_is_sent() -> None:
+    seen: list[tuple[str, int]] = []
+    events: list[stt.SpeechEvent] = []
+
+    async def before_final(text: str) -> None:
+        # How many finals had been sent when the hook ran: none yet.
+        finals = _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+        seen.append((text, len(finals)))
+
+    got, _ = await _run([(False, 0.1), (True, 0.5), (False, 0.6)], before_final)
+    events.extend(got)
+    assert seen == [("50 loud.", 0)]
+    assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["50 loud."]
+
+
+async def test_a_hanging_before_final_does_not_lose_the_transcript() -> None:
+    async def never(text: str) -> None:
+        await asyncio.Event().wait()
+
+    events, _ = await _run([(False, 0.1), (True, 0.5), (False, 0.6)], never)
+    assert _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT) == ["50 loud."]

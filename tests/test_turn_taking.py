@@ -82,7 +82,14 @@ def test_settings_turn_both_off() -> None:
 def test_transcripts_that_read_unfinished() -> None:
     for text in ("So my question is...", "Could you tell me what?", "Um.", "I was wondering if"):
         assert looks_unfinished(text), text
-    for text in ("How much is a cleaning?", "Can you call me?", "I'd like to know.", ""):
+    for text in (
+        "How much is a cleaning?",
+        "Can you call me?",
+        "I'd like to know.",
+        "",
+        "Do you rent city bikes for $25?",  # ends on "25", not on "for"
+        "Are you open at 9 30?",
+    ):
         assert not looks_unfinished(text), text
 
 
@@ -105,3 +112,30 @@ def test_speculative_recognition_tells_the_endpointing_its_words() -> None:
     assert turns.stt.on_transcript == turns.endpointing.on_transcript
     turns.endpointing.on_match("how much is a cleaning", Match(FAQ_ITEM, 5.0, "x"))
     assert turns.endpointing.max_delay == 1.2  # early end of turn is off
+
+
+async def test_the_match_is_known_before_the_final_transcript_is_sent() -> None:
+    # The framework decides the turn as soon as the final transcript arrives; the match
+    # made by preemptive generation came later, so the early end of turn never applied.
+    engines = _engines()
+    llm = MagicMock(spec=FaqLLM)
+    llm.match.return_value = Match(FAQ_ITEM, 0.95, "x")
+    turns = turn_taking(_settings(), engines, engines.stt, llm, cloud=False)
+    assert isinstance(turns.stt, SpeculativeSTT) and turns.endpointing is not None
+    assert turns.stt.before_final is not None
+    assert turns.endpointing.max_delay == 1.2
+    await turns.stt.before_final("How much is a cleaning?")
+    llm.match.assert_called_once_with("How much is a cleaning?")
+    assert turns.endpointing.max_delay == 0.3
+
+
+def test_no_match_before_the_final_when_early_end_of_turn_is_off() -> None:
+    engines = _engines()
+    turns = turn_taking(
+        _settings(FIRSTWORD_EARLY_TURN_SCORE=0),
+        engines,
+        engines.stt,
+        MagicMock(spec=FaqLLM),
+        cloud=False,
+    )
+    assert isinstance(turns.stt, SpeculativeSTT) and turns.stt.before_final is None

@@ -98,6 +98,9 @@ class FaqIndex:
         return best
 
 
+_RECENT_MATCHES = 8
+
+
 def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
 
@@ -117,6 +120,8 @@ class FaqLLM(llm.LLM):
         # Told every match (question, match) on the event loop; the early end of turn
         # listens (agent/turn_taking.py).
         self.on_match: Callable[[str, Match | None], None] | None = None
+        # question -> match, oldest first (see `match`); a call asks a handful of questions.
+        self._recent: dict[str, Match] = {}
 
     @property
     def account(self) -> Account:
@@ -130,10 +135,28 @@ class FaqLLM(llm.LLM):
     def provider(self) -> str:
         return "firstword"
 
+    def match(self, question: str) -> Match | None:
+        """The best FAQ for `question` (None for no words). Blocking (an embedding).
+
+        The last few matches are kept: the turn-taking matches a transcript the moment it
+        is final (to decide the turn early) and the answer asks again for the same words.
+        """
+        question = _normalise(question)
+        if not question:
+            return None
+        cached = self._recent.get(question)
+        if cached is not None:
+            return cached
+        found = self._index.best(question)
+        if len(self._recent) >= _RECENT_MATCHES:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[question] = found
+        return found
+
     def answer(self, question: str) -> tuple[str, Match | None]:
         """The text to speak for `question`, and the match it came from. Blocking."""
         question = _normalise(question)
-        match = self._index.best(question) if question else None
+        match = self.match(question)
         if match is not None and match.faq is not None and match.score >= self._min_score:
             return match.faq.answer, match
         if len(question.split()) < _MIN_WORDS:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -39,6 +39,8 @@ logger = logging.getLogger("firstword.speculative_stt")
 # Measured: tiny.en on the short window takes 60-110 ms for a 2-5 s question; starting at
 # 150 ms of silence leaves it the VAD's remaining 100-200 ms to finish in.
 DEFAULT_SPECULATE_AFTER_S = 0.15
+# Most a final transcript is held for `before_final` (the FAQ match: ~10-30 ms).
+BEFORE_FINAL_TIMEOUT_S = 0.25
 
 
 @dataclass
@@ -71,6 +73,11 @@ class SpeculativeSTT(stt.STT):
         # Told every transcript just before it is sent (final or preflight), on the event
         # loop: the turn-taking reads it (agent/turn_taking.py).
         self.on_transcript: Callable[[str], None] | None = None
+        # Awaited with each final transcript before it is sent (at most
+        # BEFORE_FINAL_TIMEOUT_S): the turn-taking matches it to the FAQs here, so that the
+        # framework's turn decision, made as soon as the transcript arrives, already knows
+        # whether the question is a confident match (agent/turn_taking.py).
+        self.before_final: Callable[[str], Awaitable[None]] | None = None
         self._stt.on("metrics_collected", self._on_metrics_collected)
 
     @property
@@ -214,6 +221,12 @@ class _SpeculativeStream(stt.RecognizeStream):
             text = await self._transcribe(event.frames)
         if not text:
             return
+        if self._owner.before_final is not None:
+            try:
+                await asyncio.wait_for(self._owner.before_final(text), BEFORE_FINAL_TIMEOUT_S)
+            except Exception:
+                # A late or failed match only loses the early end of turn, never the words.
+                logger.warning("before_final failed or was late; sending the transcript")
         self._tell(text)
         self._event_ch.send_nowait(
             stt.SpeechEvent(
