@@ -8,6 +8,7 @@ So it cannot invent a fact, which a small generative model does readily.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -120,8 +121,10 @@ class FaqLLM(llm.LLM):
         # Told every match (question, match) on the event loop; the early end of turn
         # listens (agent/turn_taking.py).
         self.on_match: Callable[[str, Match | None], None] | None = None
-        # question -> match, oldest first (see `match`); a call asks a handful of questions.
-        self._recent: dict[str, Match] = {}
+        # The last few matches (see `match`); lru_cache is thread-safe, and both the turn-taking
+        # and the answer call `match` from worker threads.
+        # (Closed over the index, not `self`: no reference cycle keeps a call's FaqLLM alive.)
+        self._best = functools.lru_cache(maxsize=_RECENT_MATCHES)(lambda q: index.best(q))
 
     @property
     def account(self) -> Account:
@@ -142,16 +145,7 @@ class FaqLLM(llm.LLM):
         is final (to decide the turn early) and the answer asks again for the same words.
         """
         question = _normalise(question)
-        if not question:
-            return None
-        cached = self._recent.get(question)
-        if cached is not None:
-            return cached
-        found = self._index.best(question)
-        if len(self._recent) >= _RECENT_MATCHES:
-            self._recent.pop(next(iter(self._recent)))
-        self._recent[question] = found
-        return found
+        return self._best(question) if question else None
 
     def answer(self, question: str) -> tuple[str, Match | None]:
         """The text to speak for `question`, and the match it came from. Blocking."""

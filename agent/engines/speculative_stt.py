@@ -36,8 +36,10 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 
 logger = logging.getLogger("firstword.speculative_stt")
 
-# Measured: tiny.en on the short window takes 60-110 ms for a 2-5 s question; starting at
-# 150 ms of silence leaves it the VAD's remaining 100-200 ms to finish in.
+# Measured when it was built: tiny.en on the short window took 60-110 ms for a 2-5 s question,
+# so starting at 150 ms of silence left it the VAD's remaining 100-200 ms. Measured again on
+# this machine (2026-12-02): 250-450 ms, so the kept speculation now finishes 0.3-0.6 s after
+# the VAD's end of speech (README "The answer benchmark").
 DEFAULT_SPECULATE_AFTER_S = 0.15
 # Most a final transcript is held for `before_final` (the FAQ match: ~10-30 ms).
 BEFORE_FINAL_TIMEOUT_S = 0.25
