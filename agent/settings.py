@@ -124,8 +124,8 @@ class Settings(BaseSettings):
     # The VAD keeps each utterance's audio (Whisper transcribes it) in a buffer allocated at
     # the caller's sample rate for this many seconds of speech: Silero's default 60 s is 5.8 MB
     # per VAD stream (two per call) at 48 kHz, the largest piece of a call's memory. 20 s
-    # (1.97 MB) still holds any
-    # one question; speech past it is dropped from that utterance (Silero logs a warning).
+    # (1.97 MB) still holds any one question; speech past it is dropped from that utterance
+    # (Silero logs a warning).
     vad_max_speech: float = Field(
         default=20.0, ge=5.0, le=60.0, validation_alias="FIRSTWORD_VAD_MAX_SPEECH"
     )
