@@ -19,7 +19,7 @@ from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
 from agent.web.app import app_from_settings
 from tests.e2e_support import URL, log_records, running_worker
-from tests.helpers import similarity
+from tests.helpers import similarity, words
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,9 @@ async def test_track_is_out_before_the_caller_and_the_greeting_is_heard_once(
     # Once: everything the caller received holds the greeting once, and nothing else.
     audio, rate = _read_wav(tmp_path / f"{room}.wav")
     everything = await asyncio.to_thread(whisper.transcribe_pcm, audio, rate, "en")
-    assert everything.lower().count("harbor dental") == 1, everything
+    # Counted by a common word, not the name: Whisper tiny sometimes hears "Harvard Dental".
+    # The similarity bound alone also fails a doubled greeting (its ratio is 2/3).
+    assert words(everything).count("calling") == 1, everything
     assert similarity(everything, GREETING) > 0.8, everything
 
     # And the worker took the pre-dispatched path: its session was started ahead.
