@@ -24,6 +24,26 @@ from livekit.agents.voice.endpointing import BaseEndpointing
 from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 from livekit.plugins import google, silero
 
+# --- livekit-rtc ----------------------------------------------------------------------------
+
+
+def start_rtc_ffi() -> object:
+    """Create livekit-rtc's process-wide FFI client now, on one thread, and return it.
+
+    `FfiClient.instance` creates the client lazily and without a lock. With the thread
+    executor, the first calls of a fresh worker connect their rooms from several job threads
+    at once: each can build its own client, and the last one built replaces the others
+    together with its event queue. A thread that subscribed to a replaced queue never hears
+    its `ConnectCallback`, so `ctx.connect()` never returns, and 15 s later the FFI panics
+    ("timed out waiting for ReadyForRoomEventRequest") and SIGTERMs the worker with every
+    call on it. Building it in prewarm, before any job, leaves nothing to race. There is no
+    public way to start the FFI; `livekit.rtc._ffi_client.FfiClient` is its only handle.
+    """
+    from livekit.rtc._ffi_client import FfiClient
+
+    return FfiClient.instance
+
+
 # --- livekit-plugins-silero ---------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice import SpeechHandle
 
-from . import capacity, handoff, heap, metrics, recovery
+from . import capacity, compat, handoff, heap, metrics, recovery
 from .accounts import Account, AccountStore, CallHints, resolve_account
 from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
@@ -59,6 +59,9 @@ def prewarm(proc: JobProcess) -> None:
     """Load accounts, engines and greeting audio before any call arrives (once per process)."""
     start = time.perf_counter()
     settings = get_settings()
+    # Before any call connects a room: job threads connecting at once would race to create
+    # it, and a call that loses the race never connects (agent/compat.py).
+    process_wide("rtc_ffi", compat.start_rtc_ffi)
     if settings.tracemalloc:  # off by default: nothing starts (agent/heap.py)
         heap.start_tracing()
     store = process_wide(

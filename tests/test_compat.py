@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -144,3 +146,38 @@ async def test_install_endpointing_replaces_the_running_sessions_endpointing() -
         _has(recognition, "_endpointing", "AudioRecognition")
         assert compat.install_endpointing(session, ours)
         assert recognition._endpointing is ours, "AudioRecognition._update_options ignored it"
+
+
+_FFI_RACE = """
+import sys, threading
+from livekit.rtc._ffi_client import FfiClient
+from agent import compat
+
+started = compat.start_rtc_ffi() if sys.argv[1] == "started" else None
+barrier = threading.Barrier(8)
+seen = []
+
+def job_thread():
+    barrier.wait()  # every thread asks for the client at the same moment, like a burst
+    seen.append(id(FfiClient.instance))
+
+threads = [threading.Thread(target=job_thread) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(set(seen)), started is None or id(started) in seen)
+"""
+
+
+def test_the_rtc_ffi_client_started_ahead_is_the_one_every_job_thread_gets() -> None:
+    # Started ahead, eight job threads asking at once all get it (not started, this script
+    # sees 6-8 different clients). A fresh interpreter: the client is process-wide.
+    run = subprocess.run(
+        [sys.executable, "-c", _FFI_RACE, "started"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert run.stdout.split() == ["1", "True"], run.stdout + run.stderr
