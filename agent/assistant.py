@@ -7,8 +7,10 @@ not read. Either way it can hand the caller to a person with `hand_off_to_person
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from livekit import rtc
 from livekit.agents import (
@@ -18,11 +20,13 @@ from livekit.agents import (
     StopResponse,
     function_tool,
     llm,
+    stt,
 )
 
 from . import metrics
 from .accounts import Account
 from .answers import AnswerAudio
+from .engines.speculative_stt import BEFORE_FINAL_TIMEOUT_S
 
 logger = logging.getLogger("firstword.assistant")
 
@@ -44,9 +48,17 @@ def grounded_instructions(account: Account) -> str:
 class Assistant(Agent):
     """A receptionist for `account`: answers from the business's facts, or hands off."""
 
-    def __init__(self, account: Account, answer_audio: AnswerAudio | None = None) -> None:
+    def __init__(
+        self,
+        account: Account,
+        answer_audio: AnswerAudio | None = None,
+        before_final: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(instructions=grounded_instructions(account))
         self.account = account
+        # Told each final transcript before the framework decides the turn on it
+        # (`turn_taking.TurnTaking.before_final`).
+        self._before_final = before_final
         self.handoffs: list[str] = []
         # Set only when the FAQ answerer and the local voice serve the call: its replies
         # arrive whole (one chunk), so waiting for the end of the text costs nothing.
@@ -59,6 +71,34 @@ class Assistant(Agent):
     ) -> None:
         if self.stepped_back:  # a turn already on its way when the person took the call
             raise StopResponse()
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> AsyncIterator[stt.SpeechEvent]:
+        """The session's recognition; each final transcript is first given to `before_final`.
+
+        The framework decides the turn ~15 ms after a final transcript arrives, so what
+        decides it early (agent/turn_taking.py) must know the transcript before it is
+        passed on. This node is the framework's public place to see the events first.
+        """
+        events = Agent.default.stt_node(self, audio, model_settings)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if (
+                    self._before_final is not None
+                    and event.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+                    and event.alternatives
+                    and event.alternatives[0].text
+                ):
+                    try:
+                        await asyncio.wait_for(
+                            self._before_final(event.alternatives[0].text),
+                            BEFORE_FINAL_TIMEOUT_S,
+                        )
+                    except Exception:
+                        # Late or failed: only the early end of turn is lost, never the words.
+                        logger.warning("before_final failed or was late; passing the transcript")
+                yield event
 
     async def tts_node(
         self, text: AsyncIterable[str], model_settings: ModelSettings

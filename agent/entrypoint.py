@@ -342,7 +342,7 @@ async def _prepare_session(
     # The track published at connect (agent/ahead.py) is the session's audio output.
     session.output.audio = track.output.output
     await session.start(
-        agent=Assistant(account, answer_audio=answer_audio),
+        agent=Assistant(account, answer_audio=answer_audio, before_final=turns.before_final),
         room=ctx.room,
         room_options=room_io.RoomOptions(
             audio_output=False,

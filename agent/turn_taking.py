@@ -4,7 +4,9 @@ Built from the settings (tuned by measurement: see README "Turn-taking, and the 
 benchmark") for each call's `AgentSession`:
 
 - the STT: the local Whisper gets speculative recognition (`engines/speculative_stt.py`,
-  `FIRSTWORD_SPECULATIVE_STT`); cloud recognisers stream and are left as they are;
+  `FIRSTWORD_SPECULATIVE_STT`); cloud recognisers stream and are left as they are, their
+  final transcripts read by `Assistant.stt_node` (`TurnTaking.before_final`) before the
+  framework decides the turn on them;
 - the framework's turn handling: the local turn detector, the endpointing delays after the
   VAD's end of speech, preemptive generation, interruptions by voice after
   `FIRSTWORD_MIN_INTERRUPTION` of caller speech;
@@ -15,10 +17,11 @@ benchmark") for each call's `AgentSession`:
   the speculative recogniser, which has the words first). And early end of turn
   (`FIRSTWORD_EARLY_TURN_SCORE`): a transcript the FAQ answerer matches with a high score is
   a whole question, so it is not held for the long delay (`max_delay`, used when the
-  detector is unsure); the answerer tells it each match (it runs on every preflight or final
-  transcript through preemptive generation, so the match is known by the time the turn is
-  decided). The framework builds its endpointing from options only, so ours is put in
-  place after the session starts (`compat.install_endpointing`).
+  detector is unsure); each final transcript is matched before the framework gets it
+  (`before_final`), since the framework decides the turn ~15 ms after it arrives. With a
+  cloud model the match only decides the turn; Gemini still answers.
+  The framework builds its endpointing from options only, so ours is put in place after
+  the session starts (`compat.install_endpointing`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ class TurnTaking:
     stt: stt.STT
     turn_handling: dict[str, Any]
     endpointing: EarlyEndpointing | None
+    # For a recogniser with no hook of its own (cloud STT, or speculation off): awaited by
+    # `Assistant.stt_node` with each final transcript before the framework sees it.
+    before_final: Callable[[str], Awaitable[None]] | None = None
 
     def install(self, session: AgentSession[Any]) -> None:
         """After `session.start`: the early-turn endpointing in place of the fixed one."""
@@ -142,6 +148,27 @@ def _match_before_final(
     return before_final
 
 
+def _read_before_final(
+    faq: FaqLLM, endpointing: EarlyEndpointing
+) -> Callable[[str], Awaitable[None]]:
+    """Both rules for a recogniser that does not tell the endpointing itself (a cloud STT's
+    finals, or Whisper with speculation off): whether the final transcript reads unfinished,
+    and the FAQ match that may end the turn early.
+
+    With a cloud model the match only decides the turn: Gemini still answers. The account's
+    FAQs are the questions its callers ask, so a confident match is a whole question; without
+    it every turn the detector was unsure of waited the full `max_delay` (measured: turn
+    decided 1.5 s after the caller stopped, README "The answer benchmark").
+    """
+    match_first = _match_before_final(faq, endpointing)
+
+    async def before_final(text: str) -> None:
+        endpointing.on_transcript(text)
+        await match_first(text)
+
+    return before_final
+
+
 def turn_taking(
     settings: Settings, engines: CallEngines, chains_stt: stt.STT, llm: object, *, cloud: bool
 ) -> TurnTaking:
@@ -151,22 +178,26 @@ def turn_taking(
         call_stt = SpeculativeSTT(
             stt=engines.stt, vad=engines.vad, speculate_after_s=settings.speculate_after
         )
-    endpointing: EarlyEndpointing | None = None
-    if isinstance(call_stt, SpeculativeSTT) or (
-        settings.early_turn_score > 0 and isinstance(llm, FaqLLM)
-    ):
-        endpointing = EarlyEndpointing(
-            settings.min_endpointing_delay,
-            settings.max_endpointing_delay,
-            # Above any score: never early (the score is a cosine plus a small bonus).
-            early_score=settings.early_turn_score or float("inf"),
-        )
-        if isinstance(call_stt, SpeculativeSTT):
-            call_stt.on_transcript = endpointing.on_transcript
-        if settings.early_turn_score > 0 and isinstance(llm, FaqLLM):
-            llm.on_match = endpointing.on_match
-            if isinstance(call_stt, SpeculativeSTT):
-                call_stt.before_final = _match_before_final(llm, endpointing)
+    endpointing = EarlyEndpointing(
+        settings.min_endpointing_delay,
+        settings.max_endpointing_delay,
+        # Above any score: never early (the score is a cosine plus a small bonus).
+        early_score=settings.early_turn_score or float("inf"),
+    )
+    early = settings.early_turn_score > 0
+    before_final: Callable[[str], Awaitable[None]] | None = None
+    if isinstance(call_stt, SpeculativeSTT):
+        # Whisper with speculation tells both rules itself, preflight transcripts included.
+        call_stt.on_transcript = endpointing.on_transcript
+        if early:
+            call_stt.before_final = _match_before_final(engines.llm, endpointing)
+    elif early:
+        before_final = _read_before_final(engines.llm, endpointing)
+    else:
+        before_final = _unfinished_only(endpointing)
+    if early and isinstance(llm, FaqLLM):
+        # The answer's own match too (a turn the detector decided before the final).
+        llm.on_match = endpointing.on_match
     handling: dict[str, Any] = {
         "turn_detection": engines.turn_detector,
         "interruption": {"mode": "vad", "min_duration": settings.min_interruption},
@@ -179,4 +210,13 @@ def turn_taking(
         # its speech waits for the turn.
         "preemptive_generation": {"enabled": True, "preemptive_tts": not cloud},
     }
-    return TurnTaking(stt=call_stt, turn_handling=handling, endpointing=endpointing)
+    return TurnTaking(
+        stt=call_stt, turn_handling=handling, endpointing=endpointing, before_final=before_final
+    )
+
+
+def _unfinished_only(endpointing: EarlyEndpointing) -> Callable[[str], Awaitable[None]]:
+    async def before_final(text: str) -> None:
+        endpointing.on_transcript(text)
+
+    return before_final

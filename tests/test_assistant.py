@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import pytest
-from livekit.agents import AgentSession, StopResponse, llm
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, ModelSettings, StopResponse, llm, stt
+from livekit.agents.language import LanguageCode
 from livekit.agents.voice.run_result import RunResult
 
 from agent.accounts import AccountRegistry
@@ -59,3 +62,36 @@ async def test_assistant_that_stepped_back_does_not_answer(
         await assistant.on_user_turn_completed(
             turn, llm.ChatMessage(role="user", content=["How much is an e-bike?"])
         )
+
+
+async def test_each_final_transcript_is_read_before_the_framework_gets_it(
+    registry: AccountRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The turn is decided ~15 ms after a final arrives: what may end it early must know first.
+    order: list[str] = []
+
+    async def recognised(*_: object) -> AsyncIterator[stt.SpeechEvent]:
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
+        text = stt.SpeechData(language=LanguageCode("en"), text="How much is a cleaning?")
+        yield stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[text])
+
+    async def before_final(text: str) -> None:
+        order.append(f"read: {text}")
+
+    async def stuck(text: str) -> None:
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(Agent.default, "stt_node", recognised)
+    account = registry.accounts["harbor-dental"]
+    for hook, read in ((before_final, ["read: How much is a cleaning?"]), (stuck, [])):
+        order.clear()
+        agent = Assistant(account, before_final=hook)
+        async for event in agent.stt_node(_no_audio(), ModelSettings()):
+            order.append(event.type.value)
+        # A hook that hangs costs at most its bound, and the words still go through.
+        assert order == ["start_of_speech", *read, "final_transcript"], order
+
+
+async def _no_audio() -> AsyncIterator[rtc.AudioFrame]:
+    return
+    yield

@@ -21,9 +21,17 @@ FAQ_ITEM = FAQ(
 )
 
 
-def _engines() -> CallEngines:
+def _engines(llm: FaqLLM | None = None) -> CallEngines:
     local = MagicMock(spec=stt.STT)
-    return cast(CallEngines, SimpleNamespace(stt=local, vad=MagicMock(), turn_detector=object()))
+    return cast(
+        CallEngines,
+        SimpleNamespace(
+            stt=local,
+            vad=MagicMock(),
+            turn_detector=object(),
+            llm=llm if llm is not None else MagicMock(spec=FaqLLM),
+        ),
+    )
 
 
 def _settings(**values: Any) -> Settings:
@@ -53,8 +61,8 @@ def test_confident_match_needs_only_the_short_delay_until_the_caller_speaks_agai
 
 
 def test_local_whisper_gets_speculative_recognition_and_the_faq_answerer_early_turns() -> None:
-    engines = _engines()
     llm = MagicMock(spec=FaqLLM)
+    engines = _engines(llm)
     turns = turn_taking(_settings(), engines, engines.stt, llm, cloud=False)
     assert isinstance(turns.stt, SpeculativeSTT) and turns.stt.wrapped_stt is engines.stt
     assert turns.endpointing is not None and llm.on_match == turns.endpointing.on_match
@@ -64,19 +72,34 @@ def test_local_whisper_gets_speculative_recognition_and_the_faq_answerer_early_t
     assert handling["preemptive_generation"]["preemptive_tts"] is True
 
 
-def test_cloud_recognisers_and_models_are_left_as_they_are() -> None:
+async def test_a_cloud_recogniser_is_left_as_it_is_and_its_finals_decide_the_turn() -> None:
+    # Gemini answers, but the account's FAQs still tell a whole question from a part.
     engines = _engines()
+    cast(MagicMock, engines.llm).match.return_value = Match(FAQ_ITEM, 0.95, "x")
     cloud_stt = MagicMock(spec=stt.STT)
     turns = turn_taking(_settings(), engines, cloud_stt, object(), cloud=True)
-    assert turns.stt is cloud_stt and turns.endpointing is None
+    assert turns.stt is cloud_stt and turns.endpointing is not None
     assert turns.turn_handling["preemptive_generation"]["preemptive_tts"] is False
+    assert turns.before_final is not None and turns.endpointing.max_delay == 1.2
+    await turns.before_final("How much is a cleaning?")
+    assert turns.endpointing.max_delay == 0.3 and turns.endpointing.min_delay == 0.3
+    turns.endpointing.on_start_of_speech(0.0)
+    await turns.before_final("I wanted to ask about")  # matched, but it reads unfinished
+    assert turns.endpointing.min_delay == 1.2 and turns.endpointing.max_delay == 1.2
 
 
-def test_settings_turn_both_off() -> None:
+async def test_settings_turn_both_off() -> None:
     engines = _engines()
+    cast(MagicMock, engines.llm).match.return_value = Match(FAQ_ITEM, 0.95, "x")
     settings = _settings(FIRSTWORD_SPECULATIVE_STT=False, FIRSTWORD_EARLY_TURN_SCORE=0)
-    turns = turn_taking(settings, engines, engines.stt, MagicMock(spec=FaqLLM), cloud=False)
-    assert turns.stt is engines.stt and turns.endpointing is None
+    turns = turn_taking(settings, engines, engines.stt, engines.llm, cloud=False)
+    assert turns.stt is engines.stt and turns.endpointing is not None
+    assert turns.before_final is not None
+    await turns.before_final("How much is a cleaning?")
+    assert turns.endpointing.max_delay == 1.2  # no early end of turn
+    cast(MagicMock, engines.llm).match.assert_not_called()
+    await turns.before_final("I was wondering if")  # the words are still read
+    assert turns.endpointing.min_delay == 1.2
 
 
 def test_transcripts_that_read_unfinished() -> None:
@@ -117,9 +140,9 @@ def test_speculative_recognition_tells_the_endpointing_its_words() -> None:
 async def test_the_match_is_known_before_the_final_transcript_is_sent() -> None:
     # The framework decides the turn as soon as the final transcript arrives; the match
     # made by preemptive generation came later, so the early end of turn never applied.
-    engines = _engines()
     llm = MagicMock(spec=FaqLLM)
     llm.match.return_value = Match(FAQ_ITEM, 0.95, "x")
+    engines = _engines(llm)
     turns = turn_taking(_settings(), engines, engines.stt, llm, cloud=False)
     assert isinstance(turns.stt, SpeculativeSTT) and turns.endpointing is not None
     assert turns.stt.before_final is not None
