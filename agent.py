@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from agent import native_memory
 from agent.preflight import (
     PreflightError,
     check_accounts,
@@ -28,6 +29,9 @@ def main() -> None:
     # Said once here rather than in every job process's prewarm.
     for warning in startup_warnings(settings):
         print(f"firstword: warning: {warning}", file=sys.stderr)
+
+    # Before any thread of a call exists (agent/native_memory.py).
+    native_memory.limit_arenas(settings.malloc_arenas)
 
     from livekit.agents import cli
 

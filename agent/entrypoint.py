@@ -34,7 +34,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice import SpeechHandle
 
-from . import capacity, compat, handoff, heap, metrics, recovery
+from . import capacity, compat, handoff, heap, metrics, native_memory, recovery
 from .accounts import Account, AccountStore, CallHints, resolve_account
 from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
@@ -62,6 +62,8 @@ def prewarm(proc: JobProcess) -> None:
     # Before any call connects a room: job threads connecting at once would race to create
     # it, and a call that loses the race never connects (agent/compat.py).
     process_wide("rtc_ffi", compat.start_rtc_ffi)
+    # A job process's own allocator (the worker's is set in agent.py; calling again is a no-op).
+    process_wide("malloc_arenas", lambda: native_memory.limit_arenas(settings.malloc_arenas))
     if settings.tracemalloc:  # off by default: nothing starts (agent/heap.py)
         heap.start_tracing()
     store = process_wide(
@@ -389,6 +391,8 @@ async def entrypoint(ctx: JobContext) -> None:
     async def _end_of_call(reason: str) -> None:
         slot.release()
         _report(timeline, call, reason=reason)  # unless written at the first word
+        if settings.malloc_trim:  # what the call freed goes back to the system
+            await asyncio.wait_for(asyncio.to_thread(native_memory.give_back), 5.0)
 
     def _on_close(event: CloseEvent) -> None:
         slot.release()

@@ -239,6 +239,11 @@ class Settings(BaseSettings):
         validation_alias="FIRSTWORD_RESUME_LINE",
     )
 
+    # glibc malloc arenas for the worker's threads (agent/native_memory.py); 0: glibc's
+    # default (8 per core). Measured: README "Memory per call".
+    malloc_arenas: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_MALLOC_ARENAS")
+    # Give the allocator's free pages back to the system after each call.
+    malloc_trim: bool = Field(default=True, validation_alias="FIRSTWORD_MALLOC_TRIM")
     # Trace the Python heap (tracemalloc) in every worker/job process and export it as
     # firstword_python_heap_bytes (agent/heap.py): for sizing a worker with
     # scripts/bench-capacity.sh. Off by default: tracing slows every Python allocation.

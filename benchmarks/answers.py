@@ -20,7 +20,10 @@ answer. Modes (a worker configuration x a line x a question set):
 - `cloud-miss`, `cloud-hit`: both accounts on Google STT, Gemini and ElevenLabs through the
   loopback stand-ins at typical latencies (STT 300 ms, first token 400 ms, first byte
   150 ms); miss: each question once with FIRSTWORD_RESPONSE_CACHE=false; hit: each question
-  twice with it true, the second ask counted.
+  twice with it true, the second ask counted;
+- `cloud-miss-before`, `cloud-hit-before`: the same with FIRSTWORD_EARLY_TURN_SCORE=0, as
+  cloud turns were before the FAQ match decided them (every turn the detector is unsure of
+  waits the full max_delay).
 
 Accuracy: each answer, as the caller heard it (Whisper), is matched to the closest of the
 account's stored answers and its handoff phrase; right when that is the question's label.
@@ -185,6 +188,8 @@ MODES: dict[str, Mode] = {
         Mode("after-uvloop", "after-uvloop", "clean"),
         Mode("cloud-miss", "cloud-miss", "clean"),
         Mode("cloud-hit", "cloud-hit", "clean", asks=2),
+        Mode("cloud-miss-before", "cloud-miss-before", "clean"),
+        Mode("cloud-hit-before", "cloud-hit-before", "clean", asks=2),
     )
 }
 DEFAULT_MODES = ",".join(MODES)
@@ -483,8 +488,11 @@ async def main_async(args: argparse.Namespace) -> None:
                         env.update(standins[1].env())
                         env["FIRSTWORD_PROVIDERS"] = "auto"
                         env["FIRSTWORD_ACCOUNTS_DIR"] = cloud_dir
-                        hit = worker_name == "cloud-hit"
+                        hit = worker_name.startswith("cloud-hit")
                         env["FIRSTWORD_RESPONSE_CACHE"] = "true" if hit else "false"
+                        if worker_name.endswith("-before"):
+                            # Cloud turns as before the stt_node hook: no early end of turn.
+                            env["FIRSTWORD_EARLY_TURN_SCORE"] = "0"
                     log = out / f"{worker_name}.{round_index + 1}.worker.log"
                     print(f"== round {round_index + 1}: worker {worker_name}", flush=True)
                     with worker(env, log, uvloop=worker_name == "after-uvloop"):

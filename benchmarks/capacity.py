@@ -310,8 +310,11 @@ async def run_combination(
     base_env: dict[str, str],
     question: Question,
     out: Path,
+    variant: tuple[str, dict[str, str]] = ("", {}),
 ) -> dict[str, Any]:
-    name = f"{engines}/{executor}"
+    label, variant_env = variant
+    name = f"{engines}/{executor}" + (f"/{label}" if label else "")
+    files = name.replace("/", "-")
     env = {
         **base_env,
         "FIRSTWORD_JOB_EXECUTOR": executor,
@@ -321,13 +324,20 @@ async def run_combination(
         "FIRSTWORD_HTTP_PORT": "0",
         "FIRSTWORD_METRICS_PORT": "0",
         "FIRSTWORD_HTTP_HOST": "127.0.0.1",
+        **variant_env,
     }
-    result: dict[str, Any] = {"engines": engines, "executor": executor, "steps": []}
+    result: dict[str, Any] = {
+        "engines": engines,
+        "executor": executor,
+        "variant": label,
+        "variant_env": variant_env,
+        "steps": [],
+    }
     idle_rss = 0
     rss_points: list[tuple[int, float]] = []
     if steps:  # (--steps "": the heap ramp alone)
         print(f"== {name}: latency ramp {steps} x {args.rounds} round(s)", flush=True)
-        worker = Worker(name, env, out / f"{engines}-{executor}.worker.log")
+        worker = Worker(name, env, out / f"{files}.worker.log")
         await worker.start()
         try:
             idle_rss, _, idle_cores = await idle_footprint(worker)
@@ -340,6 +350,10 @@ async def run_combination(
                 if step.peak_live:
                     rss_points.append((step.peak_live, float(step.peak_rss)))
                 print(f"  {name} {_row(summary)}", flush=True)
+            # What the calls left behind once they ended: allocator pages not given back.
+            await _settled(worker)
+            await asyncio.sleep(2.0)
+            result["rss_after_mb"] = round(worker.rss_bytes() / MB)
         finally:
             worker.stop()
     result["idle_rss_mb"] = round(idle_rss / MB)
@@ -353,9 +367,7 @@ async def run_combination(
     heap_points: list[tuple[int, float]] = []
     if heap_steps:
         print(f"== {name}: Python heap ramp {heap_steps} (FIRSTWORD_TRACEMALLOC=1)", flush=True)
-        worker = Worker(
-            name, {**env, "FIRSTWORD_TRACEMALLOC": "1"}, out / f"{engines}-{executor}.heap.log"
-        )
+        worker = Worker(name, {**env, "FIRSTWORD_TRACEMALLOC": "1"}, out / f"{files}.heap.log")
         await worker.start()
         try:
             _, idle_heap, _ = await idle_footprint(worker)
@@ -401,7 +413,10 @@ def _row(s: dict[str, Any]) -> str:
 
 
 def print_report(results: list[dict[str, Any]], out: Path) -> None:
-    names = [f"{r['engines']}/{r['executor']}" for r in results]
+    names = [
+        f"{r['engines']}/{r['executor']}" + (f"/{r['variant']}" if r.get("variant") else "")
+        for r in results
+    ]
     steps = sorted({s["calls"] for r in results for s in r["steps"]})
     print(
         f"\nCapacity of one worker ({os.cpu_count()} cores; callers"
@@ -429,14 +444,15 @@ def print_report(results: list[dict[str, Any]], out: Path) -> None:
     print("\nSummary (memory per additional call: slope of a linear fit against live calls)\n")
     print(
         "| engines/executor | largest step within bounds | idle RSS MB | RSS MB per call"
-        " (from the first call on) | Python heap MB per call | CPU s per call at that step |"
+        " (from the first call on) | RSS MB after the calls | Python heap MB per call"
+        " | CPU s per call at that step |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, r in zip(names, results, strict=True):
         at = next((s for s in r["steps"] if s["calls"] == r["capacity"]), None)
         print(
             f"| {name} | {r['capacity'] or 'none'} | {r['idle_rss_mb']} | {r['rss_mb_per_call']}"
-            f" ({r['rss_mb_per_call_after_first']})"
+            f" ({r['rss_mb_per_call_after_first']}) | {r.get('rss_after_mb', '-')}"
             f" | {r['heap_mb_per_call']} | {at['cpu_s_per_call'] if at else '-'} |"
         )
     print(
@@ -473,7 +489,19 @@ async def main() -> None:
     parser.add_argument("--stt", type=float, default=0.3, help="stand-in Google STT latency, s")
     parser.add_argument("--llm", type=float, default=0.4, help="stand-in Gemini first token, s")
     parser.add_argument("--tts", type=float, default=0.15, help="stand-in ElevenLabs first byte")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL[:KEY=VALUE,...]",
+        help="run every combination once per variant, with these worker settings, side by"
+        " side (repeatable; e.g. --variant glibc:FIRSTWORD_MALLOC_ARENAS=0 --variant default)",
+    )
     args = parser.parse_args()
+    try:
+        variants = [_variant(text) for text in args.variant] or [("", {})]
+    except ValueError as error:
+        parser.error(f"--variant: {error}")
     if args.quick:
         args.rounds = 1
         if args.steps == parser.get_default("steps"):
@@ -502,13 +530,28 @@ async def main() -> None:
                     heap = [] if args.no_heap else _ints(args.heap_steps or _heap_default(run))
                     if not run and not heap:
                         parser.error("nothing to run: no --steps and no heap steps")
-                    results.append(
-                        await run_combination(
-                            engines, executor, run, heap, args, env, question, out
+                    for variant in variants:
+                        results.append(
+                            await run_combination(
+                                engines, executor, run, heap, args, env, question, out, variant
+                            )
                         )
-                    )
-                    (out / "capacity.json").write_text(json.dumps(results, indent=2))
+                        (out / "capacity.json").write_text(json.dumps(results, indent=2))
     print_report(results, out)
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """ "LABEL:KEY=VALUE,KEY=VALUE" (or "LABEL": the settings as they are)."""
+    label, _, pairs = text.partition(":")
+    if not label.strip():
+        raise ValueError(f"{text!r} has no label")
+    env: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair!r} in {text!r} is not KEY=VALUE")
+        env[key] = value
+    return label.strip(), env
 
 
 def _heap_default(steps: list[int]) -> str:
