@@ -22,7 +22,9 @@ from livekit.agents import AgentServer, AgentSession, JobContext, room_io
 from livekit.agents.voice import io
 from livekit.agents.voice.endpointing import BaseEndpointing
 from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
+from livekit.agents.worker import ServerEnvOption
 from livekit.plugins import google, silero
+from livekit.protocol import agent as agent_proto
 
 # --- livekit-rtc ----------------------------------------------------------------------------
 
@@ -265,7 +267,28 @@ def server_connection(server: AgentServer) -> ServerConnection:
 
 
 class CapacityAwareServer(AgentServer):
-    """An AgentServer whose accept/full decision counts live calls and reserved jobs."""
+    """An AgentServer whose accept/full decision counts live calls and reserved jobs, and
+    that tells the server at once when it goes from full to available (or back).
+
+    The framework sends the worker's status every 2.5 s (`UPDATE_STATUS_INTERVAL`) but reads
+    the load every 0.5 s. A worker marked full gets no job request, and livekit-server
+    v1.13.5 does not retry a room whose request found no available worker ("failed to send
+    job request: no servers available"): callers who joined in the seconds between slots
+    freeing and the next status were never answered (CI: two callers, 20 s of silence).
+    So each load reading that flips full/available sends the status right away.
+    """
+
+    async def _invoke_load_fnc(self) -> float:
+        load: float = await super()._invoke_load_fnc()
+        previous = getattr(self, "_previous_status", None)
+        if previous is None or getattr(self, "_draining", False):
+            return load  # not registered yet, or draining (always full)
+        threshold = ServerEnvOption.getvalue(self._load_threshold, self._devmode)
+        full = self._get_effective_load() >= threshold
+        if full != (previous == agent_proto.WorkerStatus.WS_FULL):
+            self._worker_load = load  # the update carries the load just read
+            await self._update_worker_status()
+        return load
 
     def _get_effective_load(self) -> float:
         from . import capacity  # imported here: capacity imports the metrics module

@@ -181,3 +181,43 @@ def test_the_rtc_ffi_client_started_ahead_is_the_one_every_job_thread_gets() -> 
         check=True,
     )
     assert run.stdout.split() == ["1", "True"], run.stdout + run.stderr
+
+
+async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The framework sends the status every 2.5 s; a caller in that gap got no agent at all.
+    from livekit.agents import AgentServer
+
+    sent: list[bool] = []
+    effective = [1.0]
+
+    async def read_load(self: AgentServer) -> float:
+        return effective[0]
+
+    async def send_status(self: AgentServer) -> None:
+        full = self._get_effective_load() >= 1.0
+        self._previous_status = (
+            agent_proto.WorkerStatus.WS_FULL if full else agent_proto.WorkerStatus.WS_AVAILABLE
+        )
+        sent.append(full)
+
+    server = compat.CapacityAwareServer(load_threshold=1.0)
+    for name in ("_invoke_load_fnc", "_update_worker_status", "_draining", "_load_threshold"):
+        _has(server, name, "AgentServer")
+    # (set once the worker registers; read through getattr until then)
+    source = inspect.getsource(AgentServer)
+    assert "self._previous_status = status" in source, "AgentServer._previous_status is gone"
+    assert "self._devmode = devmode" in source, "AgentServer._devmode is gone"
+    server._devmode = False
+    monkeypatch.setattr(AgentServer, "_invoke_load_fnc", read_load)
+    monkeypatch.setattr(AgentServer, "_update_worker_status", send_status)
+    monkeypatch.setattr(
+        compat.CapacityAwareServer, "_get_effective_load", lambda self: effective[0]
+    )
+    server._previous_status = agent_proto.WorkerStatus.WS_AVAILABLE
+    for load in (0.5, 1.0, 1.0, 0.75, 0.0, 1.0):
+        effective[0] = load
+        await server._invoke_load_fnc()
+    # Sent on each flip only: full, available, full.
+    assert sent == [True, False, True]
