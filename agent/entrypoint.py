@@ -34,7 +34,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice import SpeechHandle
 
-from . import capacity, compat, handoff, heap, metrics, native_memory, recovery
+from . import capacity, compat, handoff, heap, metrics, native_memory, recovery, unanswered
 from .accounts import Account, AccountStore, CallHints, resolve_account
 from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
@@ -177,8 +177,15 @@ def _load_by_live_calls() -> float:
     return capacity.worker_load(settings.max_concurrent_calls, settings.hold_slots)
 
 
+def _has_room() -> bool:
+    settings = get_settings()
+    counts = capacity.current_counts()
+    return capacity.load_for(counts, settings.max_concurrent_calls, settings.hold_slots) < 1.0
+
+
 server = _build_server()
 recovery.attach(server)
+unanswered.attach(server, _has_room)
 
 
 def _text(value: object) -> str:

@@ -55,6 +55,11 @@ JOBS_REDISPATCHED = Counter(
     "firstword_jobs_redispatched_total",
     "Calls picked up again after their worker died (see agent/recovery.py).",
 )
+CALLS_REDISPATCHED_UNANSWERED = Counter(
+    "firstword_unanswered_calls_redispatched_total",
+    "Rooms whose caller had no agent (their dispatch failed) dispatched again"
+    " (see agent/unanswered.py).",
+)
 _CAPACITY_CALLS_HELP = (
     "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS)."
 )

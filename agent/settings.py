@@ -239,6 +239,15 @@ class Settings(BaseSettings):
         validation_alias="FIRSTWORD_RESUME_LINE",
     )
 
+    # A caller left without an agent (their room's dispatch found no available worker) is
+    # dispatched again after this many seconds, by a worker with room (agent/unanswered.py);
+    # 0 turns the sweep off. Rooms are swept every FIRSTWORD_UNANSWERED_SWEEP seconds.
+    unanswered_after: float = Field(
+        default=2.0, ge=0, le=60.0, validation_alias="FIRSTWORD_UNANSWERED_AFTER"
+    )
+    unanswered_sweep: float = Field(
+        default=1.0, gt=0, le=60.0, validation_alias="FIRSTWORD_UNANSWERED_SWEEP"
+    )
     # glibc malloc arenas for the worker's threads (agent/native_memory.py); 0: glibc's
     # default (8 per core). Measured: README "Memory per call".
     malloc_arenas: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_MALLOC_ARENAS")

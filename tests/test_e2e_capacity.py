@@ -271,6 +271,34 @@ async def test_a_fresh_workers_first_calls_all_arriving_at_once_are_all_greeted(
 
 
 @pytest.mark.e2e
+async def test_a_caller_whose_dispatch_failed_is_answered_once_a_slot_frees(
+    livekit_server: str, tmp_path: Path
+) -> None:
+    # One conversation slot, no hold: with one call the worker reports itself full, and the
+    # server's job request for the next caller's room fails ("no servers available"). The
+    # server never retries it: without agent/unanswered.py this caller is never answered.
+    log = tmp_path / "worker.log"
+    env = {"FIRSTWORD_MAX_CALLS": "1", "FIRSTWORD_HOLD_SLOTS": "0", "FIRSTWORD_IDLE_PROCESSES": "2"}
+    with running_worker(log, env):
+        first = asyncio.create_task(_short_call(3))
+        await asyncio.sleep(1.5)  # its slot taken, the worker marked full
+        second = await run_call(
+            _settings(), [], None, CallOptions(account="harbor-dental", hang_up_after_s=12.0)
+        )
+        assert (await first).ttfw_s is not None
+        print("the caller who found the worker full: heard after", second.ttfw_s, "s")
+        assert second.ttfw_s is not None, "the caller whose dispatch failed was never answered"
+        rescued = [
+            r
+            for r in log_records(log)
+            if r.get("room") == second.room and r.get("message", "").startswith("caller had no")
+        ]
+        assert rescued, "the second caller was answered without being dispatched again"
+        await _settled(log)
+    _assert_clean(log)
+
+
+@pytest.mark.e2e
 async def test_two_workers_share_a_burst(livekit_server: str, tmp_path: Path) -> None:
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     with running_worker(logs[0], CAPACITY_ENV), running_worker(logs[1], CAPACITY_ENV):
