@@ -15,6 +15,9 @@ answer. Modes (a worker configuration x a line x a question set):
 - `before-paused`, `after-paused`, `...-paused-phone`: questions with a 0.5-1.2 s pause in
   the middle ("I'd like to know ... how much a cleaning costs"); a turn where the agent is
   heard before the question is over counts as a cut-off;
+- `after-threads1`: `after` with FIRSTWORD_INFERENCE_THREADS=1 (Whisper, the voices and the
+  embedder on one thread each, against 2: on 2 busy cores a 2-thread run can wait on its
+  slower half);
 - `after-uvloop`: `after` with uvloop's event loop policy on every loop of the worker
   (`benchmarks/uvloop_worker.py`; needs uvloop importable, e.g. PYTHONPATH=.cache/uvloop);
 - `cloud-miss`, `cloud-hit`: both accounts on Google STT, Gemini and ElevenLabs through the
@@ -186,6 +189,7 @@ MODES: dict[str, Mode] = {
         Mode("before-backchannel", "before", "clean", barge_in=True, backchannel=True),
         Mode("after-backchannel", "after", "clean", barge_in=True, backchannel=True),
         Mode("after-uvloop", "after-uvloop", "clean"),
+        Mode("after-threads1", "after-threads1", "clean"),
         Mode("cloud-miss", "cloud-miss", "clean"),
         Mode("cloud-hit", "cloud-hit", "clean", asks=2),
         Mode("cloud-miss-before", "cloud-miss-before", "clean"),
@@ -414,7 +418,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
     def ratio(name: str, key: str) -> str:
         if name.startswith("before"):
             base = name  # the reference itself
-        elif name == "after-uvloop":
+        elif name in ("after-uvloop", "after-threads1"):
             base = "after"
         elif name.startswith("after-"):
             base = name.replace("after", "before", 1)
@@ -482,6 +486,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         env.update(BEFORE_ENV)
                     else:
                         env.update(extra)
+                    if worker_name == "after-threads1":
+                        env["FIRSTWORD_INFERENCE_THREADS"] = "1"
                     if worker_name.startswith("cloud"):
                         if standins is None:
                             standins = await asyncio.to_thread(_start_cloud, cloud_dir)
