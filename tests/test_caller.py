@@ -47,3 +47,17 @@ def test_summary_reports_median_and_worst() -> None:
     summary = _summary(reports)
     assert summary["time_to_first_word"] == {"n": 2, "median_ms": 850, "worst_ms": 900}
     assert summary["answer_latency"] == {"n": 2, "median_ms": 1300, "worst_ms": 1400}
+
+
+async def test_a_track_gone_before_it_is_recorded_is_not_an_error() -> None:
+    # A caller hanging up as the agent's track is subscribed: the track's handle is dead by
+    # the time the recording task opens a stream on it (the soak's "Task exception was never
+    # retrieved" traceback). The recorder records nothing and ends quietly.
+    from types import SimpleNamespace
+
+    from agent.caller.recorder import Recorder
+
+    gone = SimpleNamespace(_ffi_handle=None, _info=None)
+    recorder = Recorder()
+    await recorder.consume(gone)  # type: ignore[arg-type]
+    assert recorder.chunks == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import wave
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ RATE = 16000
 # louder than this.
 AUDIBLE_DBFS = -45.0
 
+logger = logging.getLogger("firstword.caller")
+
 
 @dataclass
 class Recorder:
@@ -29,7 +32,14 @@ class Recorder:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def consume(self, track: rtc.Track) -> None:
-        stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
+        try:
+            stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
+        except Exception as error:
+            # The track went away between its subscription and this task (the agent or the
+            # caller left at that moment: the soak's early hang-ups); livekit-rtc then fails
+            # on the dead handle (an AssertionError). Nothing to record.
+            logger.debug("track gone before it could be recorded: %r", error)
+            return
         try:
             async for event in stream:
                 samples = frame_to_float(event.frame)
