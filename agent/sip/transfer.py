@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 import aiohttp
@@ -27,8 +26,6 @@ logger = logging.getLogger("firstword.sip.transfer")
 
 # Seconds allowed for the API round trip on top of the ring time.
 _API_SLACK_S = 2.0
-# How often the caller's leg is looked at after an inconclusive transfer error.
-_LEG_POLL_S = 0.25
 
 
 def transfer_uri(number: str) -> str:
@@ -88,24 +85,6 @@ class SipTransferEnd:
             code = error.sip_status_code
             detail = f"{code} {error.sip_status or ''}".strip() if code else str(error)
             return HandoffResult(HandoffOutcome.FAILED, detail=detail, extra={"transfer_to": uri})
-        except api.ServerError as error:
-            # The server answered, without a SIP status: the bridge's own REFER transaction
-            # failed ("transaction failed to complete (0 intermediate responses)"). That does
-            # not say the carrier refused: CI saw the bridge report it 1 ms after its REFER
-            # while the carrier accepted it, connected the person and ended the bridge's leg
-            # 5 s later; the agent then recorded a failure and spoke the no-take line to a
-            # caller already with the person. The caller's leg ending is the carrier's answer.
-            logger.warning("SIP transfer reported an error; watching the caller's leg: %s", error)
-            if await self._leg_ended(request, wait_s):
-                return HandoffResult(
-                    HandoffOutcome.TAKEN,
-                    taken_by=number,
-                    detail=f"the caller's leg ended after the bridge reported: {error}",
-                    extra={"transfer_to": uri},
-                )
-            return HandoffResult(
-                HandoffOutcome.FAILED, detail=str(error), extra={"transfer_to": uri}
-            )
         except Exception as error:  # the protocol's promise: a failure is a result, not a raise
             logger.warning("SIP transfer failed: %s", error)
             return HandoffResult(HandoffOutcome.FAILED, detail=str(error) or type(error).__name__)
@@ -116,30 +95,6 @@ class SipTransferEnd:
                 extra={"transfer_to": uri},
             )
         return HandoffResult(HandoffOutcome.TAKEN, taken_by=number, extra={"transfer_to": uri})
-
-    async def _leg_ended(self, request: HandoffRequest, wait_s: float) -> bool:
-        """Whether the caller's SIP participant leaves the room within `wait_s` (a completed
-        transfer ends the bridge's leg); False at once if the server cannot be asked."""
-        deadline = time.monotonic() + wait_s
-        try:
-            async with api.LiveKitAPI(
-                self._settings.livekit_url,
-                self._settings.livekit_api_key,
-                self._settings.livekit_api_secret.get_secret_value(),
-                timeout=aiohttp.ClientTimeout(total=_API_SLACK_S),
-            ) as lk:
-                while time.monotonic() < deadline:
-                    listed = await asyncio.wait_for(
-                        lk.room.list_participants(api.ListParticipantsRequest(room=request.room)),
-                        _API_SLACK_S,
-                    )
-                    identities = {p.identity for p in listed.participants}
-                    if request.caller_identity not in identities:
-                        return True
-                    await asyncio.sleep(_LEG_POLL_S)
-        except Exception as error:  # cannot tell: the transfer counts as failed
-            logger.warning("could not watch the caller's leg: %s", error)
-        return False
 
 
 def _check_protocol(end: SipTransferEnd) -> HandoffEnd:
