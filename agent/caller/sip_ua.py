@@ -39,6 +39,8 @@ logger = logging.getLogger("firstword.caller.sip")
 
 PHONE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+# A network round trip between a carrier's 202 Accepted and its first NOTIFY (see _carry_out_refer).
+_NOTIFY_AFTER_202_S = 0.05
 PCMU, PCMA, TELEPHONE_EVENT = 0, 8, 101
 T1 = 0.5  # RFC 3261's retransmission interval for UDP
 
@@ -592,6 +594,12 @@ class SipPhone:
                 body=fragment + "\r\n",
             )
 
+        # A carrier's first NOTIFY comes a network round trip after its 202. Sent at once on
+        # loopback, it sometimes reached livekit-sip before the 202 was matched to its REFER,
+        # and the bridge reported the transfer as failed ("transaction failed to complete (0
+        # intermediate responses)", no SIP status) whatever the carrier then did: CI saw both
+        # a completed and a busy transfer reported that way.
+        await asyncio.sleep(_NOTIFY_AFTER_202_S)
         await notify("SIP/2.0 100 Trying", "active;expires=60")
         try:
             target_addr = _host_port(refer_to)
