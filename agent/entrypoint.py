@@ -178,9 +178,8 @@ def _load_by_live_calls() -> float:
 
 
 def _has_room() -> bool:
-    settings = get_settings()
-    counts = capacity.current_counts()
-    return capacity.load_for(counts, settings.max_concurrent_calls, settings.hold_slots) < 1.0
+    """Whether this worker would take a call now (the unanswered-room sweep asks)."""
+    return _load_by_live_calls() < 1.0
 
 
 server = _build_server()
