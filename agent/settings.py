@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     early_turn_score: float = Field(
         default=0.8, ge=0, le=2.0, validation_alias="FIRSTWORD_EARLY_TURN_SCORE"
     )
+    # A whole question ends the turn (agent/turn_taking.py): a transcript Whisper closed with
+    # a question mark, whose last words do not ask for more ("Could you tell me?"), ends the
+    # turn after the short delay even when the turn detector is unsure and no FAQ matched
+    # (off-topic questions, which are handed off).
+    question_ends_turn: bool = Field(default=True, validation_alias="FIRSTWORD_QUESTION_ENDS_TURN")
     # Barge-in: seconds of caller speech over the agent that stop it (the framework's
     # `min_duration` of interruptions).
     min_interruption: float = Field(

@@ -11,7 +11,7 @@ benchmark") for each call's `AgentSession`:
   VAD's end of speech, preemptive generation, interruptions by voice after
   `FIRSTWORD_MIN_INTERRUPTION` of caller speech;
 - the words, next to the turn detector (which hears only the audio): `EarlyEndpointing` is
-  the framework's own endpointing object with two rules. A transcript that reads unfinished
+  the framework's own endpointing object with three rules. A transcript that reads unfinished
   ("So my question is", "Could you tell me what", "um") waits the long delay even when the
   detector says the caller is done, so a pause mid-question does not end the turn (told by
   the speculative recogniser, which has the words first). And early end of turn
@@ -19,7 +19,9 @@ benchmark") for each call's `AgentSession`:
   a whole question, so it is not held for the long delay (`max_delay`, used when the
   detector is unsure); each final transcript is matched before the framework gets it
   (`before_final`), since the framework decides the turn ~15 ms after it arrives. With a
-  cloud model the match only decides the turn; Gemini still answers.
+  cloud model the match only decides the turn; Gemini still answers. And a transcript that
+  reads as a whole question (Whisper's question mark, `FIRSTWORD_QUESTION_ENDS_TURN`) ends
+  the turn early too, matched or not: an off-topic question waited the long delay before.
   The framework builds its endpointing from options only, so ours is put in place after
   the session starts (`compat.install_endpointing`).
 """
@@ -53,6 +55,26 @@ _TRAILING = frozenset(
 )
 
 
+# Last words after which even a question mark does not close the question: the caller goes
+# on ("Could you tell me? ... what time you open"). Said alone they are rarely the question.
+_ASKS_FOR_MORE = frozenset(
+    ("tell me", "tell us", "show me", "explain", "know", "ask", "ask you", "wonder", "wondering")
+)
+
+
+def reads_as_question(text: str) -> bool:
+    """Whether a transcript is a whole question: Whisper closed it with a question mark
+    (it hears the intonation and the syntax), it does not read unfinished, it has at least
+    three words, and its last words do not ask for more."""
+    text = text.strip()
+    if not text.endswith("?") or looks_unfinished(text):
+        return False
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    if len(words) < 3:
+        return False
+    return words[-1] not in _ASKS_FOR_MORE and " ".join(words[-2:]) not in _ASKS_FOR_MORE
+
+
 def looks_unfinished(text: str) -> bool:
     """Whether a transcript reads as the first part of a sentence (Whisper's "..." or a
     last word no question ends on)."""
@@ -72,21 +94,35 @@ class EarlyEndpointing(BaseEndpointing):
     - a transcript that reads unfinished (`looks_unfinished`) is given the long delay even
       when the turn detector is sure the caller finished (told by `SpeculativeSTT`);
     - a transcript the FAQ answerer matches at `early_score` or above needs only the short
-      delay even when the detector is unsure (told by `FaqLLM`).
-    Both are forgotten when the caller speaks again.
+      delay even when the detector is unsure (told by `FaqLLM`);
+    - so does a transcript that reads as a whole question (`reads_as_question`) when
+      `question_ends_turn`: an off-topic question is handed off as soon as a matched one is
+      answered.
+    All are forgotten when the caller speaks again.
     """
 
-    def __init__(self, min_delay: float, max_delay: float, *, early_score: float) -> None:
+    def __init__(
+        self,
+        min_delay: float,
+        max_delay: float,
+        *,
+        early_score: float,
+        question_ends_turn: bool = False,
+    ) -> None:
         super().__init__(min_delay=min_delay, max_delay=max_delay)
         self.early_score = early_score
+        self.question_ends_turn = question_ends_turn
         self._confident: str | None = None  # the transcript that matched, until speech resumes
         self._unfinished: str | None = None
+        self._question: str | None = None  # a transcript that reads as a whole question
 
     def on_transcript(self, text: str) -> None:
         """Told each transcript of the recogniser (preflight or final) before it is sent."""
         self._unfinished = text if looks_unfinished(text) else None
         if self._unfinished is not None:
             logger.debug("transcript reads unfinished: the long wait", extra={"text": text})
+        whole = self.question_ends_turn and reads_as_question(text)
+        self._question = text if whole else None
 
     @property
     def min_delay(self) -> float:
@@ -101,15 +137,22 @@ class EarlyEndpointing(BaseEndpointing):
 
     @property
     def max_delay(self) -> float:
-        if self._confident is not None and self._unfinished is None:
-            logger.debug("confident FAQ match: no long wait", extra={"question": self._confident})
-            return self._min_delay
+        if self._unfinished is None:
+            if self._confident is not None:
+                logger.debug(
+                    "confident FAQ match: no long wait", extra={"question": self._confident}
+                )
+                return self._min_delay
+            if self._question is not None:
+                logger.debug("a whole question: no long wait", extra={"question": self._question})
+                return self._min_delay
         return self._max_delay
 
     def on_start_of_speech(self, started_at: float, overlapping: bool = False) -> None:
         # The caller goes on: what matched was not the whole turn.
         self._confident = None
         self._unfinished = None
+        self._question = None
         super().on_start_of_speech(started_at, overlapping)
 
 
@@ -183,6 +226,7 @@ def turn_taking(
         settings.max_endpointing_delay,
         # Above any score: never early (the score is a cosine plus a small bonus).
         early_score=settings.early_turn_score or float("inf"),
+        question_ends_turn=settings.question_ends_turn,
     )
     early = settings.early_turn_score > 0
     before_final: Callable[[str], Awaitable[None]] | None = None

@@ -24,6 +24,9 @@ answer. Modes (a worker configuration x a line x a question set):
   loopback stand-ins at typical latencies (STT 300 ms, first token 400 ms, first byte
   150 ms); miss: each question once with FIRSTWORD_RESPONSE_CACHE=false; hit: each question
   twice with it true, the second ask counted;
+- `--variant NAME:K=V,...`: a worker configuration of your own, `after` with those settings,
+  asked in modes `NAME`, `NAME-phone`, `NAME-paused`, `NAME-paused-phone` (list them in
+  `--modes`) and compared with the matching `after` mode (a sweep of one setting);
 - `cloud-miss-before`, `cloud-hit-before`: the same with FIRSTWORD_EARLY_TURN_SCORE=0, as
   cloud turns were before the FAQ match decided them (every turn the detector is unsure of
   waits the full max_delay).
@@ -414,9 +417,12 @@ def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dic
     return out
 
 
-def _table(results: dict[str, dict[str, Any]]) -> str:
+def _table(results: dict[str, dict[str, Any]], variants: dict[str, dict[str, str]]) -> str:
     def ratio(name: str, key: str) -> str:
-        if name.startswith("before"):
+        variant = next((v for v in variants if name == v or name.startswith(f"{v}-")), None)
+        if variant is not None:
+            base = "after" + name[len(variant) :]
+        elif name.startswith("before"):
             base = name  # the reference itself
         elif name in ("after-uvloop", "after-threads1"):
             base = "after"
@@ -444,7 +450,26 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _variants(specs: list[str]) -> dict[str, dict[str, str]]:
+    """`--variant NAME:K=V,...` -> {NAME: env}; registers NAME's modes in MODES."""
+    variants: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        name, _, pairs = spec.partition(":")
+        if not name or name in MODES or "=" not in pairs:
+            raise SystemExit(f"--variant {spec!r}: want NAME:K=V,... with a new NAME")
+        variants[name] = dict(pair.split("=", 1) for pair in pairs.split(","))
+        for suffix, line, paused in (
+            ("", "clean", False),
+            ("-phone", "telephone", False),
+            ("-paused", "clean", True),
+            ("-paused-phone", "telephone", True),
+        ):
+            MODES[name + suffix] = Mode(name + suffix, name, line, paused=paused)
+    return variants
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    variants = _variants(args.variant)
     names = [n for n in args.modes.split(",") if n]
     if "after-uvloop" in names and importlib.util.find_spec("uvloop") is None:
         print("after-uvloop: skipped, uvloop is not importable (see benchmarks/uvloop_worker.py)")
@@ -486,6 +511,7 @@ async def main_async(args: argparse.Namespace) -> None:
                         env.update(BEFORE_ENV)
                     else:
                         env.update(extra)
+                    env.update(variants.get(worker_name, {}))
                     if worker_name == "after-threads1":
                         env["FIRSTWORD_INFERENCE_THREADS"] = "1"
                     if worker_name.startswith("cloud"):
@@ -535,7 +561,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 f'{r["latency_ms"]},{r["cut_off"]},"{r["question"]}"\n'
             )
     print(f"\nend of the caller's question -> first audible answer, ms; {out}")
-    print(_table(results))
+    print(_table(results, variants))
 
 
 def _start_cloud(accounts: str) -> tuple[Any, Any]:
@@ -566,6 +592,14 @@ def main() -> None:
         default=[],
         metavar="NAME=VALUE",
         help="extra worker setting for every mode but before (a sweep of the defaults)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:K=V,...",
+        help="a worker configuration of your own: after with these settings (modes NAME, "
+        "NAME-phone, NAME-paused, NAME-paused-phone)",
     )
     parser.add_argument(
         "--rounds", type=int, default=2, help="rounds over the workers, each with a share"

@@ -1,5 +1,5 @@
 """Turn-taking of a call: speculative recognition wired for the local Whisper only, and the
-early end of turn on a confident FAQ match."""
+early end of turn on a confident FAQ match or a whole question."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from agent.engines.faq_llm import FaqLLM, Match
 from agent.engines.speculative_stt import SpeculativeSTT
 from agent.pools import CallEngines
 from agent.settings import Settings
-from agent.turn_taking import EarlyEndpointing, looks_unfinished, turn_taking
+from agent.turn_taking import EarlyEndpointing, looks_unfinished, reads_as_question, turn_taking
 
 FAQ_ITEM = FAQ(
     id="cleaning", questions=["How much is a cleaning?", "Cleaning price?"], answer="120 dollars."
@@ -42,6 +42,7 @@ def _settings(**values: Any) -> Settings:
             "FIRSTWORD_MIN_ENDPOINTING_DELAY": 0.3,
             "FIRSTWORD_MAX_ENDPOINTING_DELAY": 1.2,
             "FIRSTWORD_MIN_INTERRUPTION": 0.4,
+            "FIRSTWORD_QUESTION_ENDS_TURN": False,
             **values,
         }
     )
@@ -162,3 +163,49 @@ def test_no_match_before_the_final_when_early_end_of_turn_is_off() -> None:
         cloud=False,
     )
     assert isinstance(turns.stt, SpeculativeSTT) and turns.stt.before_final is None
+
+
+def test_transcripts_that_read_as_a_whole_question() -> None:
+    for text in (
+        "Do you sell kayaks?",
+        "Can I pay with Bitcoin?",
+        "Can you call me?",
+        "My number is 503-555-0142. Can you call me back?",
+    ):
+        assert reads_as_question(text), text
+    for text in (
+        "Do you sell kayaks.",  # no question mark: Whisper did not hear one
+        "Could you tell me what?",  # reads unfinished
+        "Could you tell me?",  # asks for more: the caller goes on
+        "Do you know?",
+        "I wanted to ask?",
+        "Sorry?",  # too short to be the question
+        "",
+    ):
+        assert not reads_as_question(text), text
+
+
+async def test_a_whole_question_ends_the_turn_early_matched_or_not() -> None:
+    # An off-topic question (no FAQ matches it; it is handed off) waited the long delay.
+    engines = _engines()
+    cast(MagicMock, engines.llm).match.return_value = Match(None, 0.3, "")
+    turns = turn_taking(
+        _settings(FIRSTWORD_QUESTION_ENDS_TURN=True),
+        engines,
+        MagicMock(spec=stt.STT),
+        object(),
+        cloud=True,
+    )
+    assert turns.before_final is not None and turns.endpointing is not None
+    await turns.before_final("Do you sell kayaks?")
+    assert turns.endpointing.max_delay == 0.3
+    turns.endpointing.on_start_of_speech(0.0)  # the caller goes on: it was a part
+    assert turns.endpointing.max_delay == 1.2
+    await turns.before_final("Do you sell kayaks.")
+    assert turns.endpointing.max_delay == 1.2
+
+
+def test_a_whole_question_waits_when_the_rule_is_off() -> None:
+    endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8, question_ends_turn=False)
+    endpointing.on_transcript("Do you sell kayaks?")
+    assert endpointing.max_delay == 1.2
