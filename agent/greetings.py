@@ -64,6 +64,34 @@ def trim_leading_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio[max(0, int(loud[0]) - int(sample_rate * _LEAD_IN_S)) :]
 
 
+class LeadingSilenceTrimmer:
+    """`trim_leading_silence` for audio that arrives in chunks (a cloud voice's stream):
+    chunks are held until the first loud sample, then passed on from the lead-in before it."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._lead_in = int(sample_rate * _LEAD_IN_S)
+        self._held = np.zeros(0, dtype=np.int16)
+        self.started = False
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        """What to play of `chunk` (int16): nothing while it is all quiet."""
+        if self.started:
+            return chunk
+        # Only the lead-in's worth of quiet is kept in front of what comes next.
+        held = np.concatenate([self._held, chunk])
+        loud = np.flatnonzero(np.abs(held.astype(np.int32)) > _LEADING_SILENCE)
+        if loud.size == 0:
+            self._held = held[-self._lead_in :] if self._lead_in else held[:0]
+            return held[:0]
+        self.started = True
+        self._held = held[:0]
+        return held[max(0, int(loud[0]) - self._lead_in) :]
+
+    def rest(self) -> np.ndarray:
+        """The quiet held back, for a stream that never got loud (so it still plays something)."""
+        return self._held
+
+
 def to_frames(audio: np.ndarray, sample_rate: int) -> Iterator[rtc.AudioFrame]:
     """20 ms frames of int16 mono audio (the last may be shorter), made as they are taken:
     a call's first frame does not wait for the rest of the greeting to be cut."""

@@ -279,6 +279,26 @@ async def test_a_repeated_sentence_is_not_synthesised_again(
     assert server.faults.requests == sent + 1 and np.array_equal(again, first)
 
 
+async def test_a_cloud_voices_quiet_start_is_not_played(
+    chains_for: Callable[..., CallChains],
+    caches_for: Callable[..., CloudCaches],
+    dental: Account,
+    standins: Standins,
+) -> None:
+    # The voice behind the stand-in starts each sentence quietly; the caller would hear the
+    # answer that much later.
+    said = "Yes, we take most insurance plans."
+    raw = (np.clip(standins.elevenlabs.render(said), -1, 1) * 32767).astype(np.int16)
+    rate = standins.elevenlabs.rate
+    lead = int(np.flatnonzero(np.abs(raw.astype(np.int32)) > 300)[0])
+    assert lead > rate * 0.03, "the voice no longer starts quietly: this test shows nothing"
+    chains = chains_for(dental, caches_for())
+    for _ in ("streamed", "from the cache"):
+        audio, played_rate, _ = await speak(chains.tts, said)
+        first_loud = int(np.flatnonzero(np.abs(audio) > 300 / 32768)[0])
+        assert first_loud <= played_rate * 0.011
+
+
 async def test_a_sentence_the_cloud_voice_dropped_is_not_cached(
     chains_for: Callable[..., CallChains],
     caches_for: Callable[..., CloudCaches],

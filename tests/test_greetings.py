@@ -10,7 +10,12 @@ from livekit import rtc
 
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
-from agent.greetings import GreetingCache, GreetingKey, trim_leading_silence
+from agent.greetings import (
+    GreetingCache,
+    GreetingKey,
+    LeadingSilenceTrimmer,
+    trim_leading_silence,
+)
 from tests.helpers import similarity
 
 GREETING = "Thank you for calling. How can I help?"
@@ -93,3 +98,22 @@ def test_leading_silence_is_trimmed_to_a_short_lead_in() -> None:
     audio = np.concatenate([np.zeros(rate // 5, np.int16), np.full(rate, 5000, np.int16)])
     trimmed = trim_leading_silence(audio, rate)
     assert trimmed.size == rate + rate // 100
+
+
+def test_a_stream_is_trimmed_as_the_whole_would_be() -> None:
+    # A cloud voice's sentence arrives in chunks; its quiet start is dropped as it streams.
+    rate = 16000
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(rate // 4) * 50).astype(np.int16)  # 0.25 s near-silence
+    audio = np.concatenate([quiet, np.full(rate // 2, 5000, np.int16), quiet])
+    trimmer = LeadingSilenceTrimmer(rate)
+    played = [trimmer.feed(audio[i : i + 1600]) for i in range(0, audio.size, 1600)]
+    assert [p.size for p in played[:2]] == [0, 0]  # nothing plays while it is all quiet
+    assert np.array_equal(np.concatenate(played), trim_leading_silence(audio, rate))
+    assert trimmer.started
+
+
+def test_a_stream_that_never_gets_loud_keeps_a_little_to_play() -> None:
+    trimmer = LeadingSilenceTrimmer(16000)
+    assert trimmer.feed(np.zeros(3200, np.int16)).size == 0
+    assert not trimmer.started and trimmer.rest().size == 160

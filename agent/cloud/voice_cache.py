@@ -33,7 +33,7 @@ from livekit.agents import APIConnectOptions, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from .. import metrics
-from ..greetings import GreetingCache, GreetingKey
+from ..greetings import GreetingCache, GreetingKey, LeadingSilenceTrimmer, trim_leading_silence
 from ..shared_cache import PREFIX, SharedCache
 
 logger = logging.getLogger("firstword.voice_cache")
@@ -132,18 +132,29 @@ class _CachedSentence(tts.ChunkedStream):
         audio = await cached.cache.find(key) if key.text else None
         metrics.CLOUD_VOICE_CACHE.labels("hit" if audio is not None else "miss").inc()
         if audio is not None:
-            output_emitter.push(audio.tobytes())
+            # Audio kept before trimming was added starts with the voice's quiet lead-in.
+            output_emitter.push(trim_leading_silence(audio, cached.sample_rate).tobytes())
             output_emitter.flush()
             return
+        # Cloud voices start a sentence with up to a few hundred ms of near-silence; the
+        # caller hears the answer that much later, so it is dropped as it streams (the
+        # local voices' stored audio is trimmed the same way, `agent.greetings`).
+        trimmer = LeadingSilenceTrimmer(cached.sample_rate)
         parts: list[bytes] = []
         stream: Any
         async with cached.inner.synthesize(
             self.input_text, conn_options=self._conn_options
         ) as stream:
             async for synthesized in stream:
-                data = synthesized.frame.data.tobytes()
-                parts.append(data)
-                output_emitter.push(data)
+                played = trimmer.feed(np.frombuffer(synthesized.frame.data, dtype=np.int16))
+                if played.size:
+                    data = played.tobytes()
+                    parts.append(data)
+                    output_emitter.push(data)
+        if not trimmer.started and trimmer.rest().size:
+            # All quiet: a sentence with no audio is an error to the framework.
+            parts.append(trimmer.rest().tobytes())
+            output_emitter.push(parts[-1])
         output_emitter.flush()
         # Only what the cloud voice said whole, itself (see the module doc).
         if key.text and parts and getattr(stream, "served_by_cloud", False):
