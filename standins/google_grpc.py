@@ -3,7 +3,9 @@ SynthesizeSpeech) gRPC servers, on the services' real protobuf messages.
 
 The recogniser cuts the caller's audio into utterances with an energy gate and transcribes
 each with the given function (Whisper, in tests), answering no sooner than `latency` after
-the utterance ended, as the real service does.
+the utterance ended (its last loud audio), as the real service does: "STT 300 ms" is end of
+speech to final transcript. (Until 2026-12-05 the latency was counted from the end of the
+gate's 0.4 s of silence, so a final came 0.7 s after the end of speech, not 0.3.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ Transcribe = Callable[[np.ndarray, int], str]  # float32 mono, rate -> text
 Render = Callable[[str], np.ndarray]
 
 _SPEECH_RMS = 330.0
-_END_SILENCE = 0.4
+# Silence that ends an utterance: under the typical latency, so the latency, not the gate,
+# says when the final comes; over the gaps inside words and between a question's phrases.
+_END_SILENCE = 0.25
 
 
 class GoogleSpeechStandin:
@@ -53,6 +57,7 @@ class GoogleSpeechStandin:
         rate = 16000
         utterance: list[np.ndarray] = []
         quiet = 0.0
+        ended_at = 0.0  # when the utterance's last loud audio arrived
         async for request in requests:
             if "streaming_config" in request:
                 rate = request.streaming_config.config.sample_rate_hertz or rate
@@ -68,6 +73,7 @@ class GoogleSpeechStandin:
                 if not utterance and self.faults.drop_after is not None:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "injected drop")
                 quiet = 0.0
+                ended_at = time.monotonic()
                 utterance.append(samples)
             elif utterance:
                 quiet += seconds
@@ -75,9 +81,8 @@ class GoogleSpeechStandin:
                 if quiet >= _END_SILENCE:
                     audio = np.concatenate(utterance).astype(np.float32) / 32768.0
                     utterance, quiet = [], 0.0
-                    start = time.monotonic()
                     text = await asyncio.to_thread(self.transcribe, audio, rate)
-                    await self.faults.wait_first(time.monotonic() - start)
+                    await self.faults.wait_first(time.monotonic() - ended_at)
                     if self.faults.error is not None:
                         await context.abort(grpc.StatusCode.UNAVAILABLE, "injected")
                     if text.strip():
