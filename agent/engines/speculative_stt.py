@@ -1,4 +1,4 @@
-"""Speculative recognition: start transcribing at the first ~150 ms of silence.
+"""Speculative recognition: start transcribing at the first ~100 ms of silence.
 
 Whisper is not a streaming recogniser, so livekit-agents wraps it in a `StreamAdapter` that
 transcribes an utterance only once the VAD has seen `min_silence_duration` of silence (0.25 s
@@ -40,7 +40,8 @@ logger = logging.getLogger("firstword.speculative_stt")
 # so starting at 150 ms of silence left it the VAD's remaining 100-200 ms. Measured again on
 # this machine (2026-12-02): 250-450 ms, so the kept speculation now finishes 0.3-0.6 s after
 # the VAD's end of speech (README "The answer benchmark").
-DEFAULT_SPECULATE_AFTER_S = 0.15
+# 0.1 s since 2026-12-05 (with the VAD's silence at 0.25 s): measured, README.
+DEFAULT_SPECULATE_AFTER_S = 0.1
 # Most a final transcript is held for `before_final` (the FAQ match: ~10-30 ms).
 BEFORE_FINAL_TIMEOUT_S = 0.25
 
