@@ -75,9 +75,19 @@ def reads_as_question(text: str) -> bool:
     return words[-1] not in _ASKS_FOR_MORE and " ".join(words[-2:]) not in _ASKS_FOR_MORE
 
 
+# Endings that announce the question rather than ask it. Whisper often drops the last word
+# before a pause ("So my question is" -> "So my question."), so the phrase is matched, not
+# only its last word (the bench's paused question "So my question is ... where your office
+# is" was answered in the pause in every configuration before this).
+_ANNOUNCING = tuple(
+    tuple(p.split())
+    for p in ("my question", "question is", "the thing is", "was wondering", "wanted to ask")
+)
+
+
 def looks_unfinished(text: str) -> bool:
-    """Whether a transcript reads as the first part of a sentence (Whisper's "..." or a
-    last word no question ends on)."""
+    """Whether a transcript reads as the first part of a sentence (Whisper's "...", a last
+    word no question ends on, or words that announce a question still to come)."""
     text = text.strip()
     if not text:
         return False
@@ -85,7 +95,9 @@ def looks_unfinished(text: str) -> bool:
         return True
     # Numbers are words too: "Do you rent city bikes for $25?" ends on "25", not "for".
     words = re.findall(r"[a-z0-9']+", text.lower())
-    return bool(words) and words[-1] in _TRAILING
+    if not words:
+        return False
+    return words[-1] in _TRAILING or any(tuple(words[-len(p) :]) == p for p in _ANNOUNCING)
 
 
 class EarlyEndpointing(BaseEndpointing):
