@@ -10,7 +10,8 @@ answer. Modes (a worker configuration x a line x a question set):
 
 - `before`, `before-phone`: the pipeline as it was (Whisper on the full 30 s window, VAD
   silence 0.35 s, endpointing 0.4/1.5 s, answers synthesised when asked, no speculative
-  recognition, no early end of turn), on clean and on telephone audio (`--telephone`);
+  recognition, no early end of turn on a match or a whole question), on clean and on
+  telephone audio (`--telephone`);
 - `after`, `after-phone`: this worktree's defaults;
 - `before-paused`, `after-paused`, `...-paused-phone`: questions with a 0.5-1.2 s pause in
   the middle ("I'd like to know ... how much a cleaning costs"); a turn where the agent is
@@ -158,6 +159,7 @@ BEFORE_ENV = {
     "FIRSTWORD_ANSWER_AUDIO_CACHE": "false",
     "FIRSTWORD_SPECULATIVE_STT": "false",
     "FIRSTWORD_EARLY_TURN_SCORE": "0",
+    "FIRSTWORD_QUESTION_ENDS_TURN": "false",
     "FIRSTWORD_MIN_INTERRUPTION": "0.5",
 }
 
