@@ -124,8 +124,17 @@ async def _settled(log: Path) -> None:
     raise AssertionError(f"calls still counted after the callers left: {live} live, {held} held")
 
 
+def _framework_job_end_race(line: str) -> bool:
+    """livekit-agents 1.8 (`ipc/proc_client.py`, `_read_ipc_task`): a message the worker sends
+    a job just as the job ends finds the job's channel closed and is logged as an error with
+    ChanClosed's traceback. Seen once in CI, 50 ms after that call had closed, with every
+    caller greeted; nothing of ours is involved, and the call is already over."""
+    return "Error in _read_ipc_task" in line and "ChanClosed" in line
+
+
 def _assert_clean(log: Path) -> None:
-    text = log.read_text()
+    lines = [line for line in log.read_text().splitlines() if not _framework_job_end_race(line)]
+    text = "\n".join(lines)
     assert not [bad for bad in BAD_LOG if bad in text], text[-3000:]
 
 
