@@ -56,12 +56,18 @@ class GreetingKey:
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 
+def _first_loud(audio: np.ndarray) -> int | None:
+    """Index of the first int16 sample above the silence threshold, or None."""
+    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > _LEADING_SILENCE)
+    return int(loud[0]) if loud.size else None
+
+
 def trim_leading_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Drop int16 samples before the first loud one, keeping a short lead-in."""
-    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > _LEADING_SILENCE)
-    if loud.size == 0:
+    first = _first_loud(audio)
+    if first is None:
         return audio
-    return audio[max(0, int(loud[0]) - int(sample_rate * _LEAD_IN_S)) :]
+    return audio[max(0, first - int(sample_rate * _LEAD_IN_S)) :]
 
 
 class LeadingSilenceTrimmer:
@@ -79,13 +85,13 @@ class LeadingSilenceTrimmer:
             return chunk
         # Only the lead-in's worth of quiet is kept in front of what comes next.
         held = np.concatenate([self._held, chunk])
-        loud = np.flatnonzero(np.abs(held.astype(np.int32)) > _LEADING_SILENCE)
-        if loud.size == 0:
+        first = _first_loud(held)
+        if first is None:
             self._held = held[-self._lead_in :] if self._lead_in else held[:0]
             return held[:0]
         self.started = True
         self._held = held[:0]
-        return held[max(0, int(loud[0]) - self._lead_in) :]
+        return held[max(0, first - self._lead_in) :]
 
     def rest(self) -> np.ndarray:
         """The quiet held back, for a stream that never got loud (so it still plays something)."""

@@ -55,6 +55,11 @@ _TRAILING = frozenset(
 )
 
 
+def _words(text: str) -> list[str]:
+    # Numbers are words too: "Do you rent city bikes for $25?" ends on "25", not "for".
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 # Last words after which even a question mark does not close the question: the caller goes
 # on ("Could you tell me? ... what time you open"). Said alone they are rarely the question.
 _ASKS_FOR_MORE = frozenset(
@@ -69,7 +74,7 @@ def reads_as_question(text: str) -> bool:
     text = text.strip()
     if not text.endswith("?") or looks_unfinished(text):
         return False
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    words = _words(text)
     if len(words) < 3:
         return False
     return words[-1] not in _ASKS_FOR_MORE and " ".join(words[-2:]) not in _ASKS_FOR_MORE
@@ -93,8 +98,7 @@ def looks_unfinished(text: str) -> bool:
         return False
     if text.endswith(("...", "…")):
         return True
-    # Numbers are words too: "Do you rent city bikes for $25?" ends on "25", not "for".
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    words = _words(text)
     if not words:
         return False
     return words[-1] in _TRAILING or any(tuple(words[-len(p) :]) == p for p in _ANNOUNCING)
@@ -149,15 +153,12 @@ class EarlyEndpointing(BaseEndpointing):
 
     @property
     def max_delay(self) -> float:
-        if self._unfinished is None:
-            if self._confident is not None:
-                logger.debug(
-                    "confident FAQ match: no long wait", extra={"question": self._confident}
-                )
-                return self._min_delay
-            if self._question is not None:
-                logger.debug("a whole question: no long wait", extra={"question": self._question})
-                return self._min_delay
+        early = self._confident if self._confident is not None else self._question
+        if early is not None and self._unfinished is None:
+            logger.debug(
+                "a whole question or a confident match: no long wait", extra={"question": early}
+            )
+            return self._min_delay
         return self._max_delay
 
     def on_start_of_speech(self, started_at: float, overlapping: bool = False) -> None:
