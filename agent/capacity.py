@@ -38,6 +38,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -197,10 +198,24 @@ _counts = {"live": 0, "held": 0}
 _count_lock = threading.Lock()
 
 
+# Told (on whichever thread changed them) each time this process's counts change: the
+# worker re-decides full/available at once instead of at its next load reading (0.5 s), a
+# gap in which the server gave new callers to no one (see compat.CapacityAwareServer).
+_watchers: list[Callable[[], None]] = []
+
+
+def watch_counts(watcher: Callable[[], None]) -> Callable[[], None]:
+    """Call `watcher` after every change of this process's counts; returns the unwatch."""
+    _watchers.append(watcher)
+    return lambda: _watchers.remove(watcher) if watcher in _watchers else None
+
+
 def _count(mode: Mode, delta: int) -> None:
     (metrics.ACTIVE_CALLS if mode == "live" else metrics.CALLS_ON_HOLD).inc(delta)
     with _count_lock:
         _counts[mode] += delta
+    for watcher in list(_watchers):
+        watcher()
 
 
 # Thread executor: calls of one process claim slots under this lock, so a burst cannot take

@@ -11,6 +11,7 @@ are checked in `tests/test_observability.py`.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -275,20 +276,87 @@ class CapacityAwareServer(AgentServer):
     v1.13.5 does not retry a room whose request found no available worker ("failed to send
     job request: no servers available"): callers who joined in the seconds between slots
     freeing and the next status were never answered (CI: two callers, 20 s of silence).
-    So each load reading that flips full/available sends the status right away.
+    So each load reading that flips full/available sends the status right away, and with
+    the thread executor so does each call's claim or release, the moment it happens.
+
+    The status carries a load too, and livekit-server v1.13.5 offers a worker a job only while
+    that load is under its target (0.7; `JobRequestAffinity`: `target - load`). The framework
+    sends `_worker_load`, the last reading of the load function, which runs in an executor
+    thread: a reading taken while every slot was taken (load 1.0) could land after a caller
+    had left, and go out with "available". The server then refused every caller until the
+    next status, up to 2.5 s later (CI: a fresh worker's third caller of three never heard a
+    word; 5 of 218 status updates in a loaded run). So each status update reports the load
+    of the calls counted at that moment.
     """
+
+    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        # With the thread executor the calls count in this process: each claim or release
+        # re-decides the status at once (a caller who came in the up-to-0.5 s before the next
+        # load reading was refused by the server, then waited for agent/unanswered.py). Job
+        # processes count in their own process; there the load reading is the only signal.
+        from . import capacity  # imported here: capacity imports the metrics module
+
+        loop = asyncio.get_running_loop()
+        self._recheck_wanted = False
+        self._recheck: asyncio.Task[None] | None = None
+
+        def changed() -> None:  # on a job's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to tell
+                loop.call_soon_threadsafe(self._counts_changed)
+
+        unwatch = capacity.watch_counts(changed)
+        try:
+            await super().run(devmode=devmode, unregistered=unregistered)
+        finally:
+            unwatch()
+            if self._recheck is not None:
+                self._recheck.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._recheck
+
+    def _counts_changed(self) -> None:
+        self._recheck_wanted = True
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(self._recheck_status(), name="capacity_recheck")
+
+    async def _recheck_status(self) -> None:
+        while self._recheck_wanted:  # changes during a send are read by the next pass
+            self._recheck_wanted = False
+            await self._send_status_if_flipped()
 
     async def _invoke_load_fnc(self) -> float:
         load: float = await super()._invoke_load_fnc()
+        await self._send_status_if_flipped()
+        return load
+
+    async def _send_status_if_flipped(self) -> None:
         previous = getattr(self, "_previous_status", None)
         if previous is None or getattr(self, "_draining", False):
-            return load  # not registered yet, or draining (always full)
+            return  # not registered yet, or draining (always full)
         threshold = ServerEnvOption.getvalue(self._load_threshold, self._devmode)
         full = self._get_effective_load() >= threshold
         if full != (previous == agent_proto.WorkerStatus.WS_FULL):
-            self._worker_load = load  # the update carries the load just read
             await self._update_worker_status()
-        return load
+
+    async def _update_worker_status(self) -> None:
+        # A call can end between this count and the framework's own (for the status): if it
+        # went out as "available" with a full worker's load, it is sent again from new counts.
+        for _ in range(3):
+            load = self._load_now()
+            self._worker_load = load
+            await super()._update_worker_status()
+            sent = getattr(self, "_previous_status", None)
+            if load < 1.0 or sent != agent_proto.WorkerStatus.WS_AVAILABLE or self._draining:
+                return
+
+    def _load_now(self) -> float:
+        from . import capacity  # imported here: capacity imports the metrics module
+        from .settings import get_settings
+
+        settings = get_settings()
+        return capacity.load_for(
+            capacity.current_counts(), settings.max_concurrent_calls, settings.hold_slots
+        )
 
     def _get_effective_load(self) -> float:
         from . import capacity  # imported here: capacity imports the metrics module

@@ -221,3 +221,107 @@ async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(
         await server._invoke_load_fnc()
     # Sent on each flip only: full, available, full.
     assert sent == [True, False, True]
+
+
+async def test_a_call_leaving_a_full_worker_makes_it_available_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The load reading comes every 0.5 s; a caller who came in that gap after a slot freed
+    # was refused by the server. With threads the release itself re-decides the status.
+    from livekit.agents import AgentServer
+
+    from agent import capacity
+    from agent.settings import get_settings
+
+    settings = get_settings()
+    sent: list[int] = []
+    readings: list[float] = []
+
+    async def send_status(self: AgentServer) -> None:
+        full = self._get_effective_load() >= 1.0
+        status = agent_proto.WorkerStatus.WS_FULL if full else agent_proto.WorkerStatus.WS_AVAILABLE
+        self._previous_status = status
+        sent.append(status)
+
+    async def read_load(self: AgentServer) -> float:
+        readings.append(1.0)
+        return 1.0
+
+    base = capacity.current_counts()
+    slots = [
+        capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
+        for _ in range(settings.max_concurrent_calls + settings.hold_slots - base.live - base.held)
+    ]
+    server = compat.CapacityAwareServer(load_threshold=1.0)
+    _has(server, "run", "AgentServer")
+    server._devmode = False
+    server._previous_status = agent_proto.WorkerStatus.WS_FULL
+    monkeypatch.setattr(AgentServer, "_update_worker_status", send_status)
+    monkeypatch.setattr(AgentServer, "_invoke_load_fnc", read_load)
+
+    async def running(self: AgentServer, *, devmode: bool, unregistered: bool) -> None:
+        await asyncio.to_thread(slots[0].release)  # a caller leaves, on a job's thread
+        for _ in range(100):
+            if sent:
+                break
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(AgentServer, "run", running)
+    try:
+        await asyncio.wait_for(server.run(), 5)
+    finally:
+        for slot in slots:
+            slot.release()
+    assert sent == [agent_proto.WorkerStatus.WS_AVAILABLE]
+    assert readings == []  # told by the release, not by a load reading
+    # Once the worker has stopped, a release tells nobody.
+    capacity.CallSlot.claim(1, 0).release()
+
+
+async def test_a_status_carries_the_load_of_its_own_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # livekit-server offers a job only to a worker whose reported load is under 0.7. The
+    # framework reported its last load reading, taken in a thread: one taken while every
+    # slot was full, landing after a caller left, went out as "available" at load 1.0, and
+    # the server refused every caller until the next status, 2.5 s later.
+    from livekit.agents import AgentServer
+
+    from agent import capacity
+    from agent.settings import get_settings
+
+    settings = get_settings()
+    slots = (settings.max_concurrent_calls, settings.hold_slots)
+    full = capacity.CallCounts(settings.max_concurrent_calls, settings.hold_slots)
+    one_free = capacity.CallCounts(settings.max_concurrent_calls - 1, 0)
+    sent: list[agent_proto.UpdateWorkerStatus] = []
+
+    async def queue(msg: agent_proto.WorkerMessage) -> None:
+        sent.append(msg.update_worker)
+
+    server = compat.CapacityAwareServer(load_threshold=1.0)
+    for name in ("_queue_msg", "_simulation", "_draining"):
+        _has(server, name, "AgentServer")
+    assert "load=self._worker_load" in inspect.getsource(AgentServer._update_worker_status), (
+        "AgentServer no longer reports _worker_load in its status"
+    )
+    server._devmode = False
+    server._proc_pool = MagicMock(processes=[])
+    server._previous_status = agent_proto.WorkerStatus.WS_FULL
+    monkeypatch.setattr(server, "_queue_msg", queue)
+
+    # A late reading from when the worker was full; a slot is free now.
+    server._worker_load = 1.0
+    monkeypatch.setattr(capacity, "current_counts", lambda: one_free)
+    await server._update_worker_status()
+    assert [(m.status, round(m.load, 2)) for m in sent] == [
+        (agent_proto.WorkerStatus.WS_AVAILABLE, round(capacity.load_for(one_free, *slots), 2))
+    ]
+    assert sent[-1].load < 0.7
+
+    # The caller leaves between the load's count and the status's count: sent again.
+    sent.clear()
+    server._previous_status = agent_proto.WorkerStatus.WS_FULL
+    counts = iter([full])
+    monkeypatch.setattr(capacity, "current_counts", lambda: next(counts, one_free))
+    await server._update_worker_status()
+    assert [m.status for m in sent] == [agent_proto.WorkerStatus.WS_AVAILABLE] * 2
+    assert sent[0].load == 1.0 and sent[-1].load < 0.7
