@@ -41,6 +41,8 @@ logger = logging.getLogger("firstword.unanswered")
 
 _API_TIMEOUT_S = 3.0
 _SWEEP_TIMEOUT_S = 10.0
+# livekit-server's room count refresh (5 s), with a margin.
+_COUNT_REFRESH_MS = 6000
 # Jobs in these states are an agent on its way to the room (or in it).
 _UNDER_WAY = (api.JobStatus.JS_PENDING, api.JobStatus.JS_RUNNING)
 
@@ -88,6 +90,18 @@ def unanswered(
     return True
 
 
+def may_have_people(room: api.Room, now_ms: int) -> bool:
+    """Whether a listed room is worth listing the participants of.
+
+    `num_participants` in ListRooms is refreshed at most every 5 s (livekit-server
+    `roomUpdateInterval`): a room made a moment ago reads 0 although its caller is in it, and
+    skipping it on that count left the caller of a failed dispatch unanswered until their
+    room was 5 s old (CI: two 5-second callers never heard a word). Young rooms are looked at.
+    """
+    created_ms = room.creation_time_ms or room.creation_time * 1000
+    return room.num_participants > 0 or now_ms - created_ms < _COUNT_REFRESH_MS
+
+
 def _joined_ms(participant: api.ParticipantInfo) -> int:
     return participant.joined_at_ms or participant.joined_at * 1000
 
@@ -127,7 +141,7 @@ class Watcher:
         )
         dispatched = 0
         for room in listed.rooms:
-            if room.num_participants == 0:
+            if not may_have_people(room, int(time.time() * 1000)):
                 continue
             participants = await asyncio.wait_for(
                 lkapi.room.list_participants(api.ListParticipantsRequest(room=room.name)),

@@ -6,7 +6,7 @@ from typing import Any
 
 from livekit import api
 
-from agent.unanswered import unanswered
+from agent.unanswered import may_have_people, unanswered
 
 NOW_MS = 1_800_000_000_000
 AFTER_MS = 2000
@@ -43,3 +43,14 @@ def test_rooms_that_have_or_will_have_an_agent_are_left_alone() -> None:
         assert not unanswered([_person(9000)], [_dispatch(8000, status)], NOW_MS, AFTER_MS)
     # Dispatched again a moment ago (by this or another worker's sweep): not twice.
     assert not unanswered([_person(9000)], [_dispatch(8000), _dispatch(1000)], NOW_MS, AFTER_MS)
+
+
+def test_a_young_room_is_looked_into_whatever_its_stale_count_says() -> None:
+    # The server refreshes a room's participant count at most every 5 s: a room made a
+    # moment ago reads 0 although its caller is in it.
+    young = api.Room(name="r", creation_time_ms=NOW_MS - 1500, num_participants=0)
+    assert may_have_people(young, NOW_MS)
+    old_empty = api.Room(name="r", creation_time=(NOW_MS - 60_000) // 1000, num_participants=0)
+    assert not may_have_people(old_empty, NOW_MS)
+    old_busy = api.Room(name="r", creation_time_ms=NOW_MS - 60_000, num_participants=1)
+    assert may_have_people(old_busy, NOW_MS)
