@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from pluggy import Result
 
 from agent.accounts import AccountRegistry, load_accounts
 from agent.engines.embedder import Embedder, load_embedder
@@ -113,6 +114,25 @@ def accounts_copy(tmp_path: Path) -> Path:
 # unwind", exit 134) after every test has passed. Once pytest has reported, end the process
 # with pytest's own status instead of running that teardown.
 _exit_status = 0
+_LOG_TAIL_CHARS = 6000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
+    """A failed test's worker logs (the `*.log` files in its tmp_path) go into its report:
+    an end-to-end failure in CI is otherwise seen without what the worker said."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when != "call" or not report.failed or not isinstance(tmp, Path):
+        return
+    for log in sorted(tmp.rglob("*.log")):
+        text = log.read_text(errors="replace")
+        report.sections.append(
+            (f"log {log.name} (last {_LOG_TAIL_CHARS} chars)", text[-_LOG_TAIL_CHARS:])
+        )
 
 
 @pytest.hookimpl(trylast=True)
