@@ -2,7 +2,9 @@
 
 Built from the framework's own per-message metrics (`ChatMessage.metrics`): the caller's
 message carries `transcription_delay` and `end_of_turn_delay` (after the end of speech),
-the agent's `e2e_latency` (end of speech → first answer frame out) and `tts_node_ttfb`.
+the agent's `e2e_latency` (end of speech → first answer frame out) and `tts_node_ttfb`
+(for a line said with `session.say`, which has none, its `started_speaking_at` less the
+caller's `stopped_speaking_at`: the framework's definition of `e2e_latency`).
 Each stage is a mark in seconds after the end of speech; marks never go backwards, so with
 preemptive generation (the answer ready before the turn is decided) the `answer_text`
 stage reads 0.
@@ -27,6 +29,11 @@ class TurnTimeline:
     def from_metrics(cls, user: Mapping[str, Any], agent: Mapping[str, Any]) -> TurnTimeline | None:
         """None unless the agent's message says when its first frame went out."""
         first_audio = agent.get("e2e_latency")
+        started, stopped = agent.get("started_speaking_at"), user.get("stopped_speaking_at")
+        if first_audio is None and started is not None and stopped is not None:
+            # A line said with `session.say` (the handoff phrase, said by the tool itself)
+            # gets no `e2e_latency`; the framework's own definition of it is this difference.
+            first_audio = float(started) - float(stopped)
         if first_audio is None:
             return None
         transcript = float(user.get("transcription_delay") or 0.0)

@@ -14,6 +14,7 @@ from typing import Any
 from unittest.mock import MagicMock
 
 import pytest
+from livekit.agents import AgentSession, RunResult
 from livekit.agents import stt as lk_stt
 from livekit.agents import vad as lk_vad
 from livekit.plugins import silero
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 
 from agent.accounts import Account, AccountRegistry
 from agent.accounts.models import CloudLLM
+from agent.assistant import Assistant
 from agent.cloud.breaker import BreakerState, CircuitBreaker, breaker_for, forget_breakers
 from agent.cloud.chains import CallChains, build_chains
 from agent.cloud.choice import endpoint_name, startup_warnings
@@ -135,6 +137,26 @@ async def test_gemini_hands_off_with_the_tool(
         async for chunk in stream:
             calls += [c.name for c in (chunk.delta.tool_calls if chunk.delta else [])]
     assert calls == ["hand_off_to_person"]
+
+
+async def test_a_gemini_handoff_says_the_phrase_without_a_second_request(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    # The tool says the account's phrase itself and asks for no reply: before, the model was
+    # asked again to read the phrase back (a second first-token wait before every handoff).
+    chains = chains_for(dental)
+    assistant = Assistant(dental)
+    sent = standins.gemini.faults.requests
+    async with AgentSession(llm=chains.llm) as session:
+        await session.start(assistant)
+        result: RunResult[None] = await session.run(user_input="Do you sell concert tickets?")
+        result.expect.next_event().is_function_call(name="hand_off_to_person")
+        result.expect.next_event().is_function_call_output()
+        said = result.expect.next_event().is_message(role="assistant").event().item
+        assert said.text_content == dental.handoff_phrase
+        result.expect.no_more_events()
+    assert standins.gemini.faults.requests == sent + 1
+    assert assistant.handoffs
 
 
 @pytest.mark.parametrize("engine", ["elevenlabs", "google"])

@@ -35,3 +35,14 @@ def test_answer_ready_before_the_turn_is_decided_reads_no_wait() -> None:
 
 def test_no_first_frame_no_turn() -> None:
     assert TurnTimeline.from_metrics({"transcription_delay": 0.1}, {}) is None
+
+
+def test_a_said_line_is_timed_from_the_speaking_timestamps() -> None:
+    # The handoff phrase is said by the tool (`session.say`): no e2e_latency on its message.
+    turn = TurnTimeline.from_metrics(
+        {"transcription_delay": 0.3, "end_of_turn_delay": 0.35, "stopped_speaking_at": 100.0},
+        {"started_speaking_at": 100.9},
+    )
+    assert turn is not None
+    assert turn.answer_latency == pytest.approx(0.9)
+    assert turn.marks["turn_decided"] == pytest.approx(0.35)
