@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     max_endpointing_delay: float = Field(
         default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"
     )
+    # A transcript that reads unfinished ("So my question is...") waits this long for the
+    # rest (agent/turn_taking.py): callers pause 1-1.5 s there, and on a busy 2-core worker
+    # the VAD heard a 1.2 s pause end only after the 1.5 s `max_endpointing_delay` had run.
+    unfinished_delay: float = Field(
+        default=2.0, ge=0, le=10.0, validation_alias="FIRSTWORD_UNFINISHED_DELAY"
+    )
     # Speculative recognition (agent/engines/speculative_stt.py): the local Whisper starts on
     # the utterance after this much silence, before the VAD's end of speech, and the result
     # is kept if the caller stays silent.

@@ -107,8 +107,10 @@ def looks_unfinished(text: str) -> bool:
 class EarlyEndpointing(BaseEndpointing):
     """The framework's fixed endpointing, read through what the caller said.
 
-    - a transcript that reads unfinished (`looks_unfinished`) is given the long delay even
-      when the turn detector is sure the caller finished (told by `SpeculativeSTT`);
+    - a transcript that reads unfinished (`looks_unfinished`) waits `unfinished_delay` (at
+      least the long delay) even when the turn detector is sure the caller finished (told
+      by `SpeculativeSTT`); speech whose transcript is still being made (`on_recognising`)
+      waits the long delay;
     - a transcript the FAQ answerer matches at `early_score` or above needs only the short
       delay even when the detector is unsure (told by `FaqLLM`);
     - so does a transcript that reads as a whole question (`reads_as_question`) when
@@ -124,13 +126,16 @@ class EarlyEndpointing(BaseEndpointing):
         *,
         early_score: float,
         question_ends_turn: bool = False,
+        unfinished_delay: float | None = None,
     ) -> None:
         super().__init__(min_delay=min_delay, max_delay=max_delay)
+        self.unfinished_delay = max(max_delay, unfinished_delay or 0.0)
         self.early_score = early_score
         self.question_ends_turn = question_ends_turn
         self._confident: str | None = None  # the transcript that matched, until speech resumes
         self._unfinished: str | None = None
         self._question: str | None = None  # a transcript that reads as a whole question
+        self._recognising = False  # speech not transcribed yet (told by SpeculativeSTT)
 
     def on_transcript(self, text: str) -> None:
         """Told each transcript of the recogniser (preflight or final) before it is sent."""
@@ -140,9 +145,20 @@ class EarlyEndpointing(BaseEndpointing):
         whole = self.question_ends_turn and reads_as_question(text)
         self._question = text if whole else None
 
+    def on_recognising(self, busy: bool) -> None:
+        """Told by the recogniser when speech starts that has no transcript yet (True) and
+        when its transcript comes or it had no words (False). Meanwhile the turn waits the
+        long delay: the framework decides on the transcript it has, and that was an earlier
+        part's ("So my question is...", before a pause) while the rest was still being
+        recognised (measured: the paused-question set's one cut-off, in every mode). When
+        the transcript comes, the framework decides again, with the short delay."""
+        self._recognising = busy
+
     @property
     def min_delay(self) -> float:
-        return self._max_delay if self._unfinished is not None else self._min_delay
+        if self._unfinished is not None:
+            return self.unfinished_delay
+        return self._max_delay if self._recognising else self._min_delay
 
     def on_match(self, question: str, match: Match | None) -> None:
         """Told by the FAQ answerer after each match (on the event loop)."""
@@ -154,12 +170,12 @@ class EarlyEndpointing(BaseEndpointing):
     @property
     def max_delay(self) -> float:
         early = self._confident if self._confident is not None else self._question
-        if early is not None and self._unfinished is None:
+        if early is not None and self._unfinished is None and not self._recognising:
             logger.debug(
                 "a whole question or a confident match: no long wait", extra={"question": early}
             )
             return self._min_delay
-        return self._max_delay
+        return self.unfinished_delay if self._unfinished is not None else self._max_delay
 
     def on_start_of_speech(self, started_at: float, overlapping: bool = False) -> None:
         # The caller goes on: what matched was not the whole turn.
@@ -240,12 +256,14 @@ def turn_taking(
         # Above any score: never early (the score is a cosine plus a small bonus).
         early_score=settings.early_turn_score or float("inf"),
         question_ends_turn=settings.question_ends_turn,
+        unfinished_delay=settings.unfinished_delay,
     )
     early = settings.early_turn_score > 0
     before_final: Callable[[str], Awaitable[None]] | None = None
     if isinstance(call_stt, SpeculativeSTT):
         # Whisper with speculation tells both rules itself, preflight transcripts included.
         call_stt.on_transcript = endpointing.on_transcript
+        call_stt.on_recognising = endpointing.on_recognising
         if early:
             call_stt.before_final = _match_before_final(engines.llm, endpointing)
     elif early:

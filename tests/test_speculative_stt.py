@@ -126,10 +126,14 @@ def _frames(pattern: list[tuple[bool, float]]) -> list[rtc.AudioFrame]:
 async def _run(
     pattern: list[tuple[bool, float]],
     before_final: Callable[[str], Awaitable[None]] | None = None,
+    told: list[object] | None = None,
 ) -> tuple[list[stt.SpeechEvent], SpeculativeSTT]:
     recogniser = CountingSTT()
     speculative = SpeculativeSTT(stt=recogniser, vad=EnergyVAD(), speculate_after_s=0.1)
     speculative.before_final = before_final
+    if told is not None:
+        speculative.on_recognising = told.append
+        speculative.on_transcript = told.append
     stream = speculative.stream()
     events: list[stt.SpeechEvent] = []
 
@@ -164,6 +168,13 @@ async def test_a_speculation_is_kept_when_the_caller_stays_silent() -> None:
     wrapped = speculative.wrapped_stt
     assert isinstance(wrapped, CountingSTT) and wrapped.calls == 1  # not transcribed twice
     assert speculative.stats.kept == 1 and speculative.stats.dropped == 0
+
+
+async def test_the_endpointing_hears_when_speech_awaits_its_transcript() -> None:
+    told: list[object] = []
+    await _run([(False, 0.1), (True, 0.5), (False, 0.6)], told=told)
+    # Busy from the start of speech until the final is sent (not at the preflight).
+    assert told == [True, "50 loud.", "50 loud.", False]
 
 
 async def test_a_speculation_is_dropped_when_the_caller_goes_on() -> None:

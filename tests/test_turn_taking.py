@@ -86,7 +86,7 @@ async def test_a_cloud_recogniser_is_left_as_it_is_and_its_finals_decide_the_tur
     assert turns.endpointing.max_delay == 0.3 and turns.endpointing.min_delay == 0.3
     turns.endpointing.on_start_of_speech(0.0)
     await turns.before_final("I wanted to ask about")  # matched, but it reads unfinished
-    assert turns.endpointing.min_delay == 1.2 and turns.endpointing.max_delay == 1.2
+    assert turns.endpointing.min_delay == 2.0 and turns.endpointing.max_delay == 2.0
 
 
 async def test_settings_turn_both_off() -> None:
@@ -100,7 +100,7 @@ async def test_settings_turn_both_off() -> None:
     assert turns.endpointing.max_delay == 1.2  # no early end of turn
     cast(MagicMock, engines.llm).match.assert_not_called()
     await turns.before_final("I was wondering if")  # the words are still read
-    assert turns.endpointing.min_delay == 1.2
+    assert turns.endpointing.min_delay == 2.0  # FIRSTWORD_UNFINISHED_DELAY
 
 
 def test_transcripts_that_read_unfinished() -> None:
@@ -218,3 +218,30 @@ def test_a_whole_question_waits_when_the_rule_is_off() -> None:
     endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8, question_ends_turn=False)
     endpointing.on_transcript("Do you sell kayaks?")
     assert endpointing.max_delay == 1.2
+
+
+def test_speech_still_being_recognised_waits_the_long_delay() -> None:
+    # "So my question is..." then a pause, then "where your office is": the framework decided
+    # on the first part's words while the second part was still being recognised.
+    endpointing = EarlyEndpointing(0.25, 1.5, early_score=0.8, question_ends_turn=True)
+    endpointing.on_transcript("So my question is...")
+    endpointing.on_start_of_speech(0.0)  # the caller goes on
+    endpointing.on_recognising(True)
+    assert endpointing.min_delay == 1.5 and endpointing.max_delay == 1.5
+    endpointing.on_transcript("Where is your office?")  # a preflight: the final follows
+    assert endpointing.min_delay == 1.5
+    endpointing.on_recognising(False)  # the final is sent
+    assert endpointing.min_delay == 0.25 and endpointing.max_delay == 0.25
+
+
+def test_an_unfinished_transcript_waits_the_unfinished_delay() -> None:
+    # Callers pause 1-1.5 s after "So my question is"; the 1.5 s long delay ran out first.
+    endpointing = EarlyEndpointing(0.25, 1.5, early_score=0.8, unfinished_delay=2.0)
+    endpointing.on_transcript("So my question.")
+    assert endpointing.min_delay == 2.0 and endpointing.max_delay == 2.0
+    endpointing.on_start_of_speech(0.0)
+    assert endpointing.min_delay == 0.25 and endpointing.max_delay == 1.5
+    # Never shorter than the long delay.
+    assert (
+        EarlyEndpointing(0.25, 1.5, early_score=0.8, unfinished_delay=1.0).unfinished_delay == 1.5
+    )

@@ -76,6 +76,10 @@ class SpeculativeSTT(stt.STT):
         # Told every transcript just before it is sent (final or preflight), on the event
         # loop: the turn-taking reads it (agent/turn_taking.py).
         self.on_transcript: Callable[[str], None] | None = None
+        # Told True when speech starts that has no transcript yet, False when its transcript
+        # is told (or it had no words): the turn-taking does not end a turn on an earlier
+        # part's words while a later part is still being recognised.
+        self.on_recognising: Callable[[bool], None] | None = None
         # Awaited with each final transcript before it is sent (at most
         # BEFORE_FINAL_TIMEOUT_S): the turn-taking matches it to the FAQs here, so that the
         # framework's turn decision, made as soon as the transcript arrives, already knows
@@ -194,6 +198,10 @@ class _SpeculativeStream(stt.RecognizeStream):
         if self._owner.on_transcript is not None:
             self._owner.on_transcript(text)
 
+    def _recognising(self, busy: bool) -> None:
+        if self._owner.on_recognising is not None:
+            self._owner.on_recognising(busy)
+
     def _language_code(self) -> LanguageCode:
         wrapped = getattr(self._owner.wrapped_stt, "language", "en")
         language = self._language if isinstance(self._language, str) else wrapped
@@ -223,6 +231,7 @@ class _SpeculativeStream(stt.RecognizeStream):
         if text is None:
             text = await self._transcribe(event.frames)
         if not text:
+            self._recognising(False)  # noise: no words, and nothing more to wait for
             return
         if self._owner.before_final is not None:
             try:
@@ -231,6 +240,7 @@ class _SpeculativeStream(stt.RecognizeStream):
                 # A late or failed match only loses the early end of turn, never the words.
                 logger.warning("before_final failed or was late; sending the transcript")
         self._tell(text)
+        self._recognising(False)  # (not at a preflight: the framework decides on finals)
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -257,6 +267,7 @@ class _SpeculativeStream(stt.RecognizeStream):
                     self._speaking = True
                     self._frames = list(event.frames)  # prefix padding + speech so far
                     self._drop_speculation()
+                    self._recognising(True)
                     self._event_ch.send_nowait(
                         stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
                     )
