@@ -351,23 +351,22 @@ class CapacityAwareServer(AgentServer):
 
     def _load_now(self) -> float:
         from . import capacity  # imported here: capacity imports the metrics module
-        from .settings import get_settings
 
-        settings = get_settings()
-        return capacity.load_for(
-            capacity.current_counts(), settings.max_concurrent_calls, settings.hold_slots
-        )
+        return capacity.load_for(capacity.current_counts(), *_slots())
 
     def _get_effective_load(self) -> float:
         from . import capacity  # imported here: capacity imports the metrics module
-        from .settings import get_settings
 
-        settings = get_settings()
-        counts = capacity.current_counts()
         reserved = int(getattr(self, "_reserved_slots", 0))
-        return capacity.effective_load(
-            counts, reserved, settings.max_concurrent_calls, settings.hold_slots
-        )
+        return capacity.effective_load(capacity.current_counts(), reserved, *_slots())
+
+
+def _slots() -> tuple[int, int]:
+    """The worker's conversation and hold slots (FIRSTWORD_MAX_CALLS, FIRSTWORD_HOLD_SLOTS)."""
+    from .settings import get_settings
+
+    settings = get_settings()
+    return settings.max_concurrent_calls, settings.hold_slots
 
 
 class FirstwordServer(AgentServerWithRoutes, CapacityAwareServer):
