@@ -24,7 +24,9 @@ answer. Modes (a worker configuration x a line x a question set):
 - `cloud-miss`, `cloud-hit`: both accounts on Google STT, Gemini and ElevenLabs through the
   loopback stand-ins at typical latencies (STT 300 ms, first token 400 ms, first byte
   150 ms); miss: each question once with FIRSTWORD_RESPONSE_CACHE=false; hit: each question
-  twice with it true, the second ask counted;
+  twice with it true, the second ask counted; each cloud worker gets stand-ins of its own, so
+  no mode hears sentences an earlier one left in the cloud voices' cache; a variant named
+  `cloud-miss-...` or `cloud-hit-...` is one of these with its settings;
 - `--variant NAME:K=V,...`: a worker configuration of your own, `after` with those settings,
   asked in modes `NAME`, `NAME-phone`, `NAME-paused`, `NAME-paused-phone` (list them in
   `--modes`) and compared with the matching `after` mode (a sweep of one setting);
@@ -517,8 +519,13 @@ async def main_async(args: argparse.Namespace) -> None:
                     if worker_name == "after-threads1":
                         env["FIRSTWORD_INFERENCE_THREADS"] = "1"
                     if worker_name.startswith("cloud"):
-                        if standins is None:
-                            standins = await asyncio.to_thread(_start_cloud, cloud_dir)
+                        # Stand-ins of its own (new ports, so new cache keys): no mode plays
+                        # sentences that an earlier mode's calls left in the cloud voices'
+                        # cache (measured: that took ~150 ms off the second mode's misses).
+                        if standins is not None:
+                            await asyncio.to_thread(standins[0].__exit__, None, None, None)
+                            standins = None
+                        standins = await asyncio.to_thread(_start_cloud, cloud_dir)
                         env.update(standins[1].env())
                         env["FIRSTWORD_PROVIDERS"] = "auto"
                         env["FIRSTWORD_ACCOUNTS_DIR"] = cloud_dir

@@ -82,26 +82,31 @@ class GeminiStandin:
         else:
             parts = [part]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for i, piece in enumerate(parts):
-            last = i == len(parts) - 1
-            event: dict[str, Any] = {
-                "candidates": [
-                    {
-                        "content": {"role": "model", "parts": [piece]},
-                        "index": 0,
-                        **({"finishReason": "STOP"} if last else {}),
-                    }
-                ],
-                "modelVersion": request.match_info["model"],
-            }
-            if last:
-                event["usageMetadata"] = {
-                    "promptTokenCount": 100,
-                    "candidatesTokenCount": 20,
-                    "totalTokenCount": 120,
+        try:
+            await response.prepare(request)
+            for i, piece in enumerate(parts):
+                last = i == len(parts) - 1
+                event: dict[str, Any] = {
+                    "candidates": [
+                        {
+                            "content": {"role": "model", "parts": [piece]},
+                            "index": 0,
+                            **({"finishReason": "STOP"} if last else {}),
+                        }
+                    ],
+                    "modelVersion": request.match_info["model"],
                 }
-            await response.write(f"data: {json.dumps(event)}\r\n\r\n".encode())
-            await asyncio.sleep(0.01)
-        await response.write_eof()
+                if last:
+                    event["usageMetadata"] = {
+                        "promptTokenCount": 100,
+                        "candidatesTokenCount": 20,
+                        "totalTokenCount": 120,
+                    }
+                await response.write(f"data: {json.dumps(event)}\r\n\r\n".encode())
+                await asyncio.sleep(0.01)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client gave up (a preemptive answer the agent no longer needs): a real
+            # service just stops streaming; nothing to report.
+            pass
         return response

@@ -583,7 +583,7 @@ async def test_a_healthy_google_stt_wins_and_whisper_never_runs(
     settings = Settings(
         FIRSTWORD_STT_TIMEOUT=8.0,
         FIRSTWORD_HEDGE_AFTER_STT=4.0,
-        FIRSTWORD_CLOUD_PREFLIGHT_AFTER=0,  # off: else Whisper transcribes ahead (below)
+        FIRSTWORD_CLOUD_PREFLIGHT_AFTER=0,  # off (the default): else Whisper goes ahead
     )
     chains = chains_for(dental, settings)
     name = chains.names[0]
@@ -615,7 +615,9 @@ async def test_the_local_transcript_goes_ahead_and_the_same_cloud_words_keep_it(
     # busy machine) comes first, whatever the load.
     standins.speech.faults.latency = 1.5
     question = "Do you take walk in patients?"
-    settings = Settings(FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0)
+    settings = Settings(
+        FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0, FIRSTWORD_CLOUD_PREFLIGHT_AFTER=0.1
+    )
     chains = chains_for(dental, settings)
     name = chains.names[0]
     runs = _count_local_recognitions(chains)
@@ -649,7 +651,9 @@ async def test_other_cloud_words_are_sent_as_they_are(
     monkeypatch.setattr(
         standins.speech, "transcribe", lambda audio, rate: "Are you open on Monday?"
     )
-    settings = Settings(FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0)
+    settings = Settings(
+        FIRSTWORD_STT_TIMEOUT=8.0, FIRSTWORD_HEDGE_AFTER_STT=0, FIRSTWORD_CLOUD_PREFLIGHT_AFTER=0.1
+    )
     chains = chains_for(dental, settings)
     name = chains.names[0]
     before = _preflights(name, "changed")
