@@ -79,6 +79,11 @@ BARGE_IN = "Wait, wait, hold on a second."
 BACKCHANNEL = "Okay."
 # An agent silent this soon after the caller's word was stopped by it (answers run 4-9 s).
 STOPPED_WITHIN_MS = 1500
+# Agent silence that ends an answer, before the next question is asked. Longer than any pause
+# inside a stored answer: the hibari voice leaves 0.86 s between two sentences (measured at
+# -45 dBFS), so at 0.9 s the bench asked the next question into the middle of a two-sentence
+# answer, and counted the answer's second sentence as the caller being cut off.
+ANSWER_END_SILENCE_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,7 @@ async def run_mode(
                 settings,
                 asked,
                 lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
-                CallOptions(account=account, end_silence_s=0.9),
+                CallOptions(account=account, end_silence_s=ANSWER_END_SILENCE_S),
             )
             for i, turn in enumerate(report.turns):
                 if (i % mode.asks) != mode.asks - 1:
@@ -383,7 +388,7 @@ async def _barge_in(
             settings,
             [question],
             lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
-            CallOptions(account=account, end_silence_s=0.9, barge_in=over),
+            CallOptions(account=account, end_silence_s=ANSWER_END_SILENCE_S, barge_in=over),
         )
         ms = None if report.barge_in_s is None else round(report.barge_in_s * 1000, 1)
         rows.append(
