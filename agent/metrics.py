@@ -137,14 +137,6 @@ HEDGES = Counter(
     ["provider", "winner"],
 )
 
-CLOUD_PREFLIGHTS = Counter(
-    "firstword_cloud_preflights_total",
-    "Local transcripts sent ahead of a cloud recogniser's final (agent/cloud/guarded_stt.py);"
-    " outcome: sent, stale (the caller spoke again first), kept (the final had the same"
-    " words, so the answer started early was kept), changed (it had other words).",
-    ["provider", "outcome"],
-)
-
 RESPONSE_CACHE = Counter(
     "firstword_response_cache_total",
     "Cacheable questions to the cloud model: answered from the response cache (hit) or not.",

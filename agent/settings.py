@@ -76,13 +76,6 @@ class Settings(BaseSettings):
     hedge_after_stt: float = Field(default=0.5, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_STT")
     hedge_after_llm: float = Field(default=0.6, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_LLM")
     hedge_after_tts: float = Field(default=0.3, ge=0, validation_alias="FIRSTWORD_HEDGE_AFTER_TTS")
-    # The cloud recogniser's preflight (agent/cloud/guarded_stt.py): this much quiet after the
-    # caller's speech, Whisper transcribes ahead so Gemini can start before Google's final.
-    # Off by default: measured on this machine it did not pay (Whisper under a call's load,
-    # ~250 ms, is barely ahead of a 300 ms final, and its CPU slows the rest; README).
-    cloud_preflight_after: float = Field(
-        default=0.0, ge=0, validation_alias="FIRSTWORD_CLOUD_PREFLIGHT_AFTER"
-    )
     # A whole answer (LLM) or sentence (TTS) may take this long once it has started.
     cloud_total_timeout: float = Field(
         default=15.0, gt=0, validation_alias="FIRSTWORD_CLOUD_TOTAL_TIMEOUT"

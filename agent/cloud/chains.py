@@ -126,7 +126,6 @@ def build_chains(
             _policy(stt_name, settings, settings.stt_timeout),
             rescue=local_stt,
             hedge_after=settings.hedge_after_stt,
-            preflight_after=settings.cloud_preflight_after,
         )
         stts.append(guarded_stt)
         cloud.append(guarded_stt)

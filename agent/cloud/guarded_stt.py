@@ -13,32 +13,16 @@ late after the pause, the kept audio of the utterance is transcribed locally at 
 whichever transcript is ready first is the utterance's one final transcript: a cloud final
 arriving first cancels the local one; a local one arriving first is sent, and the cloud's
 late final for that utterance is dropped when it comes (the cloud must still deliver it
-within the timeout, or the stream fails over as above).
-
-Preflight (`preflight_after`, ~0.1 s): Google's final comes ~0.3 s after the caller stops,
-and Gemini's ~0.4 s to a first token only starts then. So at the first `preflight_after` of
-quiet the kept audio is also transcribed locally (Whisper's short window, ~70-250 ms here),
-and if the caller is still quiet when it is done its words go out as a
-`PREFLIGHT_TRANSCRIPT`: the framework's own hook that starts preemptive generation (the
-response cache, then Gemini) before the final. When the cloud's final comes with the same
-words (case and punctuation aside), it is sent with the preflight's exact text, which the
-framework reads as "unchanged" and keeps the generation already under way; different words
-are sent as they are, and the framework starts again from them (no worse than without the
-preflight, one wasted request). A late cloud final's hedge reuses the preflight's
-transcript instead of running Whisper again. The cost: one local transcription per pause
-in the caller's speech (`preflight_after` 0: off; then Whisper runs only on a late
-utterance, and a healthy cloud costs nothing extra).
+within the timeout, or the stream fails over as above). Whisper runs only on a late
+utterance, never while the cloud keeps time, so a healthy cloud costs nothing extra.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import re
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from livekit import rtc
@@ -62,13 +46,7 @@ _WATCH_SECONDS = 0.02
 
 class GuardedSTT(stt.STT):
     def __init__(
-        self,
-        inner: stt.STT,
-        policy: Policy,
-        *,
-        rescue: stt.STT,
-        hedge_after: float = 0.0,
-        preflight_after: float = 0.0,
+        self, inner: stt.STT, policy: Policy, *, rescue: stt.STT, hedge_after: float = 0.0
     ) -> None:
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -80,8 +58,6 @@ class GuardedSTT(stt.STT):
         self.rescue = rescue
         # The local recogniser races a final later than this after the pause; 0: never.
         self.hedge_after = hedge_after if 0 < hedge_after < policy.first_timeout else 0.0
-        # Quiet after speech before the local recogniser transcribes ahead (0: never).
-        self.preflight_after = max(preflight_after, 0.0)
         # A stream of this call failed, and no cloud final came since: the next streams
         # are the fallback adapter's recovery probes (the caller hears the next recogniser
         # meanwhile), so they neither hedge nor rescue: that would run Whisper a second
@@ -171,23 +147,6 @@ class _Utterance:
             self.add(frame, now)
 
 
-def same_words(first: str, second: str) -> bool:
-    """The same words, case and punctuation aside (how the framework compares a preemptive
-    generation's transcript with the turn's)."""
-    words = re.findall(r"[\w']+", first.casefold())
-    return bool(words) and words == re.findall(r"[\w']+", second.casefold())
-
-
-@dataclass
-class _Preflight:
-    """One local transcription ahead of the cloud's final, for the pause that began at
-    `quiet_since`; `text` once it was sent as a preflight transcript."""
-
-    quiet_since: float
-    task: asyncio.Task[stt.SpeechEvent | None]
-    text: str | None = None
-
-
 class _GuardedStream(stt.RecognizeStream):
     def __init__(
         self, guarded: GuardedSTT, *, language: NotGivenOr[str], conn_options: APIConnectOptions
@@ -203,7 +162,6 @@ class _GuardedStream(stt.RecognizeStream):
         policy.admit()
         probing = guarded.probing
         hedge_after = 0.0 if probing else guarded.hedge_after
-        preflight_after = 0.0 if probing else guarded.preflight_after
         inner = guarded.inner.stream(
             language=self._language,
             conn_options=APIConnectOptions(
@@ -217,14 +175,6 @@ class _GuardedStream(stt.RecognizeStream):
         # When each utterance answered locally became due; the cloud's final for it is
         # still to come (and is dropped when it does: the caller's words were sent once).
         owed: list[float] = []
-        # The local transcription ahead of the cloud's final for the current pause.
-        preflight: _Preflight | None = None
-
-        def forget_preflight() -> None:
-            nonlocal preflight
-            if preflight is not None and not preflight.task.done():
-                preflight.task.cancel()
-            preflight = None
 
         def cloud_answered() -> None:
             nonlocal finals
@@ -258,47 +208,17 @@ class _GuardedStream(stt.RecognizeStream):
                         local.cancel()
                         local = None
                     metrics.HEDGES.labels(policy.name, "cloud").inc()
-                if final and preflight is not None and preflight.text is not None:
-                    event = self._after_preflight(event, preflight.text)
                 self._event_ch.send_nowait(event)
                 if final:
                     cloud_answered()
                     utterance.clear()
-                    forget_preflight()
-
-        async def ahead(frames: list[rtc.AudioFrame], quiet_since: float) -> stt.SpeechEvent | None:
-            event = await self._local_final(frames)
-            if event is None:
-                return None
-            if (
-                preflight is None
-                or preflight.quiet_since != quiet_since
-                or utterance.quiet_since != quiet_since
-            ):
-                # The caller spoke again, or the cloud's final came first: not sent.
-                metrics.CLOUD_PREFLIGHTS.labels(policy.name, "stale").inc()
-                return None
-            preflight.text = event.alternatives[0].text
-            metrics.CLOUD_PREFLIGHTS.labels(policy.name, "sent").inc()
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
-                    alternatives=event.alternatives,
-                )
-            )
-            return event
 
         async def hedge(frames: list[rtc.AudioFrame], due: float) -> None:
             nonlocal local
-            if preflight is not None and preflight.quiet_since == utterance.quiet_since:
-                # Already transcribed ahead, with no speech since: no second Whisper run.
-                event = await asyncio.shield(preflight.task)
-            else:
-                event = await self._local_final(frames)
+            event = await self._local_final(frames)
             # Not cancelled by a cloud final (relay runs on this loop): local won.
             local = None
             utterance.drop_first(len(frames), time.monotonic())
-            forget_preflight()
             if event is None:
                 return  # noise to Whisper; the cloud, if it heard words, is still relayed
             metrics.HEDGES.labels(policy.name, "local").inc()
@@ -312,24 +232,10 @@ class _GuardedStream(stt.RecognizeStream):
             self._send_local(event)
 
         async def watchdog() -> None:
-            nonlocal local, preflight
+            nonlocal local
             while True:
                 await asyncio.sleep(_WATCH_SECONDS)
                 now = time.monotonic()
-                quiet_since = utterance.quiet_since
-                if (
-                    preflight_after
-                    and utterance.spoke
-                    and quiet_since is not None
-                    and now - quiet_since >= preflight_after
-                    and (preflight is None or preflight.quiet_since != quiet_since)
-                    and local is None
-                ):
-                    forget_preflight()  # an earlier pause's, if the caller spoke since
-                    frames = list(utterance.frames)
-                    preflight = _Preflight(
-                        quiet_since, asyncio.create_task(ahead(frames, quiet_since))
-                    )
                 if owed and now - owed[0] > policy.first_timeout:
                     # Heard locally already: the cloud failed that utterance.
                     raise APITimeoutError(
@@ -377,11 +283,7 @@ class _GuardedStream(stt.RecognizeStream):
         finally:
             if finals == 0 and not failed:
                 policy.breaker.release()
-            await utils.aio.cancel_and_wait(
-                *tasks,
-                *([local] if local is not None else []),
-                *([preflight.task] if preflight is not None else []),
-            )
+            await utils.aio.cancel_and_wait(*tasks, *([local] if local is not None else []))
             with contextlib.suppress(Exception):
                 await inner.aclose()
 
@@ -393,21 +295,6 @@ class _GuardedStream(stt.RecognizeStream):
         if not (event.alternatives and event.alternatives[0].text.strip()):
             return None
         return event
-
-    def _after_preflight(self, final: stt.SpeechEvent, sent: str) -> stt.SpeechEvent:
-        """The cloud's final, worded as the preflight was when the words are the same.
-
-        The framework starts a new generation when a final's text differs in any character
-        from the preflight's; the same words in the cloud's casing would throw away the
-        answer already under way."""
-        name = self._guarded.policy.name
-        if not final.alternatives or not same_words(final.alternatives[0].text, sent):
-            metrics.CLOUD_PREFLIGHTS.labels(name, "changed").inc()
-            return final
-        metrics.CLOUD_PREFLIGHTS.labels(name, "kept").inc()
-        first = final.alternatives[0]
-        alternatives = [dataclasses.replace(first, text=sent), *final.alternatives[1:]]
-        return dataclasses.replace(final, alternatives=alternatives)
 
     def _send_local(self, event: stt.SpeechEvent) -> None:
         self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH))
