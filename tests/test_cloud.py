@@ -14,7 +14,7 @@ from typing import Any
 from unittest.mock import MagicMock
 
 import pytest
-from livekit.agents import AgentSession, RunResult
+from livekit.agents import AgentSession, APIError, RunResult
 from livekit.agents import stt as lk_stt
 from livekit.agents import vad as lk_vad
 from livekit.plugins import silero
@@ -23,9 +23,11 @@ from prometheus_client import REGISTRY
 from agent.accounts import Account, AccountRegistry
 from agent.accounts.models import CloudLLM
 from agent.assistant import Assistant
+from agent.cloud import plugins
 from agent.cloud.breaker import BreakerState, CircuitBreaker, breaker_for, forget_breakers
 from agent.cloud.chains import CallChains, build_chains
 from agent.cloud.choice import endpoint_name, startup_warnings
+from agent.cloud.guarded_llm import GuardedLLM
 from agent.engines.faq_llm import FaqLLM
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
@@ -107,6 +109,56 @@ async def test_gemini_answers_from_the_accounts_facts(
     thinking = request["generationConfig"]["thinkingConfig"]
     assert thinking.get("thinkingBudget", thinking.get("thinking_budget")) == 0, thinking
     assert any("hand_off_to_person" in str(t) for t in request.get("tools", []))
+
+
+async def test_the_gemini_client_is_made_after_the_call_starts_and_once(
+    chains_for: Callable[..., CallChains], dental: Account, standins: Standins
+) -> None:
+    # Its client loads the CA bundle three times (~75 ms): not on the first word's path
+    # (agent/cloud/guarded_llm.py), but at the warm-up after the greeting's first frame.
+    chains = chains_for(dental)
+    guarded = next(p for p in chains.cloud if isinstance(p, GuardedLLM))
+    assert guarded.inner is None
+    assert (guarded.model, guarded.provider) == (CloudLLM(engine="gemini").model, "Gemini")
+    chains.start_warming(60.0)
+    for _ in range(100):
+        if guarded.inner is not None:
+            break
+        await asyncio.sleep(0.05)
+    made = guarded.inner
+    assert made is not None
+    faq = next(f for f in dental.faqs if f.id == "cleaning-price")
+    assert await ask(chains.llm, dental, "How much does a teeth cleaning cost?") == faq.answer
+    assert guarded.inner is made
+
+
+async def test_a_gemini_client_that_fails_to_build_falls_back_then_is_built_again(
+    chains_for: Callable[..., CallChains],
+    dental: Account,
+    standins: Standins,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = {"n": 0}
+    real = plugins.gemini_llm
+
+    def flaky(choice: CloudLLM, settings: Settings) -> Any:
+        made["n"] += 1
+        if made["n"] == 1:
+            raise RuntimeError("no CA bundle")
+        return real(choice, settings)
+
+    monkeypatch.setattr(plugins, "gemini_llm", flaky)
+    chains = chains_for(dental)
+    guarded = next(p for p in chains.cloud if isinstance(p, GuardedLLM))
+    faq = next(f for f in dental.faqs if f.id == "cleaning-price")
+    # The failed build is the request's failure (the chain's next model answers it), and
+    # the next request builds the client again instead of failing for good.
+    with pytest.raises(APIError, match="no CA bundle"):
+        await ask(guarded, dental, "How much does a teeth cleaning cost?")
+    assert guarded.inner is None
+    assert await ask(guarded, dental, "How much does a teeth cleaning cost?") == faq.answer
+    assert guarded.inner is not None
+    assert made["n"] == 2
 
 
 async def test_gemini_3_gets_thinking_level_minimal(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,9 +134,11 @@ def build_chains(
 
     llms: list[llm.LLM] = []
     for llm_choice in choices.llm:
-        guarded_llm = GuardedLLM(
-            plugins.gemini_llm(llm_choice, settings),
+        guarded_llm = GuardedLLM.lazy(
+            functools.partial(plugins.gemini_llm, llm_choice, settings),
             _policy(endpoint_name("gemini", settings), settings, settings.llm_first_token_timeout),
+            model=llm_choice.model,
+            provider=plugins.GEMINI_PROVIDER,
             local=local_llm,
             hedge_after=settings.hedge_after_llm,
         )

@@ -3,11 +3,20 @@
 A failure before the first token is raised as a non-retryable error, so the fallback
 adapter around it moves to the next model (in the end the FAQ answerer) with the same
 conversation at once, instead of the plugin's own retries and 10 s timeout.
+
+The model's client can be built lazily (`GuardedLLM.lazy`): the Gemini plugin's client
+loads the CA bundle three times when it is made (~75 ms on an idle core, 150-300 ms under
+load, measured on the cloud account's `account_ready` stage), and the first answer is
+seconds away when a call starts. It is built in a thread when the call's connections are
+warmed after the greeting's first frame (`prewarm`), or at the first request at the latest.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import APIConnectOptions, llm
@@ -22,29 +31,78 @@ logger = logging.getLogger("firstword.cloud")
 class GuardedLLM(llm.LLM):
     def __init__(
         self,
-        inner: llm.LLM,
+        inner: llm.LLM | None,
         policy: Policy,
         *,
         local: llm.LLM | None = None,
         hedge_after: float = 0.0,
     ) -> None:
         super().__init__()
-        self.inner = inner
+        self._inner = inner
+        self._make: Callable[[], llm.LLM] | None = None
+        self._building: asyncio.Future[llm.LLM] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._model = self._provider = ""
         self.policy = policy
         # The local answerer races a first token later than `hedge_after` s; 0: never.
         self.local = local
         self.hedge_after = hedge_after
 
+    @classmethod
+    def lazy(
+        cls,
+        make: Callable[[], llm.LLM],
+        policy: Policy,
+        *,
+        model: str,
+        provider: str,
+        local: llm.LLM | None = None,
+        hedge_after: float = 0.0,
+    ) -> GuardedLLM:
+        """A guard whose model is made (by `make`, in a thread) when first warmed or used."""
+        guarded = cls(None, policy, local=local, hedge_after=hedge_after)
+        guarded._make, guarded._model, guarded._provider = make, model, provider
+        return guarded
+
+    @property
+    def inner(self) -> llm.LLM | None:
+        """The model's plugin; None while a lazy one is not built yet."""
+        return self._inner
+
+    async def ready(self) -> llm.LLM:
+        """The model's plugin, built now if it is not yet (once, whoever asks first)."""
+        if self._inner is not None:
+            return self._inner
+        assert self._make is not None
+        if self._building is None:
+            self._building = asyncio.ensure_future(asyncio.to_thread(self._make))
+        # Shielded: a cancelled request (an interrupted turn) does not cancel the build.
+        try:
+            self._inner = await asyncio.shield(self._building)
+        except Exception:
+            self._building = None  # the next request tries again
+            raise
+        return self._inner
+
     @property
     def model(self) -> str:
-        return self.inner.model
+        return self._inner.model if self._inner is not None else self._model
 
     @property
     def provider(self) -> str:
-        return self.inner.provider
+        return self._inner.provider if self._inner is not None else self._provider
 
     def prewarm(self, *, loop: Any = None) -> None:
-        self.inner.prewarm()
+        if self._inner is not None:
+            self._inner.prewarm()
+        elif self._warming is None:
+            self._warming = asyncio.create_task(self._build_and_warm(), name="llm-build")
+
+    async def _build_and_warm(self) -> None:
+        try:
+            (await self.ready()).prewarm()
+        except Exception as exc:  # the first request builds it again, and reports
+            logger.warning("%s: building the client failed: %s", self.policy.name, exc)
 
     def chat(
         self,
@@ -65,7 +123,17 @@ class GuardedLLM(llm.LLM):
         )
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+        building = self._building
+        if self._inner is None and building is not None and not building.cancelled():
+            # A thread cannot be stopped: let the build finish, then close what it made.
+            with contextlib.suppress(Exception):
+                self._inner = await building
+        if self._inner is not None:
+            await self._inner.aclose()
 
 
 class _GuardedStream(llm.LLMStream):
@@ -85,7 +153,8 @@ class _GuardedStream(llm.LLMStream):
         for attempt in range(policy.retries + 1):
             sent = False
             try:
-                async with self._guarded.inner.chat(
+                inner = await self._guarded.ready()
+                async with inner.chat(
                     chat_ctx=self._chat_ctx,
                     tools=self._tools,
                     tool_choice=self._tool_choice,

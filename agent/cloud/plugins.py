@@ -32,6 +32,8 @@ from ..settings import Settings
 
 # Raw PCM: nothing to decode on our side, and the same rate as the local hibari voice.
 ELEVENLABS_ENCODING: Final = "pcm_24000"
+# What the Gemini plugin names itself (its `provider`) with an API key (not Vertex AI).
+GEMINI_PROVIDER: Final = "Gemini"
 GOOGLE_TTS_RATE = 24000
 _SCOPES: Final = ["https://www.googleapis.com/auth/cloud-platform"]
 
