@@ -32,6 +32,7 @@ from livekit.agents import (
     JobProcess,
     room_io,
 )
+from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 from livekit.agents.voice import SpeechHandle
 
 from . import capacity, compat, handoff, heap, metrics, native_memory, recovery, unanswered
@@ -228,6 +229,12 @@ def _timeline(ctx: JobContext) -> CallTimeline:
     return timeline
 
 
+def _callers_in(room: rtc.Room) -> list[rtc.RemoteParticipant]:
+    """The room's people who can be a caller, as `JobContext.wait_for_participant` picks
+    them (no agents: another job's agent may still be in the room)."""
+    return [p for p in room.remote_participants.values() if p.kind in DEFAULT_PARTICIPANT_KINDS]
+
+
 async def _wait_for_caller(ctx: JobContext) -> rtc.RemoteParticipant | None:
     """The caller; None when nobody came in time (a pre-dispatched room, see agent/web/).
 
@@ -420,11 +427,15 @@ async def entrypoint(ctx: JobContext) -> None:
         timeline.mark("room_connected")
         # Published now, while the rest is made ready (agent/ahead.py).
         track = AgentTrack(ctx.room)
-        if not ctx.room.remote_participants:
+        if not _callers_in(ctx.room):
             # Nobody to talk to (the caller left before we joined, or the room was made
             # ahead of its caller, see agent/web/): a room waiting for its caller takes no
-            # slot. A pre-dispatched room names its account in the dispatch, so the session
-            # is started now and the caller's arrival leaves only the greeting to play.
+            # slot. Only callers count here: a room sent to us again after its agent lost
+            # its connection can still hold that agent, and such a job, waiting 20 s for a
+            # caller who had already gone, held a slot all that time (the capacity bench's
+            # "calls still counted 30 s after the step", issue 9). A pre-dispatched room
+            # names its account in the dispatch, so the session is started now and the
+            # caller's arrival leaves only the greeting to play.
             slot.release()
             hints = _room_hints(ctx)
             named = (

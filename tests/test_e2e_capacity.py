@@ -13,12 +13,14 @@ import inspect
 import re
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from livekit import api, rtc
 from prometheus_client import REGISTRY
 
 from agent import capacity
@@ -304,6 +306,46 @@ async def test_a_caller_whose_dispatch_failed_is_answered_once_a_slot_frees(
         ]
         assert rescued, "the second caller was answered without being dispatched again"
         await _settled(log)
+    _assert_clean(log)
+
+
+@pytest.mark.e2e
+async def test_a_room_holding_only_another_agent_takes_no_slot(
+    livekit_server: str, tmp_path: Path
+) -> None:
+    # A room sent to a worker again after its agent lost its connection can still hold that
+    # agent when the new job joins, and its caller may be gone. Such a job used to count as
+    # a live call for the 20 s it waited for a caller (agent/entrypoint.py, `_callers_in`).
+    log = tmp_path / "worker.log"
+    room = f"call-{uuid.uuid4().hex[:8]}"
+    settings = _settings()
+    token = (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
+        .with_identity(f"agent-old-{room}")
+        .with_kind("agent")
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+    # The job gives up on a caller after 5 s, so the worker stops soon after the check.
+    with running_worker(log, {"FIRSTWORD_CALLER_WAIT_TIMEOUT": "5"}):
+        other_agent = rtc.Room()
+        await other_agent.connect(URL, token)
+        try:
+            for _ in range(100):  # the room's job request reaches the worker
+                if any(r.get("room") == room for r in log_records(log)):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the room was never sent to the worker")
+            # Counted from the job's start until it has joined and seen who is there.
+            await asyncio.sleep(1.0)
+            counted = []
+            for _ in range(8):  # 2 s of the job's wait for a caller
+                counted.append(await asyncio.to_thread(_metric, log, "firstword_active_calls"))
+                await asyncio.sleep(0.25)
+            assert counted == [0.0] * len(counted), counted
+        finally:
+            await other_agent.disconnect()
     _assert_clean(log)
 
 
