@@ -10,7 +10,9 @@ answer and hangs up when it ends. Per step it reports:
 - time to first word p50/p90 and answer latency p50/p90 (caller-measured, as scripts/bench.sh);
 - worker CPU per call: CPU seconds of the worker's process tree over the step, less what
   the idle worker spends in that time, / calls (each call: greeting, one answer, ~8 s);
-- the worker tree's RSS at the step's peak of live calls;
+- the worker tree's RSS at the step's peak of live calls, and its rise over the RSS just
+  before the step, per call (what N calls at once cost live, without what earlier steps
+  left behind: allocator pages not given back, caches that fill as calls are served);
 and per combination: the RSS slope (linear fit of peak RSS against live calls, idle
 included: memory per additional call), the Python heap slope (a second, shorter ramp with
 FIRSTWORD_TRACEMALLOC=1; tracemalloc slows allocation, so latency is not measured with it),
@@ -171,6 +173,11 @@ class Step:
     peak_live: int = 0
     peak_rss: int = 0
     peak_heap: float = 0.0
+    # RSS a round's calls added over the tree's RSS just before it, per call: what N calls
+    # at once cost live, without what earlier steps left behind (allocator pages, caches),
+    # which the slope over the steps' peaks also counts.
+    rises: list[float] = field(default_factory=list)
+    round_peak_rss: int = 0
     idle_cores: float = 0.0  # the idle worker's own CPU, taken off the calls' share
 
     def p(self, values: list[float], q: int) -> float | None:
@@ -210,6 +217,9 @@ class Step:
             "peak_live_calls": self.peak_live,
             "peak_rss_mb": round(self.peak_rss / MB),
             "peak_heap_mb": round(self.peak_heap / MB, 1),
+            "rss_rise_mb_per_call": (
+                round(float(np.median(self.rises)) / MB, 1) if self.rises else None
+            ),
             "passes": self.passes,
         }
 
@@ -232,6 +242,7 @@ async def _sample(worker: Worker, step: Step, stop: asyncio.Event) -> None:
         except Exception:  # a scrape during a process's exit: the next one counts
             values, rss = {}, 0
         live = round(values.get("firstword_active_calls", 0))
+        step.round_peak_rss = max(step.round_peak_rss, rss)
         if live > step.peak_live or (live == step.peak_live and rss > step.peak_rss):
             step.peak_live, step.peak_rss = live, max(rss, step.peak_rss)
         step.peak_heap = max(step.peak_heap, values.get("firstword_python_heap_bytes", 0.0))
@@ -255,6 +266,8 @@ async def run_step(worker: Worker, n: int, rounds: int, account: str, q: Questio
     step = Step(n)
     for _ in range(rounds):
         stop = asyncio.Event()
+        step.round_peak_rss = 0
+        rss_before = await asyncio.to_thread(worker.rss_bytes)
         sampler = asyncio.create_task(_sample(worker, step, stop))
         cpu0, t0 = worker.cpu_seconds(), time.monotonic()
         reports = await asyncio.gather(*(_call(account, q, 1.0) for _ in range(n)))
@@ -263,6 +276,8 @@ async def run_step(worker: Worker, n: int, rounds: int, account: str, q: Questio
         step.wall_s += time.monotonic() - t0
         stop.set()
         await sampler
+        if step.round_peak_rss:
+            step.rises.append((step.round_peak_rss - rss_before) / n)
         for report in reports:
             if report.ttfw_s is None:
                 step.lost += 1
@@ -363,6 +378,18 @@ async def run_combination(
     # Without the idle point: the first call's one-time allocations (codecs, caches) left out.
     slope = slope_per_call([p for p in rss_points if p[0] > 0])
     result["rss_mb_per_call_after_first"] = None if slope is None else round(slope / MB, 1)
+    # What the calls of a step add together, against how many there were: the slope is the
+    # live memory of one more simultaneous call; the intercept, what a burst costs whatever
+    # its size (the shared engines' working memory: one Whisper, one voice, behind locks).
+    rises = [
+        (st["calls"], st["rss_rise_mb_per_call"] * st["calls"])
+        for st in result["steps"]
+        if st["rss_rise_mb_per_call"] is not None
+    ]
+    xs, ys = [float(n) for n, _ in rises], [float(mb) for _, mb in rises]
+    fit = np.polyfit(xs, ys, 1) if len(set(xs)) > 1 else None
+    result["live_mb_per_call"] = None if fit is None else round(float(fit[0]), 1)
+    result["live_mb_per_burst"] = None if fit is None else round(float(fit[1]), 1)
 
     heap_points: list[tuple[int, float]] = []
     if heap_steps:
@@ -408,6 +435,7 @@ def _row(s: dict[str, Any]) -> str:
         f" ms, answer p50/p90 {_fmt(s['answer_p50_ms'], 5)}/{_fmt(s['answer_p90_ms'], 5)} ms,"
         f" lost {s['lost']}, unanswered {s['unanswered']}, cpu {s['cpu_s_per_call']} s/call"
         f" ({s['cores_busy']} cores busy), peak {s['peak_live_calls']} live / {s['peak_rss_mb']} MB"
+        f" (+{s['rss_rise_mb_per_call']} MB per call over the step's start)"
         f" {'ok' if s['passes'] else 'OVER'}"
     )
 
@@ -441,18 +469,25 @@ def print_report(results: list[dict[str, Any]], out: Path) -> None:
             )
             cells.append(f"{cell:^{width}}")
         print(f"{calls:>5} | " + " | ".join(cells))
-    print("\nSummary (memory per additional call: slope of a linear fit against live calls)\n")
+    print(
+        "\nSummary (memory per additional call: slope of a linear fit of the steps' peak RSS"
+        " against live calls; live RSS per call: slope of what each step's calls added over"
+        " the RSS just before it, against their number, + the fit's intercept, what any"
+        " burst adds)\n"
+    )
     print(
         "| engines/executor | largest step within bounds | idle RSS MB | RSS MB per call"
-        " (from the first call on) | RSS MB after the calls | Python heap MB per call"
-        " | CPU s per call at that step |"
+        " (from the first call on) | live RSS MB per call (+ per burst) | RSS MB after"
+        " the calls | Python heap MB per call | CPU s per call at that step |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in zip(names, results, strict=True):
         at = next((s for s in r["steps"] if s["calls"] == r["capacity"]), None)
         print(
             f"| {name} | {r['capacity'] or 'none'} | {r['idle_rss_mb']} | {r['rss_mb_per_call']}"
-            f" ({r['rss_mb_per_call_after_first']}) | {r.get('rss_after_mb', '-')}"
+            f" ({r['rss_mb_per_call_after_first']}) | {r.get('live_mb_per_call')}"
+            f" (+{r.get('live_mb_per_burst')})"
+            f" | {r.get('rss_after_mb', '-')}"
             f" | {r['heap_mb_per_call']} | {at['cpu_s_per_call'] if at else '-'} |"
         )
     print(
