@@ -162,7 +162,8 @@ async def agents_main(layout: str) -> None:
                 print(json.dumps({"joined": line[1]}), flush=True)
             elif line[0] == "rss":
                 native_memory.give_back()
-                print(json.dumps({"rss": _rss_bytes(), "rooms": len(parties)}), flush=True)
+                reply = {"rss": _rss_bytes(), "cpu": time.process_time(), "rooms": len(parties)}
+                print(json.dumps(reply), flush=True)
     finally:
         for party in parties:
             await party.aclose()
@@ -207,6 +208,7 @@ async def run_layout(layout: str, steps: list[int], settle_s: float) -> dict[str
     agents = Agents(layout)
     callers: list[Party] = []
     points: list[tuple[int, int]] = []
+    cores: list[tuple[int, float]] = []
     await agents.start()
     try:
         await asyncio.sleep(1.0)  # the child's imports
@@ -217,10 +219,16 @@ async def run_layout(layout: str, steps: list[int], settle_s: float) -> dict[str
                 await caller.join(room, f"caller-{room}", 300.0)
                 callers.append(caller)
                 await agents.ask(f"join {room}")
+            before, t0 = await agents.ask("rss"), time.monotonic()
             await asyncio.sleep(settle_s)  # audio flowing both ways
             reply = await agents.ask("rss")
+            busy = (reply["cpu"] - before["cpu"]) / (time.monotonic() - t0)
             points.append((n, int(reply["rss"])))
-            print(f"  {layout:7s} {n:3d} calls: agent process RSS {reply['rss'] / MB:7.1f} MB")
+            cores.append((n, busy))
+            print(
+                f"  {layout:7s} {n:3d} calls: agent process RSS {reply['rss'] / MB:7.1f} MB,"
+                f" CPU {busy:.3f} cores"
+            )
     finally:
         for caller in callers:
             await caller.aclose()
@@ -234,8 +242,11 @@ async def run_layout(layout: str, steps: list[int], settle_s: float) -> dict[str
         if len({n for n, _ in from_first}) > 1
         else None
     )
+    cxs, cys = [float(n) for n, _ in cores], [c for _, c in cores]
+    cpu_fit = np.polyfit(cxs, cys, 1) if len(set(cxs)) > 1 else None
     return {
         "layout": layout,
+        "cores_per_call": None if cpu_fit is None else round(float(cpu_fit[0]), 4),
         "points_mb": [(n, round(r / MB, 1)) for n, r in points],
         "mb_per_call": round(slope / MB, 2) if slope is not None else None,
         "mb_per_call_from_first": round(slope_first / MB, 2) if slope_first is not None else None,
@@ -259,11 +270,17 @@ async def main() -> None:
             parser.error(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
         print(f"== {layout}: steps {steps}, {args.settle:.0f} s of audio each", flush=True)
         results.append(await run_layout(layout, steps, args.settle))
-    print("\n| layout | RSS MB at each step (calls: MB) | MB per call | from the 1st call on |")
-    print("|---|---|---|---|")
+    print(
+        "\n| layout | RSS MB at each step (calls: MB) | MB per call | from the 1st call on"
+        " | CPU cores per call |"
+    )
+    print("|---|---|---|---|---|")
     for r in results:
         points = ", ".join(f"{n}: {mb}" for n, mb in r["points_mb"])
-        print(f"| {r['layout']} | {points} | {r['mb_per_call']} | {r['mb_per_call_from_first']} |")
+        print(
+            f"| {r['layout']} | {points} | {r['mb_per_call']} | {r['mb_per_call_from_first']}"
+            f" | {r['cores_per_call']} |"
+        )
     print(
         "\nThe floor under firstword's RSS per call (scripts/bench-capacity.sh): what one "
         "LiveKit room with audio both ways costs before any engine runs."
