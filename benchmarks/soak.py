@@ -51,6 +51,7 @@ class Sample:
     threads: int
     fds: int
     rss_mb: float
+    heap_mb: float = 0.0  # the Python heap, with FIRSTWORD_TRACEMALLOC=1 (else 0)
 
 
 def tree_sample(worker: Worker, calls_done: int) -> Sample:
@@ -62,7 +63,11 @@ def tree_sample(worker: Worker, calls_done: int) -> Sample:
             rss += proc.memory_info().rss
         except psutil.NoSuchProcess:
             continue
-    return Sample(calls_done, threads, fds, round(rss / 1024 / 1024, 1))
+    try:
+        heap = worker.metrics().get("firstword_python_heap_bytes", 0.0)
+    except OSError:  # a scrape that failed: the heap is a reading, not a verdict
+        heap = 0.0
+    return Sample(calls_done, threads, fds, round(rss / 1024 / 1024, 1), round(heap / 1024**2, 1))
 
 
 def _no_transcript(_audio: np.ndarray, _rate: int) -> str:
@@ -169,7 +174,7 @@ async def soak(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "bad_log_lines": bad,
         "before": asdict(samples[0]),
         "after": asdict(samples[-1]),
-        "slope_per_100_calls": {f: slope(f) for f in ("threads", "fds", "rss_mb")},
+        "slope_per_100_calls": {f: slope(f) for f in ("threads", "fds", "rss_mb", "heap_mb")},
         "samples": [asdict(s) for s in samples],
         "worker_log": str(worker.log),
     }
@@ -207,7 +212,10 @@ def main() -> None:
     print(f"  time to first word ms: {result['ttfw_ms']}")
     print(f"  bad worker log lines: {result['bad_log_lines'] or 'none'}")
     print("  worker tree, idle    before -> after   slope per 100 calls")
-    for field, unit in (("threads", ""), ("fds", ""), ("rss_mb", " MB")):
+    fields = [("threads", ""), ("fds", ""), ("rss_mb", " MB")]
+    if after["heap_mb"]:
+        fields.append(("heap_mb", " MB"))
+    for field, unit in fields:
         print(f"    {field:8} {before[field]:>10}{unit} -> {after[field]}{unit}   {slopes[field]}")
     print(f"results: {out / 'soak.json'}; worker log: {result['worker_log']}")
     if result["lost"] or result["bad_log_lines"]:
