@@ -9,10 +9,8 @@ caller's handoff nobody takes ends in the no-take line, and the question is in t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -21,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestServer
 
 from agent.engines.local_tts import LocalTTS
 from agent.handoff import NO_ANSWER_REASON
 from agent.settings import Settings
-from agent.web.app import app_from_settings
+from tests.browser_support import launch_chromium, serve_web_app
 from tests.e2e_support import URL, log_records, worker_process
 from tests.test_e2e_web import SCREENSHOTS
 
@@ -38,18 +35,6 @@ SECRET = "desk-test-password"
 HANDOFF_TIMEOUT_S = 25
 QUESTION = "Do you sell concert tickets?"
 STAFF_LINE = "Hello, this is Maria from the front desk. How can I help you?"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +69,8 @@ def web_base(worker_log: Path, records_dir: Path) -> Iterator[str]:
         FIRSTWORD_DESK_SECRET=SECRET,
         FIRSTWORD_HANDOFF_RECORDS=records_dir,
     )
-    loop = asyncio.new_event_loop()
-    server = TestServer(app_from_settings(settings), host="127.0.0.1")
-    loop.run_until_complete(server.start_server())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+    with serve_web_app(settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +105,6 @@ def playwright() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         yield p
-
-
-def _browser(playwright: Any, wav: Path) -> Any:
-    return playwright.chromium.launch(
-        executable_path="/usr/bin/chromium",
-        headless=True,
-        args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
-    )
 
 
 def _records(records_dir: Path) -> list[dict[str, Any]]:
@@ -174,8 +142,8 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
     web_base: str, wavs: dict[str, Path], playwright: Any, records_dir: Path, worker_log: Path
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    desk_browser = _browser(playwright, wavs["staff"])
-    caller_browser = _browser(playwright, wavs["question"])
+    desk_browser = launch_chromium(playwright, wavs["staff"])
+    caller_browser = launch_chromium(playwright, wavs["question"])
     try:
         desk = desk_browser.new_page()
         # A wrong password: refused, and nothing about calls on the page.
@@ -283,8 +251,8 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
     web_base: str, wavs: dict[str, Path], playwright: Any, records_dir: Path, worker_log: Path
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    caller_browser = _browser(playwright, wavs["question"])
-    desk_browser = _browser(playwright, wavs["staff"])
+    caller_browser = launch_chromium(playwright, wavs["question"])
+    desk_browser = launch_chromium(playwright, wavs["staff"])
     try:
         caller = caller_browser.new_page()
         room = _call_and_wait_for_handoff(caller, web_base)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
 from agent.web.app import app_from_settings
+from tests.browser_support import launch_chromium, serve_web_app
 from tests.e2e_support import URL, running_worker
 from tests.helpers import similarity
 
@@ -128,56 +128,30 @@ def test_browser_call_page_greets_and_answers(
     _question_wav(wav, piper, "How much does a teeth cleaning cost?")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    loop = asyncio.new_event_loop()
-    server = TestServer(app_from_settings(_settings()), host="127.0.0.1")
-    loop.run_until_complete(server.start_server())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    base = str(server.make_url("")).rstrip("/")
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-audio-capture={wav}",
-                ],
+    with serve_web_app(_settings()) as base, playwright.sync_playwright() as p:
+        browser = launch_chromium(p, wav)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/call/harbor-dental")
+            page.screenshot(path=str(SCREENSHOTS / "call-page-ready.png"))
+            page.click("#call")
+            page.wait_for_function("window.firstword.ttfwMs !== null", timeout=20_000)
+            page.wait_for_function(
+                "window.firstword.transcript.some(l => l.agent && /Harbor Dental/.test(l.text))",
+                timeout=20_000,
             )
-            try:
-                page = browser.new_page()
-                page.goto(f"{base}/call/harbor-dental")
-                page.screenshot(path=str(SCREENSHOTS / "call-page-ready.png"))
-                page.click("#call")
-                page.wait_for_function("window.firstword.ttfwMs !== null", timeout=20_000)
-                page.wait_for_function(
-                    "window.firstword.transcript.some("
-                    "l => l.agent && /Harbor Dental/.test(l.text))",
-                    timeout=20_000,
-                )
-                page.screenshot(path=str(SCREENSHOTS / "call-page-greeted.png"))
-                page.wait_for_function(
-                    "window.firstword.transcript.some(l => l.agent && /cleaning/i.test(l.text))",
-                    timeout=40_000,
-                )
-                page.screenshot(path=str(SCREENSHOTS / "call-page-answered.png"))
-                ttfw = page.evaluate("window.firstword.ttfwMs")
-                print(f"browser time to first word: {ttfw} ms")
-                assert ttfw > 0
-                page.click("#hangup")
-            finally:
-                browser.close()
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+            page.screenshot(path=str(SCREENSHOTS / "call-page-greeted.png"))
+            page.wait_for_function(
+                "window.firstword.transcript.some(l => l.agent && /cleaning/i.test(l.text))",
+                timeout=40_000,
+            )
+            page.screenshot(path=str(SCREENSHOTS / "call-page-answered.png"))
+            ttfw = page.evaluate("window.firstword.ttfwMs")
+            print(f"browser time to first word: {ttfw} ms")
+            assert ttfw > 0
+            # The agent is heard: the page's ringback (if it started at all) has stopped.
+            assert page.evaluate("window.firstword.ringing") is False
+            page.click("#hangup")
+        finally:
+            browser.close()
     assert "Traceback" not in worker_log.read_text()

@@ -12,7 +12,8 @@ const $ = (id) => document.getElementById(id);
 // `audio`: per participant, the times (performance.now()) of 100 ms samples above -45 dBFS, so a
 // test can tell who was heard when (the agent before a handoff, the staff member after it).
 // joinedAt / heardAt: performance.now() when connect() resolved / the first word was heard.
-const call = { state: 'ready', ttfwMs: null, joinedAt: null, heardAt: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null };
+// ringing / rangAt / ringHeardAt / ringStoppedAt: the ringback (below) and its moments.
+const call = { state: 'ready', ttfwMs: null, joinedAt: null, heardAt: null, room: null, transcript: [], audio: {}, agent: null, handoff: '', staff: null, ringing: false, rangAt: null, ringHeardAt: null, ringStoppedAt: null };
 window.firstword = call;
 
 function setState(state) {
@@ -74,6 +75,64 @@ function reportFirstWord() {
   if (call.heardAt === null || call.joinedAt === null || call.ttfwMs !== null) return;
   call.ttfwMs = Math.round(call.heardAt - call.joinedAt);
   $('ttfw').textContent = `${call.ttfwMs} ms`;
+}
+
+// Ringback: a caller who has joined and hears no agent yet hears the line ring, as a phone
+// caller hears it ring until LiveKit's SIP bridge answers (agent/sip/phone.py), instead of
+// silence. The agent may still be on its way, or every worker may be full and the room waits
+// to be dispatched again when a slot frees (agent/unanswered.py). It starts 1 s after joining
+// (an agent that greets at once is heard before it would ring) and stops the moment the
+// agent's audio arrives. The two-tone ring (440 + 480 Hz, 2 s on, 4 s off) is made here with
+// WebAudio: nothing to download, nothing published to the room.
+const RING_AFTER_MS = 1000;
+let ringTimer = null;
+let ringContext = null;
+
+function startRingback() {
+  if (call.agent || ringContext) return;
+  const context = (ringContext = new AudioContext());
+  const gain = context.createGain();
+  gain.gain.value = 0;
+  for (const hz of [440, 480]) {
+    const tone = context.createOscillator();
+    tone.frequency.value = hz;
+    tone.connect(gain);
+    tone.start();
+  }
+  const start = context.currentTime + 0.05;
+  for (let t = 0; t < 3600; t += 6) {
+    gain.gain.setValueAtTime(0.08, start + t);
+    gain.gain.setValueAtTime(0, start + t + 2);
+  }
+  gain.connect(context.destination);
+  // What the caller hears of it, for tests: the first 100 ms above -45 dBFS.
+  const analyser = context.createAnalyser();
+  gain.connect(analyser);
+  const samples = new Float32Array(512);
+  const timer = setInterval(() => {
+    if (context.state === 'closed') return clearInterval(timer);
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    if (Math.sqrt(sum / samples.length) > Math.pow(10, -45 / 20)) {
+      call.ringHeardAt = performance.now();
+      clearInterval(timer);
+    }
+  }, 100);
+  call.ringing = true;
+  call.rangAt = performance.now();
+  if (call.state === 'connected') $('state').textContent = 'ringing…';
+}
+
+function stopRingback() {
+  clearTimeout(ringTimer);
+  ringTimer = null;
+  if (!ringContext) return;
+  ringContext.close();
+  ringContext = null;
+  call.ringing = false;
+  call.ringStoppedAt = performance.now();
+  if (call.state === 'connected') $('state').textContent = 'connected';
 }
 
 function watchLevel(mediaStreamTrack, identity) {
@@ -146,6 +205,7 @@ async function start() {
     document.body.append(track.attach());
     if (participant.isAgent) {
       call.agent = participant.identity;
+      stopRingback();
       watchFirstWord(track.mediaStreamTrack);
     }
     watchLevel(track.mediaStreamTrack, participant.identity);
@@ -165,6 +225,7 @@ async function start() {
     for await (const chunk of reader) append(chunk);
   });
   room.on(RoomEvent.Disconnected, () => {
+    stopRingback();
     setState('ended');
     $('hangup').disabled = true;
   });
@@ -173,6 +234,7 @@ async function start() {
   call.joinedAt = performance.now();
   reportFirstWord();
   setState('connected');
+  if (!call.agent) ringTimer = setTimeout(startRingback, RING_AFTER_MS);
   $('hangup').disabled = false;
   await room.localParticipant.setMicrophoneEnabled(true);
 }
