@@ -17,8 +17,10 @@ itself: a full worker would only make the request fail again; a worker with room
 the last `FIRSTWORD_UNANSWERED_AFTER` s is left alone, so workers sweeping together do not
 dispatch one room twice, and a room keeps being retried at that pace while its caller waits.
 
-A caller who waits here hears nothing until an agent joins (the hold line needs a job); what
-this guarantees is that the wait ends when a worker has room, not when the caller gives up.
+A caller who waits here hears no agent until one joins (the hold line needs a job): the call
+page rings meanwhile (web/src/call.js), and a phone caller's line rings until LiveKit's SIP
+bridge answers, which it does when an agent's track is subscribed. What this module
+guarantees is that the wait ends when a worker has room, not when the caller gives up.
 The sweep costs one ListRooms plus one ListParticipants per room with people in it; for many
 rooms per server, a `participant_joined` webhook would find the same rooms without polling.
 """
