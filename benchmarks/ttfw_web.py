@@ -26,14 +26,13 @@ import asyncio
 import json
 import os
 import time
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from playwright.async_api import Browser, async_playwright
 
+from agent.caller.browser import CHROMIUM, chromium_args, silent_wav
 from agent.caller.simulator import CallOptions, run_call
 from agent.settings import PROJECT_ROOT, get_settings
 from benchmarks.ttfw import WebApp, Worker, _stats
@@ -44,18 +43,6 @@ KINDS = (
     ("simulator", "predispatched"),
     ("simulator", "on join"),
 )
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 
 
 @dataclass
@@ -64,16 +51,6 @@ class WebSample:
     dispatch: str  # predispatched | on join
     ttfw_ms: float | None
     room: str = ""
-
-
-def _silent_wav(path: Path, seconds: float = 60.0, rate: int = 16000) -> None:
-    """The fake microphone's input: silence (Chromium's default fake device beeps, which
-    the agent would hear as speech over its greeting)."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(np.zeros(int(seconds * rate), np.int16).tobytes())
 
 
 async def _browser_call(
@@ -152,7 +129,7 @@ async def main() -> None:
     parser.add_argument("--lead", type=float, default=1.0, help="s between token and click")
     parser.add_argument("--gap", type=float, default=0.5, help="s between calls")
     parser.add_argument("--account", default="harbor-dental")
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", default=CHROMIUM)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".cache" / "bench")
     args = parser.parse_args()
     if args.calls < 1:
@@ -160,7 +137,7 @@ async def main() -> None:
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     mic = out / "silence.wav"
-    _silent_wav(mic)
+    silent_wav(mic)
     load_start = os.getloadavg()[0]
 
     worker = Worker("firstword", out / "worker.log")
@@ -174,7 +151,7 @@ async def main() -> None:
             browser = await p.chromium.launch(
                 executable_path=args.chromium,
                 headless=True,
-                args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"],
+                args=chromium_args(mic),
             )
             try:
                 for i in range(args.calls):

@@ -12,29 +12,15 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
+from agent.caller.browser import CHROMIUM, chromium_args
 from agent.settings import Settings
 from agent.web.app import app_from_settings
-
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 
 
 def launch_chromium(playwright: Any, wav: Path) -> Any:
     """The OS package's Chromium, its microphone looping `wav`."""
     return playwright.chromium.launch(
-        executable_path="/usr/bin/chromium",
-        headless=True,
-        args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
+        executable_path=CHROMIUM, headless=True, args=chromium_args(wav)
     )
 
 

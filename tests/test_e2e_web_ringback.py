@@ -7,12 +7,11 @@ A module of its own: it needs the server with no worker registered when the call
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from agent.caller.browser import silent_wav
 from agent.settings import Settings
 from tests.browser_support import launch_chromium, serve_web_app
 from tests.e2e_support import URL, log_records, running_worker
@@ -24,12 +23,7 @@ def test_a_browser_caller_with_no_agent_yet_hears_ringing_until_the_agent_greets
     livekit_server: str, tmp_path: Path
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    wav = tmp_path / "quiet.wav"
-    with wave.open(str(wav), "wb") as out:  # a caller who says nothing
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.zeros(16000 * 60, np.int16).tobytes())
+    wav = silent_wav(tmp_path / "quiet.wav")
     settings = Settings(LIVEKIT_URL=URL, LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret")
     with serve_web_app(settings) as base, playwright.sync_playwright() as p:
         browser = launch_chromium(p, wav)
