@@ -62,6 +62,8 @@ class CallChains:
         while True:
             for provider in self.cloud:
                 try:
+                    if isinstance(provider, GuardedLLM):
+                        await provider.ready()  # its client, built in a thread the first time
                     provider.prewarm()
                 except Exception as exc:  # a cold connection is slower, not broken
                     logger.warning("warming %s failed: %s", provider.policy.name, exc)
@@ -134,7 +136,7 @@ def build_chains(
 
     llms: list[llm.LLM] = []
     for llm_choice in choices.llm:
-        guarded_llm = GuardedLLM.lazy(
+        guarded_llm = GuardedLLM(
             functools.partial(plugins.gemini_llm, llm_choice, settings),
             _policy(endpoint_name("gemini", settings), settings, settings.llm_first_token_timeout),
             model=llm_choice.model,

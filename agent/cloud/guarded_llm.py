@@ -4,11 +4,12 @@ A failure before the first token is raised as a non-retryable error, so the fall
 adapter around it moves to the next model (in the end the FAQ answerer) with the same
 conversation at once, instead of the plugin's own retries and 10 s timeout.
 
-The model's client can be built lazily (`GuardedLLM.lazy`): the Gemini plugin's client
-loads the CA bundle three times when it is made (~75 ms on an idle core, 150-300 ms under
-load, measured on the cloud account's `account_ready` stage), and the first answer is
-seconds away when a call starts. It is built in a thread when the call's connections are
-warmed after the greeting's first frame (`prewarm`), or at the first request at the latest.
+The model's client is built lazily, in a thread: the Gemini plugin's client loads the CA
+bundle three times when it is made (~75 ms on an idle core, 150-300 ms under load, measured
+on the cloud account's `account_ready` stage), and the first answer is seconds away when a
+call starts. `CallChains` builds it when it warms the call's connections after the
+greeting's first frame (`ready`), or the first request does at the latest; the framework's
+own prewarm at session start leaves it alone, off the first word's path.
 """
 
 from __future__ import annotations
@@ -31,26 +32,6 @@ logger = logging.getLogger("firstword.cloud")
 class GuardedLLM(llm.LLM):
     def __init__(
         self,
-        inner: llm.LLM | None,
-        policy: Policy,
-        *,
-        local: llm.LLM | None = None,
-        hedge_after: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self._inner = inner
-        self._make: Callable[[], llm.LLM] | None = None
-        self._building: asyncio.Future[llm.LLM] | None = None
-        self._warming: asyncio.Task[None] | None = None
-        self._model = self._provider = ""
-        self.policy = policy
-        # The local answerer races a first token later than `hedge_after` s; 0: never.
-        self.local = local
-        self.hedge_after = hedge_after
-
-    @classmethod
-    def lazy(
-        cls,
         make: Callable[[], llm.LLM],
         policy: Policy,
         *,
@@ -58,22 +39,26 @@ class GuardedLLM(llm.LLM):
         provider: str,
         local: llm.LLM | None = None,
         hedge_after: float = 0.0,
-    ) -> GuardedLLM:
-        """A guard whose model is made (by `make`, in a thread) when first warmed or used."""
-        guarded = cls(None, policy, local=local, hedge_after=hedge_after)
-        guarded._make, guarded._model, guarded._provider = make, model, provider
-        return guarded
+    ) -> None:
+        super().__init__()
+        self._make = make  # blocking: run in a thread, once (see the module's docstring)
+        self._inner: llm.LLM | None = None
+        self._building: asyncio.Future[llm.LLM] | None = None
+        self._model, self._provider = model, provider
+        self.policy = policy
+        # The local answerer races a first token later than `hedge_after` s; 0: never.
+        self.local = local
+        self.hedge_after = hedge_after
 
     @property
     def inner(self) -> llm.LLM | None:
-        """The model's plugin; None while a lazy one is not built yet."""
+        """The model's plugin; None until it is built."""
         return self._inner
 
     async def ready(self) -> llm.LLM:
         """The model's plugin, built now if it is not yet (once, whoever asks first)."""
         if self._inner is not None:
             return self._inner
-        assert self._make is not None
         if self._building is None:
             self._building = asyncio.ensure_future(asyncio.to_thread(self._make))
         # Shielded: a cancelled request (an interrupted turn) does not cancel the build.
@@ -93,16 +78,9 @@ class GuardedLLM(llm.LLM):
         return self._inner.provider if self._inner is not None else self._provider
 
     def prewarm(self, *, loop: Any = None) -> None:
+        # Not built yet: nothing to warm (the build waits for `ready`, after the first word).
         if self._inner is not None:
             self._inner.prewarm()
-        elif self._warming is None:
-            self._warming = asyncio.create_task(self._build_and_warm(), name="llm-build")
-
-    async def _build_and_warm(self) -> None:
-        try:
-            (await self.ready()).prewarm()
-        except Exception as exc:  # the first request builds it again, and reports
-            logger.warning("%s: building the client failed: %s", self.policy.name, exc)
 
     def chat(
         self,
@@ -123,10 +101,6 @@ class GuardedLLM(llm.LLM):
         )
 
     async def aclose(self) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warming
         building = self._building
         if self._inner is None and building is not None and not building.cancelled():
             # A thread cannot be stopped: let the build finish, then close what it made.
