@@ -49,6 +49,7 @@ from prometheus_client import multiprocess
 
 from . import metrics
 from .accounts import Account
+from .engines.audio import frame_to_float, rms_dbfs
 from .pools import EnginePool
 
 logger = logging.getLogger("firstword.capacity")
@@ -60,8 +61,6 @@ PROMOTED_LINE = "Thank you for waiting. How can I help you today?"
 # How often a held call looks for a free slot, and repeats its hold line.
 _POLL_S = 0.25
 _REPEAT_HOLD_S = 12.0
-# Longest a held call waits for the caller to subscribe to its track before it plays anyway.
-_SUBSCRIBE_WAIT_S = 3.0
 # Reported load when every conversation slot is taken, and when every hold slot is too.
 # Both stay under livekit-server's `agents.target_load` (0.7 by default): a server whose
 # workers all report more gives a job request no affinity and drops it ("failed to send job
@@ -270,6 +269,16 @@ def observe_agent_wait(caller: rtc.RemoteParticipant, room: rtc.Room, received_a
         metrics.AGENT_WAIT.observe(max(0.0, received_at - joined.timestamp()))
 
 
+# Louder than this is heard, as the caller simulator counts it (agent/caller/recorder.py): a
+# voice's leading silence is not the first word.
+_AUDIBLE_DBFS = -45.0
+
+
+def audible(frame: rtc.AudioFrame) -> bool:
+    """Whether a frame has anything a caller would hear."""
+    return rms_dbfs(frame_to_float(frame)) > _AUDIBLE_DBFS
+
+
 def prepare_hold_audio(pool: EnginePool, accounts: list[Account]) -> int:
     """Render the hold and promoted lines in every voice in use (blocking; at prewarm)."""
     made = 0
@@ -289,12 +298,16 @@ async def hold(
     max_calls: int,
     max_hold_s: float,
     greeted: bool = False,
+    on_first_frame: Callable[[], None] | None = None,
 ) -> bool:
     """Hold the call until it gets a slot (True), or the caller leaves / waits too long (False).
 
     Plain `rtc` audio, not an AgentSession: no VAD, STT or LLM run while the call is held.
     The caller hears the greeting (unless `greeted`: a pre-dispatched call's session said it
-    already), then the hold line, repeated while they wait.
+    already), then the hold line, repeated while they wait. `on_first_frame` is called once,
+    when the first audible frame goes to the caller (the call's first word, as a session's
+    first frame is for a call that found a slot): a held caller who heard nothing shows in
+    the call's timeline and metrics instead of looking like one who did.
     """
     voice = pool.voice_for(account.voice)
     source = rtc.AudioSource(voice.sample_rate, 1)
@@ -313,18 +326,26 @@ async def hold(
 
     room.on("participant_disconnected", _on_left)
 
+    first_sent = on_first_frame is None
+
     async def play(text: str) -> None:
+        nonlocal first_sent
         _cached, frames = await pool.greetings.stream(voice, text)
         async for frame in frames:
             await source.capture_frame(frame)
+            if not first_sent and audible(frame):
+                first_sent = True
+                assert on_first_frame is not None
+                on_first_frame()
 
     async def announce() -> None:
         # Start when the caller can hear it, as the session's room output does: frames sent
-        # before the caller's subscription never reach them.
-        try:
-            await asyncio.wait_for(publication.wait_for_subscription(), _SUBSCRIBE_WAIT_S)
-        except TimeoutError:
-            pass
+        # before the caller's subscription never reach them. No limit (there was one of 3 s):
+        # in a burst on a busy machine a caller's subscription to the hold track (a second
+        # track, after the one published at connect) can take longer, and a greeting played
+        # to nobody left that caller in silence until the hold line came round again, 12 s
+        # later. The wait ends with the hold (the caller leaves, or FIRSTWORD_MAX_HOLD).
+        await publication.wait_for_subscription()
         if not greeted:
             await play(account.greeting)
             await source.wait_for_playout()

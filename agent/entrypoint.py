@@ -503,6 +503,14 @@ async def entrypoint(ctx: JobContext) -> None:
     if slot.mode == "held":
         call["held"] = True
         await track.aclose(unpublish=True)  # the hold has its own plain track
+
+        def _held_first_frame() -> None:
+            # The held caller's first word (the greeting, or the hold line after a greeting
+            # said ahead): their timeline line and TTFW now. A call promoted later keeps
+            # this mark (the first mark of a stage wins) and its report (written once).
+            timeline.mark("first_frame")
+            _report(timeline, call, reason="first word (held)")
+
         promoted = await capacity.hold(
             ctx.room,
             caller,
@@ -512,6 +520,7 @@ async def entrypoint(ctx: JobContext) -> None:
             max_calls=settings.max_concurrent_calls,
             max_hold_s=settings.max_hold_seconds,
             greeted=greeted,
+            on_first_frame=_held_first_frame,
         )
         if not promoted:
             ctx.shutdown(reason="left hold" if slot.released else "held too long: handed off")
@@ -548,7 +557,8 @@ async def entrypoint(ctx: JobContext) -> None:
         phone.watch_answer(ctx.room, caller)
     # Wired after the first frame, off its path (it publishes the call's attributes).
     session, taken = prepared.session, slot
-    if "first_frame" in timeline.marks:
+    # A promoted call's first frame was the hold's: its session's first line comes first.
+    if "first_frame" in timeline.marks and not call.get("held"):
         _attach_handoff(ctx, session, account, caller, taken)
     else:
         attach_after_first_frame(
