@@ -127,6 +127,10 @@ NOTES: dict[str, str] = {
     "FIRSTWORD_REDIS_RETRY_AFTER": (
         "Seconds Redis is left alone after a failure (the caches use memory and disk)."
     ),
+    "FIRSTWORD_INPUT_AGC": (
+        "WebRTC's automatic gain control on the caller's audio (off by default, see "
+        "`FIRSTWORD_INPUT_SAMPLE_RATE`)."
+    ),
     "FIRSTWORD_LOG_LEVEL": "Log level.",
 }
 
