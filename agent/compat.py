@@ -11,6 +11,7 @@ are checked in `tests/test_observability.py`.)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from livekit.agents.voice.endpointing import BaseEndpointing
 from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 from livekit.agents.worker import ServerEnvOption
 from livekit.plugins import google, silero
+from livekit.plugins.silero import onnx_model as silero_onnx
 from livekit.protocol import agent as agent_proto
 
 # --- livekit-rtc ----------------------------------------------------------------------------
@@ -48,6 +50,49 @@ def start_rtc_ffi() -> object:
 
 
 # --- livekit-plugins-silero ---------------------------------------------------------------
+
+
+class InlineVadExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A call loop's default executor that runs Silero's window inference in place.
+
+    The Silero plugin's stream hands every 32 ms window to the loop's default executor
+    (`loop.run_in_executor(None, self._model, window)`): a thread hop to run ~0.2 ms of
+    ONNX (which releases the GIL anyway), then a wake-up of the loop through its self-pipe
+    to hear the result. Per call that is ~31 hops a second; under load the hops cost the
+    worker more than the inference (issue 24's profile: thread hand-off, `_write_to_self`
+    and future callbacks ~25 % of its CPU). This executor runs calls to the plugin's
+    `OnnxModel` at once, on the loop's thread, and gives everything else (`asyncio.to_thread`:
+    Whisper, the FAQ match, synthesis) to `pool`, one pool for all the calls of the process
+    (the framework's per-loop default pools made up to 6 threads per call).
+
+    What it relies on: the plugin calls an `OnnxModel` through the *default* executor (no
+    private attribute is read; `tests/test_compat.py` checks that this still happens).
+    `shutdown` leaves the shared pool running: a call's loop shuts its default executor
+    down when it ends, and the other calls still use the pool.
+    """
+
+    def __init__(self, pool: concurrent.futures.Executor) -> None:
+        # A ThreadPoolExecutor only because `loop.set_default_executor` takes no other kind;
+        # its own threads are never started (every submit goes inline or to `pool`).
+        super().__init__(max_workers=1, thread_name_prefix="firstword-unused")
+        self._pool = pool
+        self.inline_runs = 0
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        if isinstance(fn, silero_onnx.OnnxModel):
+            self.inline_runs += 1
+            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                done.set_result(fn(*args, **kwargs))
+            except BaseException as error:
+                done.set_exception(error)
+            return done
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass  # the pool is the process's, not this call's
 
 
 def silero_vad_sharing_model(vad: silero.VAD) -> silero.VAD:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,17 @@ from livekit.agents import (
 from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 from livekit.agents.voice import SpeechHandle
 
-from . import capacity, compat, handoff, heap, metrics, native_memory, recovery, unanswered
+from . import (
+    capacity,
+    compat,
+    handoff,
+    heap,
+    metrics,
+    native_memory,
+    recovery,
+    stalls,
+    unanswered,
+)
 from .accounts import Account, AccountStore, CallHints, resolve_account
 from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
@@ -96,6 +107,9 @@ def prewarm(proc: JobProcess) -> None:
     )
     proc.userdata["accounts"] = store
     proc.userdata["pool"] = pool
+    # Last: what prewarm loaded is frozen out of every later collection (agent/stalls.py).
+    stalls.watch_gc()
+    process_wide("gc", lambda: stalls.tune_gc() if settings.gc_tuning else None)
     elapsed = time.perf_counter() - start
     metrics.PREWARM.observe(elapsed)
     logger.info(
@@ -133,6 +147,11 @@ def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> thr
     thread = threading.Thread(target=run, name="firstword-answers", daemon=True)
     thread.start()
     return thread
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    """The threads every call of this process hands blocking work to (`asyncio.to_thread`)."""
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="firstword-call")
 
 
 def _build_server() -> AgentServer:
@@ -367,7 +386,10 @@ async def _prepare_session(
             # each line as soon as it is known.
             text_output=room_io.TextOutputOptions(sync_transcription=False),
             audio_input=room_io.AudioInputOptions(
-                noise_cancellation=noise_filter(account, caller_kind, settings)
+                # At the engines' rate, no agent-side gain control (see Settings).
+                sample_rate=settings.input_sample_rate,
+                auto_gain_control=settings.input_agc,
+                noise_cancellation=noise_filter(account, caller_kind, settings),
             ),
         ),
     )
@@ -415,6 +437,17 @@ async def entrypoint(ctx: JobContext) -> None:
         if track is not None:
             await track.aclose()
 
+    if settings.inline_vad:  # VAD windows on this loop, thread work in one shared pool
+        asyncio.get_running_loop().set_default_executor(
+            compat.InlineVadExecutor(process_wide("call_pool", _call_pool))
+        )
+    # This call's loop lag, for the stalls a caller hears (agent/stalls.py).
+    loop_watch = stalls.watch_loop()
+
+    async def _stop_loop_watch() -> None:
+        loop_watch.stop()
+
+    ctx.add_shutdown_callback(_stop_loop_watch)
     ctx.add_shutdown_callback(_end_of_call)
     ctx.add_shutdown_callback(_close_track)
     ctx.room.on("local_track_published", lambda *_: timeline.mark("track_published"))

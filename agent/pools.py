@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from livekit.agents import inference
+from livekit.agents import vad as vad_api
 from livekit.plugins import silero
 
 from .accounts import Account, AccountRegistry
@@ -36,6 +37,7 @@ from .compat import silero_vad_sharing_model
 from .engines.embedder import Embedder, load_embedder
 from .engines.faq_llm import FaqIndex, FaqLLM
 from .engines.local_tts import LocalTTS, load_hibari, load_piper
+from .engines.shared_vad import SharedVAD
 from .engines.whisper_stt import WhisperSTT, load_whisper
 from .greetings import GreetingCache
 from .settings import Settings
@@ -51,7 +53,7 @@ FALLBACK_VOICE = ("hibari", "heart")
 class CallEngines:
     """What one call's `AgentSession` is built from."""
 
-    vad: silero.VAD
+    vad: vad_api.VAD  # the call's one VAD stream, shared (engines/shared_vad.py)
     stt: WhisperSTT
     llm: FaqLLM
     tts: LocalTTS
@@ -96,8 +98,13 @@ class EnginePool:
         if index is None:
             index = await asyncio.to_thread(self.faq_index, account)
         return CallEngines(
-            # Silero keeps its state per stream; the loaded model is what we share.
-            vad=silero_vad_sharing_model(self.vad),
+            # Silero keeps its state per stream; the loaded model is what we share. Within
+            # the call, the session and the speculative recogniser share one stream.
+            vad=(
+                SharedVAD(silero_vad_sharing_model(self.vad))
+                if self.settings.shared_vad
+                else silero_vad_sharing_model(self.vad)
+            ),
             stt=self.stt.lease(),
             llm=FaqLLM(account, index, min_score=self.settings.faq_min_score),
             tts=self.voice_for(account.voice).lease(),

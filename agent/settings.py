@@ -269,6 +269,26 @@ class Settings(BaseSettings):
     # firstword_python_heap_bytes (agent/heap.py): for sizing a worker with
     # scripts/bench-capacity.sh. Off by default: tracing slows every Python allocation.
     tracemalloc: bool = Field(default=False, validation_alias="FIRSTWORD_TRACEMALLOC")
+    # The caller's audio as the session hears it (agent/entrypoint.py): 16 kHz, the rate of
+    # the VAD, the turn detector and Whisper, so livekit-rtc's decoder resamples once in
+    # native code instead of each of them again per frame in Python (was the framework's
+    # 24 kHz); and no gain control on the agent's side: browsers and phone networks level the
+    # caller's voice already, and WebRTC's AGC on every frame was a tenth of the worker's CPU.
+    input_sample_rate: int = Field(
+        default=16000, ge=8000, le=48000, validation_alias="FIRSTWORD_INPUT_SAMPLE_RATE"
+    )
+    input_agc: bool = Field(default=False, validation_alias="FIRSTWORD_INPUT_AGC")
+    # One VAD stream per call, heard by the session and the speculative recogniser alike
+    # (agent/engines/shared_vad.py); off: each opens its own (two Silero runs per window).
+    shared_vad: bool = Field(default=True, validation_alias="FIRSTWORD_SHARED_VAD")
+    # Silero's window inference (~0.2 ms) on the call's loop instead of a thread hop per
+    # 32 ms window; the rest of a call's thread work in one pool per process (compat.py,
+    # `InlineVadExecutor`).
+    inline_vad: bool = Field(default=True, validation_alias="FIRSTWORD_INLINE_VAD")
+    # Garbage collection (agent/stalls.py): freeze what prewarm loaded and collect the youngest
+    # generation 10x less often, so no collection stalls every call's audio at once; off
+    # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).
+    gc_tuning: bool = Field(default=True, validation_alias="FIRSTWORD_GC_TUNING")
     # Caches in front of the cloud engines (agent/cloud/caches.py). The response cache: a
     # repeated question skips the cloud model (entries live TTL seconds, per account
     # version); a cached question must be this similar (MiniLM cosine, normalised text).

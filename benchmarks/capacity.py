@@ -71,12 +71,14 @@ class Worker:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     metrics_url: str = ""
+    # Put before the command, e.g. ["taskset", "-c", "0"] to pin the worker to one core.
+    prefix: list[str] = field(default_factory=list)
 
     def launch(self) -> None:
         _STARTED.append(self)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "agent.py", "start"],
+                [*self.prefix, sys.executable, "agent.py", "start"],
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdout=out,

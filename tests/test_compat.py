@@ -28,6 +28,43 @@ def _has(obj: Any, name: str, where: str) -> Any:
     return getattr(obj, name)
 
 
+async def test_silero_windows_run_on_the_loop_and_other_thread_work_in_the_shared_pool() -> None:
+    """`InlineVadExecutor`: the plugin still hands each window's `OnnxModel` call to the
+    loop's default executor (else this saw no inline run), and to_thread work still runs on
+    the pool's threads, not the loop's."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-pool")
+    inline = compat.InlineVadExecutor(pool)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(inline)
+    try:
+        stream = silero.VAD.load().stream()
+        silence = np.zeros(160, dtype=np.int16).tobytes()
+        for _ in range(50):  # 0.5 s at 16 kHz: ~15 windows
+            stream.push_frame(rtc.AudioFrame(silence, 16000, 1, 160))
+        inferences = 0
+        async with asyncio.timeout(10):
+            async for event in stream:
+                inferences += event.type == "inference_done"
+                if inferences >= 10:
+                    break
+        await stream.aclose()
+        assert inline.inline_runs >= 10, (
+            "silero's VADStream no longer runs its OnnxModel through the loop's default"
+            " executor: update compat.InlineVadExecutor"
+        )
+        ran_on = await asyncio.to_thread(lambda: threading.current_thread().name)
+        assert ran_on.startswith("test-pool")
+        inline.shutdown()  # a call's loop ending leaves the shared pool running
+        assert pool.submit(lambda: 1).result(timeout=5) == 1
+    finally:
+        pool.shutdown()
+
+
 async def test_silero_vad_shares_the_loaded_onnx_session_and_copies_the_options() -> None:
     loaded = silero.VAD.load(min_silence_duration=0.35)
     assert isinstance(loaded, silero.VAD)

@@ -51,6 +51,8 @@ class CallReport:
     greeting: str
     turns: list[Turn] = field(default_factory=list)
     hung_up_mid_answer: bool = False
+    # The caller left at `CallOptions.leave_at_s`, whatever was going on (a hang-up).
+    hung_up: bool = False
     # --barge-in: the caller's first word over the first answer -> the agent's last audible frame.
     barge_in_s: float | None = None
     # When connect() returned, on time.perf_counter(): CLOCK_MONOTONIC on Linux, the clock
@@ -79,6 +81,12 @@ class CallOptions:
     hang_up_after_s: float | None = None
     # Wait this long after the greeting before the first question (a caller on hold).
     pause_before_questions_s: float = 0.0
+    # Seconds the caller thinks after each answer before asking the next question (one
+    # value per gap, cycled; empty: ask at once), as a person on the phone does.
+    think_s: tuple[float, ...] = ()
+    # Hang up this many seconds after joining, whatever is going on (mid-greeting, mid-
+    # question, mid-answer); what was measured until then is kept. None: stay for the call.
+    leave_at_s: float | None = None
     barge_in: Question | None = None  # say this over the first answer, time the agent's stop
     barge_in_after_s: float = 0.5  # how far into the answer the caller starts speaking
     record_dir: Path | None = None  # where to save the agent's audio as <room>.wav
@@ -181,58 +189,16 @@ async def run_call(
         report = CallReport(
             room=room_name, connect_s=joined - t_connect, ttfw_s=None, greeting="", joined_at=joined
         )
-        if options.hang_up_after_s is not None:
-            start = await recorder.wait_speech_start(joined, options.hang_up_after_s)
-            report.ttfw_s = None if start is None else start[1] - joined
-            await asyncio.sleep(max(0.0, joined + options.hang_up_after_s - time.perf_counter()))
+        if options.leave_at_s is not None:
+            try:
+                async with asyncio.timeout(options.leave_at_s - (time.perf_counter() - joined)):
+                    await _converse(
+                        report, questions, transcribe, options, mic, recorder, subscribed, joined
+                    )
+            except TimeoutError:
+                report.hung_up = True
             return report
-        start = await recorder.wait_speech_start(joined, options.greeting_timeout_s)
-        if start is None:
-            logger.error("no greeting within %.0f s", options.greeting_timeout_s)
-            return report
-        first, first_at = start
-        report.ttfw_s = first_at - joined
-        report.subscribed_s = subscribed[0] - joined if subscribed else None
-        report.first_audio_s = recorder.times[0] - joined if recorder.times else None
-        if transcribe is None:
-            return report
-        end = await recorder.wait_speech_end(first, options.end_silence_s, 30.0)
-        report.greeting = await asyncio.to_thread(transcribe, recorder.audio(first, end), RATE)
-        if options.pause_before_questions_s:
-            await asyncio.sleep(options.pause_before_questions_s)
-
-        for question in questions:
-            ended = await mic.say(question.audio, question.sample_rate)
-            # From the caller's first sound (after the clip's lead-in) to the end of the clip:
-            # an answer heard in between is an answer to part of the question.
-            said_from = ended - question.audio.size / question.sample_rate + 0.2
-            talked_over = recorder.audible_between(said_from, ended)
-            start = await recorder.wait_speech_start(ended, options.answer_timeout_s)
-            if start is None:
-                report.turns.append(Turn(question.text, "", None, ended - joined, 0.0))
-                continue
-            first, first_at = start
-            if options.hang_up_mid_answer:
-                report.hung_up_mid_answer = True
-                report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
-                break
-            if options.barge_in is not None:
-                report.barge_in_s = await _barge_in(mic, recorder, options)
-                report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
-                break
-            end = await recorder.wait_speech_end(first, options.end_silence_s, 60.0)
-            audio = recorder.audio(first, end)
-            answer = await asyncio.to_thread(transcribe, audio, RATE)
-            report.turns.append(
-                Turn(
-                    question.text,
-                    answer,
-                    first_at - ended,
-                    ended - joined,
-                    audio.size / RATE,
-                    talked_over=talked_over,
-                )
-            )
+        await _converse(report, questions, transcribe, options, mic, recorder, subscribed, joined)
         return report
     finally:
         if options.record_dir is not None and recorder.chunks:
@@ -243,6 +209,73 @@ async def run_call(
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _converse(
+    report: CallReport,
+    questions: list[Question],
+    transcribe: Transcribe | None,
+    options: CallOptions,
+    mic: Microphone,
+    recorder: Recorder,
+    subscribed: list[float],
+    joined: float,
+) -> None:
+    """The call after joining: the greeting, then each question and its answer."""
+    if options.hang_up_after_s is not None:
+        start = await recorder.wait_speech_start(joined, options.hang_up_after_s)
+        report.ttfw_s = None if start is None else start[1] - joined
+        await asyncio.sleep(max(0.0, joined + options.hang_up_after_s - time.perf_counter()))
+        return
+    start = await recorder.wait_speech_start(joined, options.greeting_timeout_s)
+    if start is None:
+        logger.error("no greeting within %.0f s", options.greeting_timeout_s)
+        return
+    first, first_at = start
+    report.ttfw_s = first_at - joined
+    report.subscribed_s = subscribed[0] - joined if subscribed else None
+    report.first_audio_s = recorder.times[0] - joined if recorder.times else None
+    if transcribe is None:
+        return
+    end = await recorder.wait_speech_end(first, options.end_silence_s, 30.0)
+    report.greeting = await asyncio.to_thread(transcribe, recorder.audio(first, end), RATE)
+    if options.pause_before_questions_s:
+        await asyncio.sleep(options.pause_before_questions_s)
+
+    for index, question in enumerate(questions):
+        if index and options.think_s:
+            await asyncio.sleep(options.think_s[(index - 1) % len(options.think_s)])
+        ended = await mic.say(question.audio, question.sample_rate)
+        # From the caller's first sound (after the clip's lead-in) to the end of the clip:
+        # an answer heard in between is an answer to part of the question.
+        said_from = ended - question.audio.size / question.sample_rate + 0.2
+        talked_over = recorder.audible_between(said_from, ended)
+        start = await recorder.wait_speech_start(ended, options.answer_timeout_s)
+        if start is None:
+            report.turns.append(Turn(question.text, "", None, ended - joined, 0.0))
+            continue
+        first, first_at = start
+        if options.hang_up_mid_answer:
+            report.hung_up_mid_answer = True
+            report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
+            break
+        if options.barge_in is not None:
+            report.barge_in_s = await _barge_in(mic, recorder, options)
+            report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
+            break
+        end = await recorder.wait_speech_end(first, options.end_silence_s, 60.0)
+        audio = recorder.audio(first, end)
+        answer = await asyncio.to_thread(transcribe, audio, RATE)
+        report.turns.append(
+            Turn(
+                question.text,
+                answer,
+                first_at - ended,
+                ended - joined,
+                audio.size / RATE,
+                talked_over=talked_over,
+            )
+        )
 
 
 async def _barge_in(mic: Microphone, recorder: Recorder, options: CallOptions) -> float | None:
