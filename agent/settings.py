@@ -15,6 +15,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Hold slots per conversation slot, when FIRSTWORD_HOLD_SLOTS is not set: a worker takes a
+# burst of 4x its conversations (FIRSTWORD_MAX_CALLS) and every caller in it hears the
+# business at once (the issue's target is 3x; one more for a burst that outgrows it). From
+# their measured cost: a held call is about a bare LiveKit room (a published track fed in
+# real time, the caller's track subscribed; no VAD, STT or LLM), which costs 0.056-0.061 of
+# a core (scripts/bench-memory-floor.sh, an upper bound: that bench also makes a tone and
+# reads the caller's audio in Python, which a held call does not), against 0.22-0.3 of a
+# core for a conversation (scripts/bench-capacity.sh). So the 3 holds of each conversation
+# slot cost at most ~0.18 of a core, less than the conversation itself: a worker with every
+# slot taken uses at most 1.6-1.8x the CPU of its conversations alone, only during a burst
+# (a held call is promoted when a slot frees, or handed off after FIRSTWORD_MAX_HOLD).
+# Derived from FIRSTWORD_MAX_CALLS, so it follows that setting and its default.
+HOLD_SLOTS_PER_CALL = 3
+
 
 class Settings(BaseSettings):
     """Settings of the worker, the caller simulator and the scripts."""
@@ -183,7 +197,10 @@ class Settings(BaseSettings):
     max_concurrent_calls: int = Field(default=2, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     # Calls taken beyond FIRSTWORD_MAX_CALLS in a light hold mode (greeting and a hold line,
     # no STT/VAD/LLM) until a conversation slot frees; 0 turns overflow off (agent/capacity.py).
-    hold_slots: int = Field(default=4, ge=0, validation_alias="FIRSTWORD_HOLD_SLOTS")
+    # Unset: HOLD_SLOTS_PER_CALL per conversation slot (`hold_slots`, below).
+    hold_slots_setting: int | None = Field(
+        default=None, ge=0, validation_alias="FIRSTWORD_HOLD_SLOTS"
+    )
     # Longest a held caller waits for a slot before being handed off (the handoff phrase).
     max_hold_seconds: float = Field(default=60.0, gt=0, validation_alias="FIRSTWORD_MAX_HOLD")
     agent_name: str = Field(default="", validation_alias="FIRSTWORD_AGENT_NAME")
@@ -324,6 +341,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )
+
+    @property
+    def hold_slots(self) -> int:
+        """FIRSTWORD_HOLD_SLOTS, or HOLD_SLOTS_PER_CALL x FIRSTWORD_MAX_CALLS when unset."""
+        if self.hold_slots_setting is not None:
+            return self.hold_slots_setting
+        return HOLD_SLOTS_PER_CALL * self.max_concurrent_calls
 
     @property
     def handoff_records(self) -> Path:
