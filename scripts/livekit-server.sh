@@ -8,6 +8,8 @@
 # characters). Then there is no --dev: the keys reach the server through LIVEKIT_KEYS (its
 # environment, not its command line), and each node gets its own ports from LIVEKIT_PORT
 # (+1 TCP, +2 UDP) and its own state dir, so several nodes run side by side on one host.
+# LIVEKIT_PROMETHEUS_PORT=N: the server's own Prometheus metrics on 127.0.0.1:N/metrics
+# (e.g. livekit_node_twirp_request_status, its server API calls; scripts/bench-sweep.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +49,9 @@ start_server() {
   local config
   # Info, not the debug level --dev implies: debug logs ~200 MB per benchmark run and costs CPU.
   config="$(printf 'port: %d\nrtc:\n  tcp_port: %d\n  udp_port: %d\nlogging:\n  level: info\n' "$PORT" $((PORT + 1)) $((PORT + 2)))"
+  if [[ -n "${LIVEKIT_PROMETHEUS_PORT:-}" ]]; then
+    config="$config$(printf '\nprometheus:\n  port: %d\n' "$LIVEKIT_PROMETHEUS_PORT")"
+  fi
   if [[ -n "${LIVEKIT_REDIS:-}" ]]; then
     local key="${LIVEKIT_API_KEY:-}" secret="${LIVEKIT_API_SECRET:-}"
     if [[ -z "$key" || ${#secret} -lt 32 ]]; then
