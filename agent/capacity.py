@@ -23,8 +23,8 @@ default; the psrpc affinity). So the load we report climbs to 0.5 as the convers
 fill, then to 0.65 as the hold slots fill, and is 1.0 (FULL) only when both are taken: a worker
 with room gets more new calls, and a full one still takes a call (on hold).
 
-Overflow: a call that finds every conversation slot taken is held (`hold`): it publishes a
-plain audio track, plays the account's cached greeting and a short hold line (both from the
+Overflow: a call that finds every conversation slot taken is held (`hold`): on the call's
+own audio track it plays the account's cached greeting and a short hold line (both from the
 greeting cache), runs no STT, VAD or LLM, and waits for a slot. When one frees the call is
 promoted to a full session (the agent says a short line and listens); after
 FIRSTWORD_MAX_HOLD seconds the caller hears the handoff phrase instead.
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Literal
 
 from livekit import rtc
+from livekit.agents.voice import io
 from prometheus_client import multiprocess
 
 from . import metrics
@@ -294,6 +295,7 @@ async def hold(
     account: Account,
     pool: EnginePool,
     slot: CallSlot,
+    output: io.AudioOutput,
     *,
     max_calls: int,
     max_hold_s: float,
@@ -302,19 +304,25 @@ async def hold(
 ) -> bool:
     """Hold the call until it gets a slot (True), or the caller leaves / waits too long (False).
 
-    Plain `rtc` audio, not an AgentSession: no VAD, STT or LLM run while the call is held.
-    The caller hears the greeting (unless `greeted`: a pre-dispatched call's session said it
+    Plain audio, not an AgentSession: no VAD, STT or LLM run while the call is held. The
+    caller hears the greeting (unless `greeted`: a pre-dispatched call's session said it
     already), then the hold line, repeated while they wait. `on_first_frame` is called once,
     when the first audible frame goes to the caller (the call's first word, as a session's
     first frame is for a call that found a slot): a held caller who heard nothing shows in
     the call's timeline and metrics instead of looking like one who did.
+
+    `output` is the call's own audio output, the track published when the agent joined
+    (agent/ahead.py), which the session of a promoted call goes on with. A held call used
+    to unpublish it and publish a track of its own: a second publication and subscription
+    after the caller had joined. In a burst of 3x the capacity on the busy 2-core machine
+    those took seconds each (a held call went on hold 4.4 s after its caller joined, and
+    3 of 4 held callers were not subscribed to the hold track 7 s later): the held callers
+    heard nothing while the callers with a slot heard the greeting. The output sends its
+    first frame the moment the caller subscribes (often before the call goes on hold).
     """
     voice = pool.voice_for(account.voice)
-    source = rtc.AudioSource(voice.sample_rate, 1)
-    track = rtc.LocalAudioTrack.create_audio_track("hold", source)
-    publication = await room.local_participant.publish_track(
-        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    )
+    # The output plays at its own rate (the session's TTS audio is resampled for it too).
+    rate = output.sample_rate or voice.sample_rate
     left = asyncio.Event()
     # Set once the caller has heard the greeting (or had it already): only then promoted.
     heard = asyncio.Event()
@@ -329,30 +337,45 @@ async def hold(
     first_sent = on_first_frame is None
 
     async def play(text: str) -> None:
+        """One line, played out. The output holds each frame until the caller has
+        subscribed (frames sent before never reach them, and none is lost)."""
         nonlocal first_sent
         _cached, frames = await pool.greetings.stream(voice, text)
-        async for frame in frames:
-            await source.capture_frame(frame)
-            if not first_sent and audible(frame):
-                first_sent = True
-                assert on_first_frame is not None
-                on_first_frame()
+        resampler = (
+            rtc.AudioResampler(voice.sample_rate, rate) if rate != voice.sample_rate else None
+        )
+        try:
+            async for frame in frames:
+                for out in resampler.push(frame) if resampler else [frame]:
+                    await output.capture_frame(out)
+                    if not first_sent and audible(out):
+                        first_sent = True
+                        assert on_first_frame is not None
+                        on_first_frame()
+            for out in resampler.flush() if resampler else []:
+                await output.capture_frame(out)
+        finally:
+            output.flush()
+        await output.wait_for_playout()
 
     async def announce() -> None:
-        # Start when the caller can hear it, as the session's room output does: frames sent
-        # before the caller's subscription never reach them. No limit (there was one of 3 s):
-        # in a burst on a busy machine a caller's subscription to the hold track (a second
-        # track, after the one published at connect) can take longer, and a greeting played
-        # to nobody left that caller in silence until the hold line came round again, 12 s
-        # later. The wait ends with the hold (the caller leaves, or FIRSTWORD_MAX_HOLD).
-        await publication.wait_for_subscription()
         if not greeted:
             await play(account.greeting)
-            await source.wait_for_playout()
         heard.set()
         while True:
             await play(HOLD_LINE)
             await asyncio.sleep(_REPEAT_HOLD_S)
+
+    async def stop(player: asyncio.Task[None]) -> None:
+        """Stop what the hold plays and wait until the output is idle (the session of a
+        promoted call speaks through it next)."""
+        player.cancel()
+        await asyncio.gather(player, return_exceptions=True)
+        output.clear_buffer()
+        try:
+            await asyncio.wait_for(output.wait_for_playout(), 2.0)
+        except TimeoutError:
+            logger.warning("the hold's audio did not stop within 2 s", extra={"room": room.name})
 
     player = asyncio.create_task(announce(), name="hold-announce")
     started = time.monotonic()
@@ -372,20 +395,12 @@ async def hold(
             except TimeoutError:
                 pass
         if not promoted and not left.is_set():
-            player.cancel()
-            await asyncio.gather(player, return_exceptions=True)
-            source.clear_queue()
+            await stop(player)
             logger.info("held too long: handing off", extra={"room": room.name})
             await asyncio.wait_for(play(account.handoff_phrase), timeout=30)
-            await source.wait_for_playout()
     finally:
         room.off("participant_disconnected", _on_left)
-        player.cancel()
-        await asyncio.gather(player, return_exceptions=True)
-        source.clear_queue()
-        if room.isconnected() and not left.is_set():
-            await room.local_participant.unpublish_track(publication.sid)
-        await source.aclose()
+        await stop(player)
     logger.info(
         "call %s after %.1f s on hold",
         "promoted" if promoted else "left hold",

@@ -535,7 +535,9 @@ async def entrypoint(ctx: JobContext) -> None:
     call.update(account=account.id, account_source=resolution.source)
     if slot.mode == "held":
         call["held"] = True
-        await track.aclose(unpublish=True)  # the hold has its own plain track
+        if greeted:  # a fresh output for the hold: the session made ahead had this one
+            await track.aclose(unpublish=True)
+            track = AgentTrack(ctx.room)
 
         def _held_first_frame() -> None:
             # The held caller's first word (the greeting, or the hold line after a greeting
@@ -550,6 +552,7 @@ async def entrypoint(ctx: JobContext) -> None:
             account,
             pool,
             slot,
+            track.output.output,  # the call's track: the caller may be subscribed already
             max_calls=settings.max_concurrent_calls,
             max_hold_s=settings.max_hold_seconds,
             greeted=greeted,

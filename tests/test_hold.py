@@ -1,11 +1,12 @@
-"""Hold mode's order of events, with a real `rtc.AudioSource` and a stand-in room.
+"""Hold mode's order of events, with the call's real audio output and a stand-in room.
 
 The silent caller once seen in the burst test: a slot freed in the first moments of a hold,
 the hold track was torn down before the caller had subscribed to it, and the caller heard
-nothing until the full session's track came up. Now the greeting waits for the caller's
-subscription (however long it takes: it used to play after 3 s anyway, to nobody) and the
-call is promoted only after the greeting has played out. A held call reports its first
-word (`on_first_frame`) when the greeting's first audible frame goes to the caller.
+nothing until the full session's track came up. Now the hold plays through the call's own
+track (the one the promoted session goes on with), its greeting goes out once the caller has
+subscribed (however long that takes: it used to play after 3 s anyway, to nobody), and the
+call is promoted only after the greeting has played out. A held call reports its first word
+(`on_first_frame`) when the greeting's first audible frame goes to the caller.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 from livekit import rtc
 
 from agent import capacity
+from agent.compat import EarlyRoomAudioOutput
 
-RATE = 24000
+RATE = 22050  # the voice's rate; the output plays at 24 kHz (resampled)
 GREETING_S = 0.6
 SUBSCRIBED_AFTER_S = 0.3
 LEADING_SILENT_FRAMES = 5
@@ -45,6 +47,7 @@ class _Room:
     def __init__(self, subscribed_after_s: float = SUBSCRIBED_AFTER_S) -> None:
         self.publication = _Publication(subscribed_after_s)
         self.unpublished_at: float | None = None
+        self.returned_at: float | None = None
         self.handlers: dict[str, Callable[..., None]] = {}
 
         async def publish_track(*_: Any) -> _Publication:
@@ -86,38 +89,6 @@ class _Greetings:
         return True, frames()
 
 
-async def test_a_slot_freeing_at_once_waits_for_the_caller_to_hear_the_greeting() -> None:
-    base = capacity.current_counts()
-    max_calls = base.live + 1
-    busy = capacity.CallSlot.claim(max_calls, hold_slots=1)
-    held = capacity.CallSlot.claim(max_calls, hold_slots=1)
-    assert (busy.mode, held.mode) == ("live", "held")
-    room, greetings = _Room(), _Greetings()
-    pool = SimpleNamespace(
-        voice_for=lambda _v: SimpleNamespace(sample_rate=RATE), greetings=greetings
-    )
-    account = SimpleNamespace(greeting="Hello", handoff_phrase="Bye", voice=None)
-    caller = SimpleNamespace(identity="caller-1")
-    start = time.monotonic()
-    holding = asyncio.create_task(
-        capacity.hold(room, caller, account, pool, held, max_calls=max_calls, max_hold_s=10)  # type: ignore[arg-type]
-    )
-    await asyncio.sleep(0.05)
-    busy.release()  # the slot frees while the hold track is barely published
-    try:
-        promoted = await asyncio.wait_for(holding, 10)
-    finally:
-        held.release()
-    assert promoted
-    assert room.publication.subscribed_at is not None
-    # The greeting starts once the caller can hear it...
-    assert greetings.first_frame_at["Hello"] >= room.publication.subscribed_at
-    # ...and the hold track stays up until it has played out, not torn down at once.
-    assert room.unpublished_at is not None
-    assert room.unpublished_at - start >= SUBSCRIBED_AFTER_S + GREETING_S * 0.9
-    assert capacity.current_counts() == base
-
-
 async def _held_call(
     subscribed_after_s: float,
 ) -> tuple[_Room, _Greetings, list[float], bool]:
@@ -135,6 +106,9 @@ async def _held_call(
     account = SimpleNamespace(greeting="Hello", handoff_phrase="Bye", voice=None)
     caller = SimpleNamespace(identity="caller-1")
     first_frames: list[float] = []
+    # The call's track, published when the agent joined (agent/ahead.py's AgentTrack).
+    track = EarlyRoomAudioOutput(room)  # type: ignore[arg-type]
+    publishing = asyncio.create_task(track.publish())
     holding = asyncio.create_task(
         capacity.hold(
             room,  # type: ignore[arg-type]
@@ -142,18 +116,35 @@ async def _held_call(
             account,  # type: ignore[arg-type]
             pool,  # type: ignore[arg-type]
             held,
+            track.output,
             max_calls=max_calls,
             max_hold_s=subscribed_after_s + 10,
             on_first_frame=lambda: first_frames.append(time.monotonic()),
         )
     )
-    busy.release()
+    await asyncio.sleep(0.05)
+    busy.release()  # the slot frees while the track is barely published
     try:
         promoted = await asyncio.wait_for(holding, subscribed_after_s + 10)
+        room.returned_at = time.monotonic()
     finally:
         held.release()
+        await publishing
+        await track.aclose()
     assert capacity.current_counts() == base
     return room, greetings, first_frames, promoted
+
+
+async def test_a_slot_freeing_at_once_waits_for_the_caller_to_hear_the_greeting() -> None:
+    room, _greetings, first_frames, promoted = await _held_call(SUBSCRIBED_AFTER_S)
+    assert promoted
+    subscribed = room.publication.subscribed_at
+    assert subscribed is not None and room.returned_at is not None
+    # The greeting goes out once the caller can hear it...
+    assert first_frames and first_frames[0] >= subscribed
+    # ...and the call is promoted only once it has played out, on the same track.
+    assert room.returned_at - subscribed >= GREETING_S * 0.9
+    assert room.unpublished_at is None
 
 
 async def test_a_held_call_reports_its_first_word_at_the_greetings_first_audible_frame() -> None:
@@ -168,8 +159,10 @@ async def test_a_held_call_reports_its_first_word_at_the_greetings_first_audible
 
 async def test_a_caller_who_subscribes_late_still_hears_the_greeting_from_its_start() -> None:
     # Later than the 3 s a held call used to wait before it played anyway, to nobody.
-    room, greetings, first_frames, promoted = await _held_call(3.5)
+    room, _greetings, first_frames, promoted = await _held_call(3.5)
     assert promoted
-    assert room.publication.subscribed_at is not None
-    assert greetings.first_frame_at["Hello"] >= room.publication.subscribed_at
-    assert len(first_frames) == 1 and first_frames[0] >= room.publication.subscribed_at
+    subscribed = room.publication.subscribed_at
+    assert subscribed is not None and room.returned_at is not None
+    # Its first frame went out after the subscription, and the whole greeting played.
+    assert len(first_frames) == 1 and first_frames[0] >= subscribed
+    assert room.returned_at - subscribed >= GREETING_S * 0.9
