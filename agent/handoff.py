@@ -95,6 +95,11 @@ END_GRACE_S = 5.0
 # Time limits on the call's own steps (every wait has a timeout).
 PUBLISH_TIMEOUT_S = 5.0
 SAY_TIMEOUT_S = 30.0
+# When the call ends while an end is connecting, that end's answer may already be on its
+# way: a SIP transfer the person answered ends the caller's leg, and the bridge's "left the
+# room" can reach the job before the API's "transferred" does. The call's close waits this
+# long for the outcome before it cancels (and records "the caller left first").
+CLOSE_GRACE_S = 3.0
 
 
 def is_staff(identity: str) -> bool:
@@ -180,6 +185,8 @@ class Handoff:
         self._records = records
         self._on_taken = on_taken
         self._task: asyncio.Task[None] | None = None
+        self._connecting = False  # an end's `connect` is under way
+        self._settled = asyncio.Event()  # the handoff's outcome is logged and recorded
         self.state = ""  # the value of `firstword.handoff`; "" before any handoff
         self.phrase_said = False
         self.results: list[tuple[str, HandoffResult]] = []
@@ -247,6 +254,11 @@ class Handoff:
 
     async def aclose(self) -> None:
         """Cancel what is under way (the call is over); the job's shutdown calls this."""
+        if self._task is not None and self._connecting:
+            # The outcome may be on its way (CLOSE_GRACE_S); what follows it (a line to a
+            # caller who is gone) is cut short below.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), CLOSE_GRACE_S)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -274,6 +286,8 @@ class Handoff:
         if end is None:
             result = HandoffResult(HandoffOutcome.NOT_TAKEN, detail="no end can reach this caller")
         else:
+            self._connecting = True
+            self._settled.clear()
             try:
                 result = await _connect(end, request, self._wait_s)
             except asyncio.CancelledError:
@@ -296,8 +310,11 @@ class Handoff:
                 "detail": result.detail,
             },
         )
-        await self._publish({HANDOFF: result.outcome.value, TAKEN_BY: result.taken_by or ""})
+        # Recorded first: the business keeps it even when the room is already gone.
         await self._record(request, end_name, result)
+        self._connecting = False
+        self._settled.set()
+        await self._publish({HANDOFF: result.outcome.value, TAKEN_BY: result.taken_by or ""})
         if result.outcome == HandoffOutcome.TAKEN:
             if not self.phrase_said:
                 await self._side.say(self.call.account.handoff_phrase)

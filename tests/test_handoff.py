@@ -12,6 +12,7 @@ import pytest
 from agent import metrics
 from agent.accounts import Account, AccountRegistry
 from agent.handoff import (
+    CLOSE_GRACE_S,
     HANDOFF,
     HANDOFF_QUESTION,
     HANDOFF_REASON,
@@ -260,8 +261,28 @@ async def test_a_caller_who_leaves_while_waiting_still_leaves_a_record(
     handoff.caller_said("Can someone call me about my bill?")
     handoff.request("x")
     await asyncio.sleep(0.05)
-    await asyncio.wait_for(handoff.aclose(), 2.0)
+    await asyncio.wait_for(handoff.aclose(), CLOSE_GRACE_S + 2.0)
     (record,) = HandoffRecords(tmp_path).latest(account.id)
     assert record["outcome"] == "not_taken" and record["detail"] == "the caller left first"
     assert record["question"] == "Can someone call me about my bill?"
     assert record["caller_number"] == "+15550100"
+
+
+async def test_a_transfer_that_ends_the_callers_leg_is_recorded_as_taken(
+    account: Account, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    # A SIP transfer the person answered ends the caller's leg: the job closes the call
+    # (caller gone) a moment before the API's answer arrives. The answer still counts.
+    answered = HandoffResult(HandoffOutcome.TAKEN, taken_by="+15550199")
+    transfer = FakeEnd("sip", answered, kinds=("sip",), delay=0.5)
+    handoff, _ = _handoff(account, [transfer], tmp_path, kind="sip", number="+15550100")
+    handoff.caller_said("Do you sell concert tickets?")
+    before = _count("sip", "taken")
+    handoff.request("x")
+    await asyncio.sleep(0.05)
+    with caplog.at_level("INFO", logger="firstword.handoff"):
+        await asyncio.wait_for(handoff.aclose(), CLOSE_GRACE_S + 2.0)
+    (record,) = HandoffRecords(tmp_path).latest(account.id)
+    assert record["outcome"] == "taken" and record["taken_by"] == "+15550199", record
+    assert _count("sip", "taken") == before + 1
+    assert any(r.getMessage() == "handoff taken" for r in caplog.records)
