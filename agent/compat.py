@@ -49,6 +49,68 @@ def start_rtc_ffi() -> object:
     return FfiClient.instance
 
 
+def route_ffi_events() -> None:
+    """Deliver each call's audio events to that call's loop only (once per process).
+
+    livekit-rtc's FFI thread hands every event to every subscriber whose filter admits it,
+    each with `loop.call_soon_threadsafe` (a self-pipe write and a wake-up of that loop).
+    Two filters are wider than they need be, and with the thread executor every call's
+    room and streams subscribe to the one process-wide queue, so the cost grows with the
+    square of the calls:
+
+    - an `AudioStream` (the caller's audio, 100 frames a second) admits every
+      `audio_stream_event` of the process and drops the other streams' frames in its own
+      loop (`AudioStream._is_event`): with N calls, each caller frame wakes N loops;
+    - a `Room` admits everything but stream events, so the callback of every frame that
+      any call's agent speaks (`capture_audio_frame`, awaited by `AudioSource.capture_frame`
+      on a subscription of its own) wakes every room's loop, which passes it on to its
+      participants' queue and waits for it to be consumed.
+
+    The first profile of the load bench put these wake-ups (`FfiQueue.put`,
+    `_write_to_self`) at a fifth of the worker's busy time with two calls. Here each
+    stream's subscription is narrowed to its own handle once it has one, and each room's to
+    what a room handles. livekit-rtc has no public way to pass these filters: this swaps
+    them in `FfiQueue._subscribers` (under its `_lock`) after `AudioStream.__init__` and
+    `Room.connect`; events that arrived before are dropped by the original code as before.
+    """
+    if getattr(rtc.AudioStream, "_firstword_routed", False):
+        return
+    stream_init = rtc.AudioStream.__init__
+    room_connect = rtc.Room.connect
+
+    def init(self: rtc.AudioStream, *args: Any, **kwargs: Any) -> None:
+        stream_init(self, *args, **kwargs)
+        handle = self._ffi_handle.handle
+        _narrow_subscription(
+            self._ffi_queue, lambda e: e.audio_stream_event.stream_handle == handle
+        )
+
+    async def connect(self: rtc.Room, *args: Any, **kwargs: Any) -> None:
+        await room_connect(self, *args, **kwargs)
+        _narrow_subscription(
+            self._ffi_queue, lambda e: e.WhichOneof("message") not in _NOT_FOR_ROOMS
+        )
+
+    rtc.AudioStream.__init__ = init  # type: ignore[method-assign]
+    rtc.Room.connect = connect  # type: ignore[method-assign]
+    rtc.AudioStream._firstword_routed = True  # type: ignore[attr-defined]
+
+
+# Handled by subscriptions of their own (AudioStream, VideoStream, AudioSource.capture_frame).
+_NOT_FOR_ROOMS = frozenset({"audio_stream_event", "video_stream_event", "capture_audio_frame"})
+
+
+def _narrow_subscription(queue: object, admit: Callable[[Any], bool]) -> None:
+    from livekit.rtc._ffi_client import FfiClient
+
+    ffi_queue = FfiClient.instance.queue
+    with ffi_queue._lock:
+        for i, (subscribed, loop, _filter) in enumerate(ffi_queue._subscribers):
+            if subscribed is queue:
+                ffi_queue._subscribers[i] = (subscribed, loop, admit)
+                return
+
+
 # --- livekit-plugins-silero ---------------------------------------------------------------
 
 

@@ -74,6 +74,8 @@ def prewarm(proc: JobProcess) -> None:
     # Before any call connects a room: job threads connecting at once would race to create
     # it, and a call that loses the race never connects (agent/compat.py).
     process_wide("rtc_ffi", compat.start_rtc_ffi)
+    if settings.ffi_event_routing:  # each call's audio events to its own loop only
+        process_wide("ffi_routing", compat.route_ffi_events)
     # A job process's own allocator (the worker's is set in agent.py; calling again is a no-op).
     process_wide("malloc_arenas", lambda: native_memory.limit_arenas(settings.malloc_arenas))
     if settings.tracemalloc:  # off by default: nothing starts (agent/heap.py)

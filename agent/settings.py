@@ -302,6 +302,10 @@ class Settings(BaseSettings):
     # 32 ms window; the rest of a call's thread work in one pool per process (compat.py,
     # `InlineVadExecutor`).
     inline_vad: bool = Field(default=True, validation_alias="FIRSTWORD_INLINE_VAD")
+    # Each call's audio events to that call's loop only: livekit-rtc wakes every call's loop
+    # for every caller frame and every spoken frame's callback of the process, a cost that
+    # grows with the square of the calls (compat.py, `route_ffi_events`).
+    ffi_event_routing: bool = Field(default=True, validation_alias="FIRSTWORD_FFI_EVENT_ROUTING")
     # Garbage collection (agent/stalls.py): freeze what prewarm loaded and collect the youngest
     # generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import subprocess
 import sys
 from typing import Any
@@ -218,6 +219,70 @@ def test_the_rtc_ffi_client_started_ahead_is_the_one_every_job_thread_gets() -> 
         check=True,
     )
     assert run.stdout.split() == ["1", "True"], run.stdout + run.stderr
+
+
+_ROUTING = """
+import asyncio, json, sys
+import numpy as np
+from livekit import rtc
+from agent import compat
+
+async def main() -> None:
+    if sys.argv[1] == "on":
+        compat.route_ffi_events()
+        compat.route_ffi_events()  # a second install changes nothing
+    sources = [rtc.AudioSource(16000, 1) for _ in range(3)]
+    tracks = [rtc.LocalAudioTrack.create_audio_track(f"t{i}", s) for i, s in enumerate(sources)]
+    streams = [rtc.AudioStream.from_track(track=t, sample_rate=16000) for t in tracks]
+    delivered = [0, 0, 0]
+    for i, stream in enumerate(streams):
+        put = stream._ffi_queue.put_nowait
+        def counted(item, i=i, put=put):
+            delivered[i] += 1
+            put(item)
+        stream._ffi_queue.put_nowait = counted
+    frames = [0, 0, 0]
+    async def read(i):
+        async for _event in streams[i]:
+            frames[i] += 1
+    readers = [asyncio.create_task(read(i)) for i in range(3)]
+    silence = rtc.AudioFrame(np.zeros(160, np.int16).tobytes(), 16000, 1, 160)
+    for _ in range(50):
+        for source in sources:
+            await source.capture_frame(silence)
+    await asyncio.sleep(0.5)
+    for reader in readers:
+        reader.cancel()
+    print(json.dumps({"frames": frames, "delivered": delivered}))
+
+asyncio.run(main())
+"""
+
+
+def _route(mode: str) -> dict[str, list[int]]:
+    run = subprocess.run(
+        [sys.executable, "-c", _ROUTING, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result: dict[str, list[int]] = json.loads(run.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_each_audio_stream_gets_only_its_own_events_once_routed() -> None:
+    # Three streams in one process, each fed by its own source. livekit-rtc as shipped hands
+    # every stream every stream's events (its loop drops the others'); routed, each stream's
+    # queue gets its own and still every one of its frames. Fresh interpreters: it is
+    # process-wide. Uses FfiQueue._subscribers (see compat.route_ffi_events).
+    shipped, routed = _route("off"), _route("on")
+    assert shipped["frames"] == routed["frames"], (shipped, routed)
+    assert min(routed["frames"]) >= 45, routed  # 50 frames each, the last may be in flight
+    # Unrouted, a stream's queue sees the three streams' events.
+    assert all(d >= 2 * f for d, f in zip(shipped["delivered"], shipped["frames"], strict=True))
+    # Routed, only its own (its frames, and at most the end-of-stream event).
+    assert all(f <= d <= f + 1 for d, f in zip(routed["delivered"], routed["frames"], strict=True))
 
 
 async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(
