@@ -8,7 +8,8 @@ nothing is transcribed during it, and the cloud stand-ins answer from the bench'
 question set (below); the callers' core load is reported next to the worker's.
 
 Per step N (conversations at once), for `--step-seconds`: N caller lanes; the lanes' first
-calls arrive as a Poisson process (exponential gaps, mean `call length / N`), and each lane
+calls arrive as a Poisson process over the ramp (exponential gaps, mean `--ramp-s / N`, so
+the step is at N for most of its length), and each lane
 calls again after an exponential gap (mean `--redial-s`) when its call ends, so about N
 conversations are up all along. Each call asks 4-6 of the account's questions (drawn
 without replacement), with 1.5-4 s of thinking after each answer; `--hang-up` of the calls
@@ -32,10 +33,18 @@ hang up at a random moment (mid-greeting, mid-question, mid-answer). Per step it
 
 Modes, side by side in one invocation: `--engines local,cloud` (the local engines; Google
 STT, Gemini and ElevenLabs as loopback stand-ins at typical latencies) x `--modes old,new`
-(`old`: the settings this issue's changes turned off, `OLD_DEFAULTS`; `new`: the defaults).
+(`old`: the settings this issue's changes turned off, `OLD_DEFAULTS`; `new`: the defaults;
+`unrouted`: the defaults but `FIRSTWORD_FFI_EVENT_ROUTING=false`, to see that one alone).
+
+Several workers per machine, `--layouts machine,per-core`: the same load against one worker
+free to use every core (`machine`) and against one worker per core, each pinned to its own
+(`per-core`; the LiveKit server splits the calls between them by their reported load, as in
+a fleet). Both share the cores with the callers and the server, so compare them with each
+other, not with `pinned` (the default: one worker alone on core 0).
 
     python -m benchmarks.load [--steps 2,4,6,8] [--step-seconds 90] [--engines local,cloud]
-        [--modes old,new] [--hang-up 0.15] [--seed 1] [--profile]
+        [--modes old,new,unrouted] [--layouts pinned] [--ramp-s 10] [--hang-up 0.15] [--seed 1]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -89,8 +98,11 @@ OLD_DEFAULTS = {
     "FIRSTWORD_INPUT_AGC": "true",
     "FIRSTWORD_SHARED_VAD": "false",
     "FIRSTWORD_INLINE_VAD": "false",
+    "FIRSTWORD_FFI_EVENT_ROUTING": "false",
 }
+MODES = {"old": OLD_DEFAULTS, "new": {}, "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"}}
 MB = 1024 * 1024
+LAYOUTS = ("pinned", "machine", "per-core")
 WORKER_CORE = 0
 # Scraping the worker's /metrics costs the worker CPU (~6 % of its busy time at 0.5 s in the
 # first profile): every 2 s is enough for the mean of the live conversations.
@@ -163,8 +175,9 @@ class Step:
     rss_before: int = 0
     peak_rss: int = 0
     peak_live: int = 0
-    metrics_before: dict[str, Any] = field(default_factory=dict)
-    metrics_after: dict[str, Any] = field(default_factory=dict)
+    # One scrape per worker (a layout may run several).
+    metrics_before: list[dict[str, Any]] = field(default_factory=list)
+    metrics_after: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         ttfw = [r.ttfw_s * 1000 for r in self.reports if r.ttfw_s is not None]
@@ -174,12 +187,8 @@ class Step:
         lost = sum(1 for r in self.reports if r.ttfw_s is None and not r.hung_up)
         unanswered = sum(1 for r in self.reports for t in r.turns if t.latency_s is None)
         mean_live = float(np.mean(self.live)) if self.live else 0.0
-        lag = bucket_deltas(
-            self.metrics_before, self.metrics_after, "firstword_event_loop_lag_seconds"
-        )
-        gc_pause = bucket_deltas(
-            self.metrics_before, self.metrics_after, "firstword_gc_pause_seconds"
-        )
+        lag = _summed_deltas(self, "firstword_event_loop_lag_seconds")
+        gc_pause = _summed_deltas(self, "firstword_gc_pause_seconds")
 
         def pct(values: list[float], q: int) -> float | None:
             return round(float(np.percentile(values, q))) if values else None
@@ -228,21 +237,32 @@ class Step:
         return summary
 
 
+def _summed_deltas(step: Step, name: str) -> list[tuple[float, float]]:
+    """A histogram's per-bucket counts over the step, summed over the workers."""
+    totals: dict[float, float] = {}
+    for before, after in zip(step.metrics_before, step.metrics_after, strict=True):
+        for le, n in bucket_deltas(before, after, name):
+            totals[le] = totals.get(le, 0.0) + n
+    return sorted(totals.items())
+
+
 def _callers_cores() -> set[int]:
     return set(range(os.cpu_count() or 1)) - {WORKER_CORE} or {WORKER_CORE}
 
 
-async def _sample(worker: Worker, step: Step, stop: asyncio.Event) -> None:
-    """Live conversations, the worker's RSS and the callers' cores, every `_SAMPLE_S`."""
+async def _sample(workers: list[Worker], step: Step, stop: asyncio.Event) -> None:
+    """Live conversations, the workers' RSS and the callers' cores, every `_SAMPLE_S`."""
     cores = sorted(_callers_cores())
     psutil.cpu_percent(percpu=True)
     while not stop.is_set():
-        try:
-            values = await asyncio.to_thread(worker.metrics)
-            rss = await asyncio.to_thread(worker.rss_bytes)
-        except Exception:  # a scrape during a process's exit: the next one counts
-            values, rss = {}, 0
-        live = round(values.get("firstword_active_calls", 0))
+        live, rss = 0, 0
+        for worker in workers:
+            try:
+                values = await asyncio.to_thread(worker.metrics)
+                rss += await asyncio.to_thread(worker.rss_bytes)
+            except Exception:  # a scrape during a process's exit: the next one counts
+                values = {}
+            live += round(values.get("firstword_active_calls", 0))
         step.live.append(live)
         if rss > step.peak_rss:
             step.peak_rss = rss
@@ -274,7 +294,7 @@ def _no_transcript(_audio: np.ndarray, _rate: int) -> str:
 
 
 async def run_step(
-    worker: Worker,
+    workers: list[Worker],
     n: int,
     args: argparse.Namespace,
     account: str,
@@ -282,13 +302,13 @@ async def run_step(
     rng: random.Random,
 ) -> Step:
     step = Step(n)
-    step.rss_before = await asyncio.to_thread(worker.rss_bytes)
-    step.metrics_before = await asyncio.to_thread(scrape, worker.metrics_url)
+    step.rss_before = sum([await asyncio.to_thread(w.rss_bytes) for w in workers])
+    step.metrics_before = [await asyncio.to_thread(scrape, w.metrics_url) for w in workers]
     stop = asyncio.Event()
-    sampler = asyncio.create_task(_sample(worker, step, stop))
-    cpu0, t0 = worker.cpu_seconds(), time.monotonic()
+    sampler = asyncio.create_task(_sample(workers, step, stop))
+    cpu0, t0 = sum(w.cpu_seconds() for w in workers), time.monotonic()
     end = t0 + args.step_seconds
-    first_at = np.cumsum([rng.expovariate(n / args.call_seconds) for _ in range(n)])
+    first_at = np.cumsum([rng.expovariate(n / args.ramp_s) for _ in range(n)])
 
     async def lane(start_after: float) -> None:
         await asyncio.sleep(start_after)
@@ -298,11 +318,11 @@ async def run_step(
             await asyncio.sleep(rng.expovariate(1 / args.redial_s))
 
     await asyncio.gather(*(lane(float(t)) for t in first_at if t < args.step_seconds))
-    step.cpu_s = worker.cpu_seconds() - cpu0
+    step.cpu_s = sum(w.cpu_seconds() for w in workers) - cpu0
     step.wall_s = time.monotonic() - t0
     stop.set()
     await sampler
-    step.metrics_after = await asyncio.to_thread(scrape, worker.metrics_url)
+    step.metrics_after = [await asyncio.to_thread(scrape, w.metrics_url) for w in workers]
     return step
 
 
@@ -316,8 +336,9 @@ async def run_mode(
     base_env: dict[str, str],
     questions: list[Question],
     out: Path,
+    layout: str = "pinned",
 ) -> dict[str, Any]:
-    name = f"{engines}/{mode}"
+    name = f"{engines}/{mode}" + ("" if layout == "pinned" else f"/{layout}")
     env = {
         **base_env,
         # The engines are measured, not the cap: no hold mode, no refusal.
@@ -326,27 +347,48 @@ async def run_mode(
         "FIRSTWORD_HTTP_PORT": "0",
         "FIRSTWORD_METRICS_PORT": "0",
         "FIRSTWORD_HTTP_HOST": "127.0.0.1",
-        **(OLD_DEFAULTS if mode == "old" else {}),
+        **MODES[mode],
     }
-    worker = Worker(
-        name, env, out / f"{name.replace('/', '-')}.worker.log", prefix=_pin(WORKER_CORE)
-    )
-    result: dict[str, Any] = {"engines": engines, "mode": mode, "steps": []}
+    slug = name.replace("/", "-")
+    if layout == "per-core":
+        # One worker per core, each pinned to its own; their load (live / their slots) steers
+        # the server's choice between them as in a fleet, so each has as many slots as the
+        # largest step could put on it.
+        cores = list(range(os.cpu_count() or 1))
+        env["FIRSTWORD_MAX_CALLS"] = str(max(args.steps))
+        workers = [
+            Worker(f"{name}#{c}", env, out / f"{slug}-{c}.worker.log", prefix=_pin(c))
+            for c in cores
+        ]
+    elif layout == "machine":
+        env["FIRSTWORD_MAX_CALLS"] = str(max(args.steps))
+        workers = [Worker(name, env, out / f"{slug}.worker.log")]
+    else:
+        workers = [Worker(name, env, out / f"{slug}.worker.log", prefix=_pin(WORKER_CORE))]
+    result: dict[str, Any] = {
+        "engines": engines,
+        "mode": mode,
+        "layout": layout,
+        "workers": len(workers),
+        "steps": [],
+    }
     print(f"== {name}: steps {args.steps}, {args.step_seconds:.0f} s each", flush=True)
-    await worker.start()
     rng = random.Random(args.seed)
     try:
-        result["idle_rss_mb"] = round(worker.rss_bytes() / MB)
+        for worker in workers:
+            await worker.start()
+        result["idle_rss_mb"] = round(sum(w.rss_bytes() for w in workers) / MB)
         for n in args.steps:
-            profiler = _start_profiler(worker, out / f"{name.replace('/', '-')}-{n}")
-            step = await run_step(worker, n, args, ACCOUNT[engines], questions, rng)
+            profiler = _start_profiler(workers[0], out / f"{slug}-{n}")
+            step = await run_step(workers, n, args, ACCOUNT[engines], questions, rng)
             _stop_profiler(profiler)
             summary = step.summary()
             result["steps"].append(summary)
             print(f"  {name} {_row(summary)}", flush=True)
             await asyncio.sleep(2.0)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
     rises = [(s["peak_live"], s["rss_rise_mb"]) for s in result["steps"] if s["peak_live"] > 0]
     if len({x for x, _ in rises}) > 1:
         slope, intercept = np.polyfit([x for x, _ in rises], [y for _, y in rises], 1)
@@ -410,11 +452,22 @@ def _row(s: dict[str, Any]) -> str:
 
 
 def print_report(results: list[dict[str, Any]], out: Path) -> None:
-    names = [f"{r['engines']}/{r['mode']}" for r in results]
+    names = [
+        f"{r['engines']}/{r['mode']}" + ("" if r["layout"] == "pinned" else f"/{r['layout']}")
+        for r in results
+    ]
     steps = sorted({s["calls"] for r in results for s in r["steps"]})
+    layouts = {r["layout"] for r in results}
+    where = (
+        f"worker pinned to core {WORKER_CORE} (callers, stand-ins and the LiveKit server on"
+        " the others)"
+        if layouts == {"pinned"}
+        else "layouts: pinned = one worker on core 0, the rest elsewhere; machine = one worker"
+        " on every core; per-core = one worker pinned to each core (machine and per-core share"
+        " the cores with the callers and the server)"
+    )
     print(
-        f"\nConversation load, worker pinned to core {WORKER_CORE} (callers, stand-ins and the"
-        " LiveKit server on the others). Per step: TTFW p90 | answer p90 ms | cores per"
+        f"\nConversation load, {where}. Per step: TTFW p90 | answer p90 ms | cores per"
         " conversation | loop lag p99 / longest stall / GC max ms (bucket bounds);"
         f" * = over a bound (TTFW p90 > {TTFW_P90_MAX_MS:.0f}, answer p90 >"
         f" {ANSWER_P90_MAX_MS:.0f}, or a call lost / a turn unanswered)\n"
@@ -445,19 +498,39 @@ def print_report(results: list[dict[str, Any]], out: Path) -> None:
             f" {_fmt(r.get('rss_mb_per_conversation'))} (+{_fmt(r.get('rss_mb_once'))}) |"
             f" {r['idle_rss_mb']} |"
         )
-    by = {(r["engines"], r["mode"]): r for r in results}
-    for engines in dict.fromkeys(r["engines"] for r in results):
-        old, new = by.get((engines, "old")), by.get((engines, "new"))
-        if not old or not new:
-            continue
-        for s_new in new["steps"]:
-            s_old = next((s for s in old["steps"] if s["calls"] == s_new["calls"]), None)
-            if s_old and s_old["cores_per_conversation"] and s_new["cores_per_conversation"]:
-                print(
-                    f"{engines} at {s_new['calls']}: cores per conversation new/old ="
-                    f" {s_new['cores_per_conversation'] / s_old['cores_per_conversation']:.2f}"
-                )
+    by = {(r["engines"], r["mode"], r["layout"]): r for r in results}
+    for engines, layout in dict.fromkeys((r["engines"], r["layout"]) for r in results):
+        _ratios(by.get((engines, "old", layout)), by.get((engines, "new", layout)), "new/old")
+        _ratios(
+            by.get((engines, "unrouted", layout)), by.get((engines, "new", layout)),
+            "new/unrouted",
+        )  # fmt: skip
+    for engines, mode in dict.fromkeys((r["engines"], r["mode"]) for r in results):
+        _ratios(
+            by.get((engines, mode, "machine")), by.get((engines, mode, "per-core")),
+            "per-core/machine",
+        )  # fmt: skip
     print(f"\nresults: {out / 'load.json'}")
+
+
+def _ratios(base: dict[str, Any] | None, other: dict[str, Any] | None, label: str) -> None:
+    """Per step: cores per conversation, TTFW p90 and answer p90 of `other` over `base`."""
+    if not base or not other:
+        return
+    for s_other in other["steps"]:
+        s_base = next((s for s in base["steps"] if s["calls"] == s_other["calls"]), None)
+        if s_base is None:
+            continue
+        parts = []
+        for key, what in (
+            ("cores_per_conversation", "cores per conversation"),
+            ("ttfw_p90_ms", "TTFW p90"),
+            ("answer_p90_ms", "answer p90"),
+        ):
+            if s_base[key] and s_other[key]:
+                parts.append(f"{what} {s_other[key] / s_base[key]:.2f}")
+        name = f"{other['engines']}/{other['mode']}"
+        print(f"{name} at {s_other['calls']}, {label}: " + ", ".join(parts))
 
 
 # ---- the cloud stand-ins, light -------------------------------------------------------------
@@ -526,9 +599,18 @@ async def main() -> None:
     parser.add_argument(
         "--redial-s", type=float, default=1.0, help="mean gap before a lane redials"
     )
+    parser.add_argument(
+        "--ramp-s", type=float, default=10.0, help="the lanes' first calls arrive over this"
+    )
     parser.add_argument("--hang-up", type=float, default=0.15, help="share of calls hung up early")
     parser.add_argument("--engines", default="local,cloud")
     parser.add_argument("--modes", default="old,new")
+    parser.add_argument(
+        "--layouts",
+        default="pinned",
+        help="pinned (one worker alone on core 0), machine (one worker on every core),"
+        " per-core (one worker pinned to each core); e.g. machine,per-core",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker each step")
     parser.add_argument(
@@ -547,9 +629,14 @@ async def main() -> None:
         if engines not in ACCOUNT:
             parser.error(f"unknown engine set {engines!r}; known: {', '.join(ACCOUNT)}")
     for mode in args.modes.split(","):
-        if mode not in ("old", "new"):
-            parser.error(f"unknown mode {mode!r}; known: old, new")
-    moved = _isolate_worker_core() if args.isolate else {}
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    for layout in args.layouts.split(","):
+        if layout not in LAYOUTS:
+            parser.error(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    # The worker's core is kept for it only when every layout is one pinned worker.
+    isolate = args.isolate and set(args.layouts.split(",")) == {"pinned"}
+    moved = _isolate_worker_core() if isolate else {}
     try:
         await _run(args, moved)
     finally:
@@ -572,8 +659,11 @@ async def _run(args: argparse.Namespace, moved: dict[int, set[int]]) -> None:
                 if engines == "cloud":
                     env.update(_standins(stack, args, hibari, questions))
                 for mode in args.modes.split(","):
-                    results.append(await run_mode(engines, mode, args, env, questions, out))
-                    (out / "load.json").write_text(json.dumps(results, indent=2))
+                    for layout in args.layouts.split(","):
+                        results.append(
+                            await run_mode(engines, mode, args, env, questions, out, layout)
+                        )
+                        (out / "load.json").write_text(json.dumps(results, indent=2))
     print_report(results, out)
 
 

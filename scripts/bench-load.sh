@@ -4,7 +4,8 @@
 # lag and GC pauses, per step of conversations at once; local and cloud engines, the old and
 # the new defaults side by side.
 #   scripts/bench-load.sh [--steps 2,4,6,8] [--step-seconds 90] [--engines local,cloud]
-#       [--modes old,new] [--hang-up 0.15] [--seed 1] [--profile]
+#       [--modes old,new,unrouted] [--layouts pinned|machine,per-core] [--ramp-s 10]
+#       [--hang-up 0.15] [--seed 1] [--profile]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
