@@ -22,9 +22,10 @@ hang up at a random moment (mid-greeting, mid-question, mid-answer). Per step it
 - worker CPU per conversation: the worker's CPU over the step / the mean number of live
   conversations (its `firstword_active_calls`, sampled every 2 s), in cores;
 - RSS per additional conversation: the worker's RSS at the step's peak over its RSS just
-  before the step, per conversation at that peak; and over the steps, the slope of those
-  rises against the peaks (the memory of one more conversation; the intercept is what any
-  load adds once: engine working memory);
+  before the step, per conversation at that peak; and over the steps, the least-squares
+  slope of the peak RSS against the peak of live conversations, idle included (the memory of
+  one more conversation, with what earlier steps left behind; the intercept over the idle
+  RSS is what any load adds once: engine working memory);
 - event-loop lag p99 and the longest stall (`firstword_event_loop_lag_seconds`, every call's
   loop), and the longest GC pause (`firstword_gc_pause_seconds`): from the worker's own
   histograms, as bucket bounds (a stall "<= 75 ms" lies in (50, 75]);
@@ -215,6 +216,8 @@ class Step:
             "worker_cores": round(cores, 3),
             "cores_per_conversation": round(cores / mean_live, 3) if mean_live else None,
             "rss_rise_mb": round(rise, 1),
+            "rss_before_mb": round(self.rss_before / MB, 1),
+            "rss_peak_mb": round(self.peak_rss / MB, 1),
             "rss_mb_per_conversation": round(rise / self.peak_live, 1) if self.peak_live else None,
             "loop_lag_p99_ms": ms(quantile_bound(lag, 0.99)),
             "longest_stall_ms": ms(max_bound(lag)),
@@ -389,11 +392,16 @@ async def run_mode(
     finally:
         for worker in workers:
             worker.stop()
-    rises = [(s["peak_live"], s["rss_rise_mb"]) for s in result["steps"] if s["peak_live"] > 0]
+    # The worker's RSS at each step's peak against its peak of live conversations, idle
+    # included (as bench-capacity fits it): each step's rise over the RSS just before it
+    # would leave out what the earlier steps' calls left behind.
+    rises = [(0, float(result["idle_rss_mb"]))] + [
+        (s["peak_live"], s["rss_peak_mb"]) for s in result["steps"] if s["peak_live"] > 0
+    ]
     if len({x for x, _ in rises}) > 1:
         slope, intercept = np.polyfit([x for x, _ in rises], [y for _, y in rises], 1)
         result["rss_mb_per_conversation"] = round(float(slope), 1)
-        result["rss_mb_once"] = round(float(intercept), 1)
+        result["rss_mb_once"] = round(float(intercept) - result["idle_rss_mb"], 1)
     passing = [s["calls"] for s in result["steps"] if s["within_bounds"]]
     result["largest_within_bounds"] = max(passing) if passing else 0
     return result
