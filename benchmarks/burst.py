@@ -42,6 +42,8 @@ TARGET_S = 2.0
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},  # FIRSTWORD_HOLD_SLOTS unset: derived from FIRSTWORD_MAX_CALLS
     "old-4": {"FIRSTWORD_HOLD_SLOTS": "4"},
+    # The FFI event routing off (agent/compat.py, route_ffi_events): to see it alone.
+    "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
 }
 
 
