@@ -185,8 +185,8 @@ class Handoff:
         self._records = records
         self._on_taken = on_taken
         self._task: asyncio.Task[None] | None = None
-        self._connecting = False  # an end's `connect` is under way
-        self._settled = asyncio.Event()  # the handoff's outcome is logged and recorded
+        # Set while an end's `connect` is under way, and set once its outcome is recorded.
+        self._outcome: asyncio.Event | None = None
         self.state = ""  # the value of `firstword.handoff`; "" before any handoff
         self.phrase_said = False
         self.results: list[tuple[str, HandoffResult]] = []
@@ -254,11 +254,11 @@ class Handoff:
 
     async def aclose(self) -> None:
         """Cancel what is under way (the call is over); the job's shutdown calls this."""
-        if self._task is not None and self._connecting:
+        if self._outcome is not None and not self._outcome.is_set():
             # The outcome may be on its way (CLOSE_GRACE_S); what follows it (a line to a
             # caller who is gone) is cut short below.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), CLOSE_GRACE_S)
+                await asyncio.wait_for(self._outcome.wait(), CLOSE_GRACE_S)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -286,8 +286,7 @@ class Handoff:
         if end is None:
             result = HandoffResult(HandoffOutcome.NOT_TAKEN, detail="no end can reach this caller")
         else:
-            self._connecting = True
-            self._settled.clear()
+            self._outcome = asyncio.Event()
             try:
                 result = await _connect(end, request, self._wait_s)
             except asyncio.CancelledError:
@@ -312,8 +311,8 @@ class Handoff:
         )
         # Recorded first: the business keeps it even when the room is already gone.
         await self._record(request, end_name, result)
-        self._connecting = False
-        self._settled.set()
+        if self._outcome is not None:
+            self._outcome.set()
         await self._publish({HANDOFF: result.outcome.value, TAKEN_BY: result.taken_by or ""})
         if result.outcome == HandoffOutcome.TAKEN:
             if not self.phrase_said:
