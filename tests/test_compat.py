@@ -130,6 +130,31 @@ async def test_google_stt_connects_through_our_client_factory() -> None:
     await stt.aclose()
 
 
+def test_every_gemini_client_uses_the_one_shared_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`share_gemini_tls`: `google.LLM` still builds its client through its module's `Client`
+    name, and the SDK still takes the context from client-level HttpOptions for each of its
+    transports (no context of its own: a new CA bundle load per call)."""
+    import ssl
+
+    from livekit.plugins.google import llm as google_llm
+
+    _has(google_llm, "Client", "livekit.plugins.google.llm")
+    monkeypatch.setattr(google_llm, "Client", google_llm.Client)  # restored after the test
+    context = ssl.create_default_context()
+    compat.share_gemini_tls(context)
+    first, second = (google.LLM(model="gemini-2.5-flash", api_key="k" * 39) for _ in range(2))
+    for built in (first, second):
+        api = _has(_has(built, "_client", "google.LLM"), "_api_client", "genai.Client")
+        websocket = _has(api, "_websocket_ssl_ctx", "genai BaseApiClient")
+        aiohttp_args = _has(api, "_async_client_session_request_args", "genai BaseApiClient")
+        httpx_args = _has(api, "_async_httpx_client_args", "genai BaseApiClient")
+        assert websocket["ssl"] is context, "the websocket transport built its own TLS context"
+        assert aiohttp_args["ssl"] is context, "the aiohttp transport built its own TLS context"
+        assert httpx_args["verify"] is context, "the httpx transport built its own TLS context"
+
+
 async def test_google_tts_synthesises_through_our_client_factory() -> None:
     _has(google.TTS, "_ensure_client", "google.TTS")
     client = MagicMock()
