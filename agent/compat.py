@@ -335,7 +335,7 @@ def share_gemini_tls(context: ssl.SSLContext) -> None:
         client_args={"verify": context},  # httpx / httpx2
         async_client_args={"verify": context, "ssl": context},  # httpx, aiohttp, websockets
     )
-    google_llm.Client = functools.partial(Client, http_options=options)  # type: ignore[misc]
+    google_llm.Client = functools.partial(Client, http_options=options)  # type: ignore[misc, assignment]
 
 
 # --- livekit-agents: AgentServer's health server and its connection ----------------------
