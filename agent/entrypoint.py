@@ -112,6 +112,7 @@ def prewarm(proc: JobProcess) -> None:
     # Last: what prewarm loaded is frozen out of every later collection (agent/stalls.py).
     stalls.watch_gc()
     process_wide("gc", lambda: stalls.tune_gc() if settings.gc_tuning else None)
+    process_wide("switch", lambda: stalls.set_switch_interval(settings.gil_switch_interval_ms))
     elapsed = time.perf_counter() - start
     metrics.PREWARM.observe(elapsed)
     logger.info(

@@ -310,6 +310,10 @@ class Settings(BaseSettings):
     # generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).
     gc_tuning: bool = Field(default=True, validation_alias="FIRSTWORD_GC_TUNING")
+    # The interpreter's GIL switch interval in ms (agent/stalls.py); unset: Python's 5 ms.
+    gil_switch_interval_ms: float | None = Field(
+        default=None, gt=0, le=100, validation_alias="FIRSTWORD_GIL_SWITCH_INTERVAL_MS"
+    )
     # Caches in front of the cloud engines (agent/cloud/caches.py). The response cache: a
     # repeated question skips the cloud model (entries live TTL seconds, per account
     # version); a cached question must be this similar (MiniLM cosine, normalised text).

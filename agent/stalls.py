@@ -10,6 +10,11 @@ at once (the issue-24 burst: "event loop blocked for 1084ms ... gc_time 1.06").
   permanent generation, so no collection walks it again; and a larger first-generation
   threshold, so the frames, events and protobuf messages of live calls are collected in
   fewer, equally short passes. Measured with scripts/bench-load.sh (benchmarks/RESULTS.md).
+- `set_switch_interval()`: how long a thread may hold the GIL while another waits for it
+  (the interpreter's default 5 ms). Every event livekit-rtc delivers (a caller's frame, a
+  room event, a spoken frame's callback) is handed to Python by its FFI thread, which must
+  take the GIL first, and then woken call loops take it in turn; with the core busy each
+  hand-off can wait a whole interval behind another call's Python.
 - `watch_gc()`: the duration of every collection, by generation, as
   `firstword_gc_pause_seconds` (a `gc.callbacks` hook: the interpreter's own, nothing
   sampled).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +130,12 @@ class LoopWatch:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+def set_switch_interval(milliseconds: float | None) -> None:
+    """The GIL switch interval for the process (None: leave the interpreter's default)."""
+    if milliseconds is not None:
+        sys.setswitchinterval(milliseconds / 1000)
 
 
 def watch_loop() -> LoopWatch:

@@ -101,7 +101,13 @@ OLD_DEFAULTS = {
     "FIRSTWORD_INLINE_VAD": "false",
     "FIRSTWORD_FFI_EVENT_ROUTING": "false",
 }
-MODES = {"old": OLD_DEFAULTS, "new": {}, "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"}}
+MODES = {
+    "old": OLD_DEFAULTS,
+    "new": {},
+    "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
+    # The GIL handed over every 1 ms instead of 5 (agent/stalls.py, `set_switch_interval`).
+    "switch1ms": {"FIRSTWORD_GIL_SWITCH_INTERVAL_MS": "1"},
+}
 MB = 1024 * 1024
 LAYOUTS = ("pinned", "machine", "per-core")
 WORKER_CORE = 0
