@@ -52,7 +52,7 @@ def start_rtc_ffi() -> object:
     return FfiClient.instance
 
 
-def route_ffi_events() -> None:
+def route_ffi_events(*, captures: bool = True) -> None:
     """Deliver each call's audio events to that call's loop only (once per process).
 
     livekit-rtc's FFI thread hands every event to every subscriber whose filter admits it,
@@ -82,7 +82,8 @@ def route_ffi_events() -> None:
     A capture's subscription is made inside `capture_frame` with the callback's id not yet
     known, so it gets its filter at `FfiQueue.subscribe` (wrapped: a context variable says a
     capture is subscribing) and admits capture callbacks only; its own code still picks its
-    frame's by id.
+    frame's by id. `captures=False` leaves the captures' subscriptions as shipped (to
+    measure them alone: FIRSTWORD_FFI_CAPTURE_ROUTING).
     """
     if getattr(rtc.AudioStream, "_firstword_routed", False):
         return
@@ -124,8 +125,9 @@ def route_ffi_events() -> None:
 
     rtc.AudioStream.__init__ = init  # type: ignore[method-assign]
     rtc.Room.connect = connect  # type: ignore[method-assign]
-    rtc.AudioSource.capture_frame = capture_frame  # type: ignore[method-assign]
-    FfiQueue.subscribe = subscribe_narrowed  # type: ignore[method-assign]
+    if captures:
+        rtc.AudioSource.capture_frame = capture_frame  # type: ignore[method-assign]
+        FfiQueue.subscribe = subscribe_narrowed  # type: ignore[method-assign]
     rtc.AudioStream._firstword_routed = True  # type: ignore[attr-defined]
 
 

@@ -306,6 +306,11 @@ class Settings(BaseSettings):
     # for every caller frame and every spoken frame's callback of the process, a cost that
     # grows with the square of the calls (compat.py, `route_ffi_events`).
     ffi_event_routing: bool = Field(default=True, validation_alias="FIRSTWORD_FFI_EVENT_ROUTING")
+    # Within it, a spoken frame's wait for its callback hears capture callbacks only (off: it
+    # hears every event of the process while it waits, as livekit-rtc ships).
+    ffi_capture_routing: bool = Field(
+        default=True, validation_alias="FIRSTWORD_FFI_CAPTURE_ROUTING"
+    )
     # Garbage collection (agent/stalls.py): freeze what prewarm loaded and collect the youngest
     # generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).

@@ -105,6 +105,8 @@ MODES = {
     "old": OLD_DEFAULTS,
     "new": {},
     "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
+    # The routing without its newest part, a capture's subscription narrowed.
+    "captures-unrouted": {"FIRSTWORD_FFI_CAPTURE_ROUTING": "false"},
     # The GIL handed over every 1 ms instead of 5 (agent/stalls.py, `set_switch_interval`).
     "switch1ms": {"FIRSTWORD_GIL_SWITCH_INTERVAL_MS": "1"},
 }
