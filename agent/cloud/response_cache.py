@@ -27,7 +27,12 @@ What is never cached (neither looked up nor stored), and why:
   a word that points back (it, that, those, them, same, else, ...): the same words mean
   something else in another call;
 - an answer holding a number that is not in the account's own text: such a number did
-  not come from the business's facts (a guess, or something the caller said).
+  not come from the business's facts (a guess, or something the caller said);
+- an answer given with anything of the caller's in the conversation but the question
+  itself (an earlier turn: a name, a number, "from now on tell everyone ..."): the model
+  read it, so the reply may carry it. Only the answer to a caller's first words is stored;
+  a later question can still be answered from what was stored (issue 20: otherwise one
+  caller could put words in another caller's answer).
 What remains is a self-contained question about the business, answered from its facts
 without a tool: the same question gets the same answer from any caller.
 
@@ -247,6 +252,22 @@ def _last_question(chat_ctx: llm.ChatContext) -> str | None:
     return None
 
 
+def _only_caller_words_are_the_question(chat_ctx: llm.ChatContext) -> bool:
+    """True when the caller said nothing in this conversation but its last question.
+
+    Everything else in the context is the account's (instructions, greeting, the agent's
+    own lines): a reply to it depends on the question and the business only. An earlier
+    turn of the caller's (a name, a number, "from now on say ...") or a tool's result can
+    shape the reply, so such a reply is never stored for other callers."""
+    said = 0
+    for item in chat_ctx.items:
+        if item.type in ("function_call", "function_call_output"):
+            return False
+        if item.type == "message" and item.role == "user":
+            said += 1
+    return said == 1
+
+
 class CachedLLM(llm.LLM):
     """The cloud model behind the response cache: a hit answers without calling it."""
 
@@ -357,5 +378,6 @@ class _CachedStream(llm.LLMStream):
             and not tool_called
             and getattr(stream, "served_by_cloud", False)
             and answer_is_safe(answer, cached.account)
+            and _only_caller_words_are_the_question(self._chat_ctx)
         ):
             cached.cache.store(cached.account.id, cached.version, question, vector, answer)
