@@ -371,7 +371,7 @@ async def _prepare_session(
         # they joined; its timeline line waits for that (written at the caller's arrival).
         if not call.get("ahead") or "caller_joined" in timeline.marks:
             _report(timeline, call, reason="first word")
-        attach_conversation_logs(session, call, turn_notes)
+        attach_conversation_logs(session, call, turn_notes, transcripts=settings.log_transcripts)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
         if caches is not None and chains.cloud:
@@ -391,6 +391,8 @@ async def _prepare_session(
             # greeting's first frame. Callers on a phone see no transcript; web clients get
             # each line as soon as it is known.
             text_output=room_io.TextOutputOptions(sync_transcription=False),
+            # Typed text goes straight to the model: only where the account asks for it.
+            text_input=account.typed_text,
             audio_input=room_io.AudioInputOptions(
                 # At the engines' rate, no agent-side gain control (see Settings).
                 sample_rate=settings.input_sample_rate,

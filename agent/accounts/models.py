@@ -110,6 +110,9 @@ class Account(BaseModel):
     providers: Providers = Providers()
     # "auto": BVCTelephony for SIP callers and BVC for the others; needs LiveKit Cloud.
     noise_cancellation: Literal["off", "auto", "bvc", "bvc_telephony"] = "off"
+    # Web callers may type to the agent (LiveKit's `lk.chat` text input, handled like speech).
+    # Off: a caller's token cannot publish data either (agent/web/grants.py).
+    typed_text: bool = False
 
     @field_validator("handoff_number")
     @classmethod

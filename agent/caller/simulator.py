@@ -17,6 +17,7 @@ from livekit import api, rtc
 
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..settings import Settings
+from ..web.grants import caller_grants
 from .mic import Microphone
 from .recorder import RATE, Recorder, save_wav
 
@@ -122,7 +123,7 @@ def caller_token(
         .with_identity(identity)
         .with_name("firstword caller simulator")
         .with_attributes(attributes)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .with_grants(caller_grants(room))
     )
     if sip:
         # The token's `kind` claim; the server reports it as the participant's kind.

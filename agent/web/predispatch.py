@@ -20,6 +20,7 @@ from livekit import api
 
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..settings import Settings
+from .grants import caller_grants
 
 # A browser has this long to use its token; the room itself closes sooner if nobody comes.
 TOKEN_TTL = timedelta(minutes=10)
@@ -82,7 +83,9 @@ class Predispatcher:
             )
         return self._api
 
-    async def ticket(self, account: str, *, predispatch: bool = True) -> Ticket:
+    async def ticket(
+        self, account: str, *, predispatch: bool = True, typed_text: bool = False
+    ) -> Ticket:
         room = f"call-{account}-{uuid.uuid4().hex[:8]}"
         identity = f"web-{uuid.uuid4().hex[:8]}"
         metadata = json.dumps({"account": account})
@@ -111,7 +114,7 @@ class Predispatcher:
             .with_name("web caller")
             .with_ttl(TOKEN_TTL)
             .with_attributes({ACCOUNT_ATTRIBUTE: account})
-            .with_grants(api.VideoGrants(room_join=True, room=room))
+            .with_grants(caller_grants(room, data=typed_text))
             .to_jwt()
         )
         wait_s = self._settings.caller_wait_timeout
