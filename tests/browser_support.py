@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,20 @@ from aiohttp.test_utils import TestServer
 from agent.caller.browser import CHROMIUM, chromium_args
 from agent.settings import Settings
 from agent.web.app import app_from_settings
+
+
+def wait_for(page: Any, expression: str, timeout: float = 30_000) -> None:
+    """Playwright's `wait_for_function`, under the pages' Content-Security-Policy.
+
+    `wait_for_function` polls by compiling the expression inside the page (`new Function`),
+    which the pages' CSP forbids (no 'unsafe-eval': agent/web/headers.py); `evaluate` runs
+    through the DevTools protocol, which a CSP does not govern. So the tests keep the CSP on
+    (a page that breaks under it fails them) and poll from here."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} still false after {timeout / 1000:.0f} s")
+        page.wait_for_timeout(100)
 
 
 def launch_chromium(playwright: Any, wav: Path) -> Any:

@@ -95,6 +95,21 @@ async def test_wrong_or_missing_password_gets_401_and_nothing_about_calls(
     assert SECRET not in caplog.text and "nope" not in caplog.text
 
 
+async def test_the_right_password_is_refused_while_the_client_is_over_its_limit(
+    open_desk: TestClient, directory: FakeDirectory
+) -> None:
+    # A client that ignores the 429s and keeps guessing: its guesses are not even compared,
+    # so the right one, when it comes, is refused too.
+    statuses = [
+        (await open_desk.get("/api/desk/calls", headers={"Authorization": f"Bearer g{i}"})).status
+        for i in range(30)
+    ]
+    assert statuses[:3] == [401, 401, 401] and set(statuses[3:]) == {429}
+    reply = await open_desk.get("/api/desk/calls", headers=AUTH)
+    assert reply.status == 429 and int(reply.headers["Retry-After"]) >= 1
+    assert "call-a" not in await reply.text()
+
+
 async def test_calls_filtered_by_account_and_take_gives_a_staff_token(
     open_desk: TestClient, directory: FakeDirectory
 ):

@@ -23,7 +23,7 @@ import pytest
 from agent.engines.local_tts import LocalTTS
 from agent.handoff import NO_ANSWER_REASON
 from agent.settings import Settings
-from tests.browser_support import launch_chromium, serve_web_app
+from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, log_records, worker_process
 from tests.test_e2e_web import SCREENSHOTS
 
@@ -130,7 +130,8 @@ def _assert_no_errors(log: Path) -> None:
 def _call_and_wait_for_handoff(page: Any, base: str) -> str:
     page.goto(f"{base}/call/harbor-dental")
     page.click("#call")
-    page.wait_for_function(
+    wait_for(
+        page,
         "window.firstword.transcript.some(l => l.agent && /Harbor Dental/.test(l.text))",
         timeout=90_000,
     )
@@ -150,7 +151,7 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         desk.goto(f"{web_base}/desk?account=harbor-dental")
         desk.fill("#password", "not-the-password")
         desk.click("#login button")
-        desk.wait_for_function("document.body.dataset.state === 'refused'", timeout=10_000)
+        wait_for(desk, "document.body.dataset.state === 'refused'", timeout=10_000)
         assert "wrong or missing password" in desk.inner_text("#error")
         assert desk.is_hidden("#desk")
         desk.screenshot(path=str(SCREENSHOTS / "desk-refused.png"))
@@ -162,18 +163,21 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         desk.fill("#password", SECRET)
         desk.fill("#name", "Maria")
         desk.click("#login button")
-        desk.wait_for_function("window.firstwordDesk.open", timeout=10_000)
+        wait_for(desk, "window.firstwordDesk.open", timeout=10_000)
 
         caller = caller_browser.new_page()
         room = _call_and_wait_for_handoff(caller, web_base)
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-greeted.png"))
         # The desk lists the call while the agent has it.
-        desk.wait_for_function(
-            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})", timeout=20_000
+        wait_for(
+            desk,
+            f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})",
+            timeout=20_000,
         )
         # The caller asks what the facts do not cover: the agent says the handoff phrase, asks
         # for a person, and the desk highlights the call with the reason and the question.
-        desk.wait_for_function(
+        wait_for(
+            desk,
             f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)}"
             " && c.state === 'handoff requested')",
             timeout=90_000,
@@ -190,20 +194,21 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         assert view["handoff"]["question"] and view["handoff"]["question"] in said, view
         assert any(line["who"] == "agent" for line in view["transcript"]), view
         desk.screenshot(path=str(SCREENSHOTS / "desk-handoff-requested.png"))
-        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=15_000)
+        wait_for(caller, "window.firstword.handoff === 'requested'", timeout=15_000)
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-handoff.png"))
 
         # Take call: the staff browser joins with its microphone; the agent steps back.
         row.locator("button.take").click()
-        desk.wait_for_function(
-            "window.firstwordDesk.callState === 'talking with the caller'", timeout=30_000
+        wait_for(
+            desk, "window.firstwordDesk.callState === 'talking with the caller'", timeout=30_000
         )
         assert time.monotonic() - requested_at < HANDOFF_TIMEOUT_S, "taken within the wait"
-        caller.wait_for_function("window.firstword.staff !== null", timeout=20_000)
-        caller.wait_for_function("window.firstword.handoff === 'taken'", timeout=20_000)
+        wait_for(caller, "window.firstword.staff !== null", timeout=20_000)
+        wait_for(caller, "window.firstword.handoff === 'taken'", timeout=20_000)
         taken_at = caller.evaluate("performance.now()")
         # The caller hears the staff member: at least a second of audible audio from them.
-        caller.wait_for_function(
+        wait_for(
+            caller,
             f"(window.firstword.audio[window.firstword.staff] || [])"
             f".filter(t => t > {taken_at}).length >= 10",
             timeout=30_000,
@@ -220,8 +225,9 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         assert heard["agentId"], "the caller's page never got the agent's track"
         assert heard["staff"] >= 10
         assert heard["agent"] == 0, "the agent spoke after the staff member took the call"
-        desk.wait_for_function("window.firstwordDesk.heard > 0", timeout=15_000)
-        desk.wait_for_function(
+        wait_for(desk, "window.firstwordDesk.heard > 0", timeout=15_000)
+        wait_for(
+            desk,
             f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)}"
             " && c.state === 'taken')",
             timeout=20_000,
@@ -256,22 +262,24 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
     try:
         caller = caller_browser.new_page()
         room = _call_and_wait_for_handoff(caller, web_base)
-        caller.wait_for_function("window.firstword.handoff === 'requested'", timeout=90_000)
+        wait_for(caller, "window.firstword.handoff === 'requested'", timeout=90_000)
         requested = caller.evaluate("performance.now()")
         # Nobody takes it: after the wait, the caller hears the no-take line (its transcript
         # shows it and the agent's track is audible again).
-        caller.wait_for_function(
+        wait_for(
+            caller,
             "window.firstword.transcript.some(l => l.agent && /noted your question/.test(l.text))",
             timeout=(HANDOFF_TIMEOUT_S + 30) * 1000,
         )
         waited_s = (caller.evaluate("performance.now()") - requested) / 1000
         assert waited_s >= HANDOFF_TIMEOUT_S - 1, f"the no-take line came after {waited_s:.1f} s"
-        caller.wait_for_function(
+        wait_for(
+            caller,
             f"(window.firstword.audio[window.firstword.agent] || [])"
             f".some(t => t > {requested} + {HANDOFF_TIMEOUT_S * 1000})",
             timeout=15_000,
         )
-        caller.wait_for_function("window.firstword.handoff === 'not_taken'", timeout=15_000)
+        wait_for(caller, "window.firstword.handoff === 'not_taken'", timeout=15_000)
         caller.screenshot(path=str(SCREENSHOTS / "desk-flow-caller-not-taken.png"))
         # The business's record has the caller's question; the desk shows it as a message.
         records = [r for r in _records(records_dir) if r["room"] == room]
@@ -284,8 +292,10 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         desk.goto(f"{web_base}/desk?account=harbor-dental")
         desk.fill("#password", SECRET)
         desk.click("#login button")
-        desk.wait_for_function(
-            "window.firstwordDesk.records.some(r => r.outcome === 'not_taken')", timeout=10_000
+        wait_for(
+            desk,
+            "window.firstwordDesk.records.some(r => r.outcome === 'not_taken')",
+            timeout=10_000,
         )
         assert records[0]["question"] in desk.inner_text("#messages")
         desk.screenshot(path=str(SCREENSHOTS / "desk-messages.png"))

@@ -18,7 +18,7 @@ from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
 from agent.web.app import app_from_settings
-from tests.browser_support import launch_chromium, serve_web_app
+from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, running_worker
 from tests.helpers import similarity
 
@@ -132,16 +132,28 @@ def test_browser_call_page_greets_and_answers(
         browser = launch_chromium(p, wav)
         try:
             page = browser.new_page()
+            # The page works under its own Content-Security-Policy: nothing it loads or
+            # connects to is refused (agent/web/headers.py).
+            refused: list[str] = []
+            page.on(
+                "console",
+                lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             page.goto(f"{base}/call/harbor-dental")
+            assert "frame-ancestors 'none'" in page.evaluate(
+                "fetch(location.href).then(r => r.headers.get('content-security-policy'))"
+            )
             page.screenshot(path=str(SCREENSHOTS / "call-page-ready.png"))
             page.click("#call")
-            page.wait_for_function("window.firstword.ttfwMs !== null", timeout=20_000)
-            page.wait_for_function(
+            wait_for(page, "window.firstword.ttfwMs !== null", timeout=20_000)
+            wait_for(
+                page,
                 "window.firstword.transcript.some(l => l.agent && /Harbor Dental/.test(l.text))",
                 timeout=20_000,
             )
             page.screenshot(path=str(SCREENSHOTS / "call-page-greeted.png"))
-            page.wait_for_function(
+            wait_for(
+                page,
                 "window.firstword.transcript.some(l => l.agent && /cleaning/i.test(l.text))",
                 timeout=40_000,
             )
@@ -152,6 +164,7 @@ def test_browser_call_page_greets_and_answers(
             # The agent is heard: the page's ringback (if it started at all) has stopped.
             assert page.evaluate("window.firstword.ringing") is False
             page.click("#hangup")
+            assert not refused, refused
         finally:
             browser.close()
     assert "Traceback" not in worker_log.read_text()

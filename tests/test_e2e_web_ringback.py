@@ -13,7 +13,7 @@ import pytest
 
 from agent.caller.browser import silent_wav
 from agent.settings import Settings
-from tests.browser_support import launch_chromium, serve_web_app
+from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, log_records, running_worker
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_a_browser_caller_with_no_agent_yet_hears_ringing_until_the_agent_greets
             page.goto(f"{base}/call/harbor-dental")
             page.click("#call")
             # No worker is registered: the dispatch made with the caller's token found nobody.
-            page.wait_for_function("window.firstword.ringHeardAt !== null", timeout=15_000)
+            wait_for(page, "window.firstword.ringHeardAt !== null", timeout=15_000)
             rang = page.evaluate(
                 "({ringing: window.firstword.ringing, agent: window.firstword.agent,"
                 " after: window.firstword.rangAt - window.firstword.joinedAt,"
@@ -44,7 +44,7 @@ def test_a_browser_caller_with_no_agent_yet_hears_ringing_until_the_agent_greets
             # agent greets, and the ring stops before the greeting is heard.
             log = tmp_path / "worker.log"
             with running_worker(log):
-                page.wait_for_function("window.firstword.ttfwMs !== null", timeout=60_000)
+                wait_for(page, "window.firstword.ttfwMs !== null", timeout=60_000)
                 after = page.evaluate(
                     "({ringing: window.firstword.ringing, stopped: window.firstword.ringStoppedAt,"
                     " heard: window.firstword.heardAt})"

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agent.accounts import AccountStore
 from agent.web.app import BUNDLE, build_app
+from agent.web.clients import TrustedProxies, client_address
 from agent.web.predispatch import Ticket
 from agent.web.ratelimit import RateLimiter
 from tests.conftest import ACCOUNTS_DIR
@@ -20,7 +21,9 @@ class FakeTickets:
     def __init__(self) -> None:
         self.calls: list[tuple[str, bool]] = []
 
-    async def ticket(self, account: str, *, predispatch: bool = True) -> Ticket:
+    async def ticket(
+        self, account: str, *, predispatch: bool = True, typed_text: bool = False
+    ) -> Ticket:
         self.calls.append((account, predispatch))
         return Ticket("ws://x", "jwt", f"call-{account}-1", "web-1", account, 1.0)
 
@@ -71,7 +74,8 @@ async def test_token_refuses_unknown_accounts_and_garbage(
     reply = await client.post("/api/token", json={"account": "no-such-shop"})
     assert reply.status == 404
     assert "no-such-shop" in (await reply.json())["error"]
-    reply = await client.post("/api/token", data=b"\xff not json")
+    json_type = {"Content-Type": "application/json"}
+    reply = await client.post("/api/token", data=b"\xff not json", headers=json_type)
     assert reply.status == 400
     reply = await client.post("/api/token", json=["harbor-dental"])
     assert reply.status == 400
@@ -100,3 +104,67 @@ async def test_call_page(client_and_tickets: tuple[TestClient, FakeTickets]) -> 
     assert (await client.get("/call/nobody")).status == 404
     script = await client.get("/static/call.js")
     assert script.status == 200 and len(await script.read()) > 10_000
+
+
+async def test_token_takes_json_only(client_and_tickets: tuple[TestClient, FakeTickets]) -> None:
+    # What another site's form or no-cors fetch can send without a preflight.
+    client, tickets = client_and_tickets
+    body = '{"account": "harbor-dental"}'
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        reply = await client.post("/api/token", data=body, headers={"Content-Type": kind})
+        assert reply.status == 415, kind
+        assert "application/json" in (await reply.json())["error"]
+    assert tickets.calls == []
+
+
+async def test_behind_a_trusted_proxy_each_caller_has_its_own_limit() -> None:
+    store = AccountStore(ACCOUNTS_DIR, "harbor-dental", ttl_seconds=60)
+    tickets = FakeTickets()
+    proxies = TrustedProxies.parse("127.0.0.1, 10.9.0.0/16")
+    app = build_app(store, tickets, RateLimiter(burst=1, per_minute=1), trusted_proxies=proxies)
+
+    async def ask(forwarded: str) -> int:
+        headers = {"X-Forwarded-For": forwarded}
+        reply = await client.post("/api/token", json={"account": "harbor-dental"}, headers=headers)
+        return reply.status
+
+    async with TestClient(TestServer(app)) as client:
+        # Two callers behind the proxy: one bucket each, not the proxy's one.
+        assert await ask("203.0.113.7") == 200
+        assert await ask("198.51.100.4") == 200
+        assert await ask("203.0.113.7") == 429
+        # A caller who writes its own X-Forwarded-For gains nothing: the right-most address
+        # that is not a trusted proxy is the one the proxy saw.
+        assert await ask("192.0.2.99, 203.0.113.7") == 429
+        assert await ask("192.0.2.98, 203.0.113.7, 10.9.1.1") == 429
+
+
+def test_an_untrusted_peer_is_keyed_by_its_own_address() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request("POST", "/api/token", headers={"X-Forwarded-For": "1.2.3.4"})
+    # The mocked peer (no transport address) is not a trusted proxy: the header is ignored.
+    assert client_address(request, TrustedProxies.parse("10.0.0.0/8")) != "1.2.3.4"
+    with pytest.raises(ValueError, match="FIRSTWORD_WEB_TRUSTED_PROXIES: 'nope'"):
+        TrustedProxies.parse("10.0.0.1, nope")
+
+
+async def test_every_response_carries_the_security_headers(
+    client_and_tickets: tuple[TestClient, FakeTickets],
+) -> None:
+    client, _ = client_and_tickets
+    replies = [
+        await client.get("/call/harbor-dental"),
+        await client.get("/call/nobody"),  # an error too
+        await client.get("/static/call.js"),
+        await client.post("/api/token", json={"account": "harbor-dental"}),
+    ]
+    for reply in replies:
+        headers = reply.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", reply.url
+        assert headers["X-Frame-Options"] == "DENY", reply.url
+        assert headers["Referrer-Policy"] == "no-referrer", reply.url
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, csp
+        # The call page may talk to the LiveKit server (build_app's default address).
+        assert "ws://127.0.0.1:7880" in csp, csp

@@ -5,7 +5,10 @@
   unless FIRSTWORD_DESK_SECRET is set.
 - `POST /api/token` with `{"account": "<id>"}`: creates the room with the agent dispatched
   (see `predispatch.py`) and returns the LiveKit URL, token and room. Unknown accounts get 404,
-  malformed bodies 400, clients over their rate 429 with `Retry-After`.
+  malformed bodies 400, a body that is not `application/json` 415, clients over their rate
+  429 with `Retry-After` (the client: the socket's address, or behind a trusted proxy the
+  address it forwarded; `clients.py`).
+- Every response carries the security headers of `headers.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from aiohttp import web
 
 from ..accounts import AccountStore
 from ..settings import Settings
+from . import headers
+from .clients import NO_PROXIES, PROXIES_KEY, TrustedProxies, client_address
 from .desk import Desk, desk_from_settings
 from .predispatch import Predispatcher, Ticket
 from .ratelimit import RateLimiter
@@ -31,7 +36,9 @@ BUNDLE = STATIC_DIR / "call.js"
 
 
 class TicketSource(Protocol):
-    async def ticket(self, account: str, *, predispatch: bool = True) -> Ticket: ...
+    async def ticket(
+        self, account: str, *, predispatch: bool = True, typed_text: bool = False
+    ) -> Ticket: ...
 
 
 STORE_KEY = web.AppKey("accounts", AccountStore)
@@ -59,7 +66,12 @@ async def call_page(request: web.Request) -> web.StreamResponse:
 
 
 async def token(request: web.Request) -> web.Response:
-    client = request.remote or "unknown"
+    # JSON only: a cross-site form or `no-cors` fetch can send text/plain or form data without
+    # the browser asking first, but not application/json, so another site cannot make its
+    # visitors mint rooms on this one (the app answers no CORS preflight).
+    if request.content_type != "application/json":
+        return _error(415, 'send Content-Type: application/json and {"account": "<account id>"}')
+    client = client_address(request, request.app[PROXIES_KEY])
     wait = request.app[LIMITER_KEY].allow(client)
     if wait > 0:
         return _error(
@@ -77,7 +89,11 @@ async def token(request: web.Request) -> web.Response:
         return _error(404, f"unknown account {account_id!r}")
     predispatch = body.get("predispatch", True) is not False
     try:
-        ticket = await request.app[TICKETS_KEY].ticket(account_id, predispatch=predispatch)
+        ticket = await request.app[TICKETS_KEY].ticket(
+            account_id,
+            predispatch=predispatch,
+            typed_text=registry.accounts[account_id].typed_text,
+        )
     except Exception:
         logger.exception("could not create the room for account %s", account_id)
         return _error(502, "the LiveKit server did not accept the call; try again")
@@ -89,12 +105,21 @@ async def token(request: web.Request) -> web.Response:
 
 
 def build_app(
-    store: AccountStore, tickets: TicketSource, limiter: RateLimiter, desk: Desk | None = None
+    store: AccountStore,
+    tickets: TicketSource,
+    limiter: RateLimiter,
+    desk: Desk | None = None,
+    *,
+    livekit_url: str = "ws://127.0.0.1:7880",
+    trusted_proxies: TrustedProxies = NO_PROXIES,
 ) -> web.Application:
+    """`livekit_url`: the LiveKit address browsers connect to (the pages' CSP allows it)."""
     app = web.Application()
     app[STORE_KEY] = store
     app[TICKETS_KEY] = tickets
     app[LIMITER_KEY] = limiter
+    app[PROXIES_KEY] = trusted_proxies
+    headers.install(app, livekit_url)
     app.router.add_get("/call/{account}", call_page)
     app.router.add_post("/api/token", token)
     if desk is not None:
@@ -111,7 +136,14 @@ def app_from_settings(settings: Settings) -> web.Application:
     tickets = Predispatcher(settings)
     limiter = RateLimiter(settings.web_token_burst, settings.web_tokens_per_minute)
     desk, directory = desk_from_settings(settings)
-    app = build_app(store, tickets, limiter, desk)
+    app = build_app(
+        store,
+        tickets,
+        limiter,
+        desk,
+        livekit_url=settings.livekit_url,
+        trusted_proxies=TrustedProxies.parse(settings.web_trusted_proxies),
+    )
 
     async def _close(_app: web.Application) -> None:
         await tickets.aclose()

@@ -58,6 +58,7 @@ from ..handoff import (
 )
 from ..handoff_types import HandoffOutcome, HandoffRequest, HandoffResult
 from ..settings import Settings
+from .clients import PROXIES_KEY, client_address
 from .ratelimit import RateLimiter
 
 logger = logging.getLogger("firstword.desk")
@@ -278,17 +279,18 @@ class Desk:
         """None when the request carries the secret; else the response to send instead."""
         if self._secret is None:
             return _error(404, "the front desk is closed: set FIRSTWORD_DESK_SECRET to open it")
+        # The limit is asked first: a client over it is refused without its password being
+        # compared at all, so ignoring the 429s does not let it go on guessing.
+        client = client_address(request, request.app[PROXIES_KEY])
+        if (wait := self._failures.wait(client)) > 0:
+            return _too_many(wait)
         header = request.headers.get("Authorization", "")
         given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
         if hmac.compare_digest(given, self._secret):
             return None
-        client = request.remote or "unknown"
-        wait = self._failures.allow(client)
         logger.warning("desk: refused a request without the right password from %s", client)
-        if wait > 0:
-            return _error(
-                429, "too many wrong passwords; try again shortly", **{"Retry-After": f"{wait:.0f}"}
-            )
+        if (wait := self._failures.allow(client)) > 0:
+            return _too_many(wait)
         return _error(401, "wrong or missing password", **{"WWW-Authenticate": "Bearer"})
 
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -341,6 +343,11 @@ class Desk:
             return _error(400, "query parameter 'account' (an account id) is required")
         records = await asyncio.to_thread(self._records.latest, account)
         return web.json_response({"account": account, "records": records})
+
+
+def _too_many(wait: float) -> web.Response:
+    retry = {"Retry-After": f"{max(1.0, wait):.0f}"}
+    return _error(429, "too many wrong passwords; try again shortly", **retry)
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:

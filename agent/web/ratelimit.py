@@ -52,6 +52,15 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
 
+    def wait(self, key: str) -> float:
+        """What `allow` would answer, without spending: 0.0 when a token is there."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
+
     def _prune(self, now: float) -> None:
         refill = self._burst / self._rate
         for key in [k for k, b in self._buckets.items() if now - b.updated >= refill]:
