@@ -8,6 +8,7 @@ from agent import native_memory
 from agent.preflight import (
     PreflightError,
     check_accounts,
+    check_secrets,
     check_server_reachable,
     startup_warnings,
 )
@@ -22,6 +23,7 @@ def main() -> None:
     try:
         check_accounts(settings)
         if command in _NEEDS_SERVER:
+            check_secrets(settings)
             check_server_reachable(settings)
     except PreflightError as exc:
         print(f"firstword: {exc}", file=sys.stderr)

@@ -38,9 +38,15 @@ def attach_after_first_frame(
 
 
 def attach_conversation_logs(
-    session: AgentSession[Any], call: dict[str, Any], notes: dict[str, Any] | None = None
+    session: AgentSession[Any],
+    call: dict[str, Any],
+    notes: dict[str, Any] | None = None,
+    *,
+    transcripts: bool = False,
 ) -> None:
-    """Transcript lines, per-turn latency metrics and a usage summary at the end.
+    """Per-turn latency metrics, a usage summary at the end, and with `transcripts` (the
+    setting FIRSTWORD_LOG_TRANSCRIPTS) what each side said: callers say names, numbers and
+    health details, so their words reach the logs only where an operator asks for them.
 
     `notes`: what the call's engines noted about the current turn (the response cache's
     hit or miss); added to the turn's log line, then cleared."""
@@ -54,7 +60,7 @@ def attach_conversation_logs(
         item = event.item
         text = getattr(item, "text_content", None)
         role = getattr(item, "role", "?")
-        if text:
+        if text and transcripts:
             logger.info("transcript %s: %s", role, text, extra=where)
         item_metrics = dict(getattr(item, "metrics", None) or {})
         if role == "user":

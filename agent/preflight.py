@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from urllib.parse import urlparse
 
@@ -30,6 +31,50 @@ def check_accounts(settings: Settings) -> None:
         load_accounts(settings.accounts_dir, settings.default_account)
     except AccountFileError as exc:
         raise PreflightError(f"cannot start: broken account configuration: {exc}") from exc
+
+
+# LiveKit's development key pair (`livekit-server --dev`): anyone may know it.
+DEV_KEY_PAIR = ("devkey", "secret")
+# LiveKit's own minimum for an API secret (the server refuses shorter ones in production).
+MIN_API_SECRET = 32
+MIN_DESK_SECRET = 12
+
+
+def _loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to start with secrets anyone can guess (never printing them).
+
+    The development key pair, or an API secret under 32 characters, is fine against a
+    LiveKit server on this machine and refused against any other: with it anyone could mint
+    tokens for every room. A desk secret, when set, must be at least 12 characters."""
+    secret = settings.livekit_api_secret.get_secret_value()
+    if not _loopback(settings.livekit_url):
+        if (settings.livekit_api_key, secret) == DEV_KEY_PAIR:
+            raise PreflightError(
+                f"LIVEKIT_URL={settings.livekit_url} is not on this machine, and "
+                "LIVEKIT_API_KEY/LIVEKIT_API_SECRET are LiveKit's development pair: set the "
+                "server's own key and secret"
+            )
+        if len(secret) < MIN_API_SECRET:
+            raise PreflightError(
+                f"LIVEKIT_API_SECRET is shorter than {MIN_API_SECRET} characters, against a "
+                f"server that is not on this machine ({settings.livekit_url})"
+            )
+    desk = settings.desk_secret
+    if desk is not None and len(desk.get_secret_value()) < MIN_DESK_SECRET:
+        raise PreflightError(
+            f"FIRSTWORD_DESK_SECRET must be at least {MIN_DESK_SECRET} characters "
+            "(or unset, which keeps the desk closed)"
+        )
 
 
 def check_server_reachable(settings: Settings, timeout: float = 3.0) -> None:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +235,26 @@ class Settings(BaseSettings):
     web_tokens_per_minute: float = Field(
         default=20.0, gt=0, validation_alias="FIRSTWORD_WEB_TOKENS_PER_MINUTE"
     )
+    # What callers and the agent said, as log lines ("transcript user: ..."): off, since
+    # callers say names, numbers and health details; turn it on where logs may hold them.
+    log_transcripts: bool = Field(default=False, validation_alias="FIRSTWORD_LOG_TRANSCRIPTS")
+    # Who may call firstword's SIP trunks (agent/sip/provision.py): the carrier's addresses
+    # (IPs or networks, comma-separated) and/or digest credentials. Unset: whatever the trunk
+    # already has (set by hand) is kept; a trunk with neither takes calls from anyone.
+    sip_allowed_addresses: str = Field(
+        default="", validation_alias="FIRSTWORD_SIP_ALLOWED_ADDRESSES"
+    )
+    # The carrier's digest credentials for those trunks (user name, then password).
+    sip_auth_username: str | None = Field(
+        default=None, validation_alias="FIRSTWORD_SIP_AUTH_USERNAME"
+    )
+    # The password of FIRSTWORD_SIP_AUTH_USERNAME (a secret: never logged).
+    sip_auth_password: SecretStr | None = Field(
+        default=None, validation_alias="FIRSTWORD_SIP_AUTH_PASSWORD"
+    )
+    # Proxies in front of the web app whose X-Forwarded-For is believed (addresses or
+    # networks, comma-separated): the rate limit then keys on the caller, not the proxy.
+    web_trusted_proxies: str = Field(default="", validation_alias="FIRSTWORD_WEB_TRUSTED_PROXIES")
     # A pre-dispatched agent waits this long for its caller, then closes the room, so a
     # page that asked for a token and never joined holds a worker slot only briefly.
     caller_wait_timeout: float = Field(
@@ -354,6 +374,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )
+
+    @field_validator("desk_secret")
+    @classmethod
+    def _empty_desk_secret_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
+        # Empty means unset (the desk stays closed), never "no password". Its strength is
+        # checked at start (agent/preflight.py): a validation error here would print it.
+        if secret is None or not secret.get_secret_value():
+            return None
+        return secret
 
     @property
     def hold_slots(self) -> int:

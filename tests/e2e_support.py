@@ -28,6 +28,8 @@ ENV = {
     "FIRSTWORD_HTTP_PORT": "0",
     "FIRSTWORD_METRICS_PORT": "0",
     "FIRSTWORD_IDLE_PROCESSES": "1",
+    # The tests read what was said from the worker's log.
+    "FIRSTWORD_LOG_TRANSCRIPTS": "true",
     # FIRSTWORD_CACHE_DIR: a temporary folder, set by conftest's `e2e_cache_dir` fixture.
 }
 

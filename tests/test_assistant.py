@@ -95,3 +95,31 @@ async def test_each_final_transcript_is_read_before_the_framework_gets_it(
 async def _no_audio() -> AsyncIterator[rtc.AudioFrame]:
     return
     yield
+
+
+@pytest.mark.parametrize("transcripts", [False, True])
+async def test_what_callers_say_reaches_the_log_only_when_asked(
+    registry: AccountRegistry,
+    faq_llm_for: Callable[[str], FaqLLM],
+    caplog: pytest.LogCaptureFixture,
+    transcripts: bool,
+) -> None:
+    from agent.call_log import attach_conversation_logs
+
+    account = registry.accounts["bluebird-bikes"]
+    caplog.set_level("DEBUG", logger="firstword")
+    said = "My name is Ada Quist, how much does it cost to rent an electric bike?"
+    async with AgentSession(llm=faq_llm_for(account.id)) as session:
+        await session.start(Assistant(account))
+        attach_conversation_logs(
+            session, {"room": "r", "account": account.id}, transcripts=transcripts
+        )
+        await session.run(user_input=said)
+    assert ("Ada Quist" in caplog.text) is transcripts
+    assert ("fifty dollars" in caplog.text) is transcripts
+
+
+def test_an_account_takes_no_typed_text_unless_it_says_so(registry: AccountRegistry) -> None:
+    assert not any(a.typed_text for a in registry.accounts.values())
+    account = registry.accounts["bluebird-bikes"]
+    assert account.model_copy(update={"typed_text": True}).typed_text

@@ -304,3 +304,39 @@ def _transcribe_wav(whisper: WhisperSTT, path: Path) -> str:
     if channels > 1:
         audio = audio.reshape(-1, channels).mean(axis=1)
     return whisper.transcribe_pcm(audio, rate, "en")
+
+
+async def test_a_trunk_restricted_by_hand_stays_restricted_after_provisioning(
+    env: dict[str, str], accounts_dir: Path
+) -> None:
+    """Re-provisioning (as `scripts/sip.sh start` does) updates numbers and metadata only:
+    the carrier's addresses and credentials an operator put on the trunk survive it."""
+    from agent.accounts import load_accounts
+    from agent.settings import Settings
+    from agent.sip.provision import PREFIX, provision
+
+    settings = Settings(
+        LIVEKIT_URL=env["LIVEKIT_URL"],
+        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
+        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
+    )
+    accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
+    name = PREFIX + "harbor-dental"
+    async with api.LiveKitAPI(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], TEST_SECRET) as lk:
+        listed = await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+        original = next(t for t in listed.items if t.name == name)
+        try:
+            await lk.sip.update_inbound_trunk_fields(
+                original.sip_trunk_id,
+                allowed_addresses=["198.51.100.0/24"],
+                auth_username="carrier",
+                auth_password="set-by-the-operator",
+            )
+            await provision(settings, accounts)
+            listed = await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+            after = next(t for t in listed.items if t.name == name)
+            assert list(after.allowed_addresses) == ["198.51.100.0/24"]
+            assert after.auth_username == "carrier"
+            assert sorted(after.numbers) == sorted(original.numbers)
+        finally:  # the other tests' phone dials from 127.0.0.1 with no credentials
+            await lk.sip.update_inbound_trunk(original.sip_trunk_id, original)

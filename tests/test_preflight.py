@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.preflight import PreflightError, check_server_reachable
+from agent.preflight import PreflightError, check_secrets, check_server_reachable
 from agent.settings import PROJECT_ROOT, Settings
 
 
@@ -58,3 +58,32 @@ def test_secret_is_not_in_settings_repr() -> None:
     settings = Settings(LIVEKIT_API_SECRET="s3cr3t-value-123")
     assert "s3cr3t-value-123" not in repr(settings)
     assert "s3cr3t-value-123" not in str(settings.model_dump())
+
+
+def test_the_development_key_pair_is_refused_off_this_machine() -> None:
+    remote = "wss://livekit.example.com"
+    with pytest.raises(PreflightError, match="development pair"):
+        check_secrets(Settings(LIVEKIT_URL=remote))  # devkey / secret, the defaults
+    weak = "s" * 31
+    with pytest.raises(PreflightError, match="shorter than 32") as refused:
+        check_secrets(Settings(LIVEKIT_URL=remote, LIVEKIT_API_KEY="prod", LIVEKIT_API_SECRET=weak))
+    assert weak not in str(refused.value)
+    check_secrets(Settings(LIVEKIT_URL=remote, LIVEKIT_API_KEY="prod", LIVEKIT_API_SECRET="s" * 32))
+    # Against a server on this machine the development pair is what `--dev` uses.
+    for local in ("ws://127.0.0.1:7880", "ws://localhost:7880", "ws://[::1]:7880"):
+        check_secrets(Settings(LIVEKIT_URL=local))
+
+
+def test_the_worker_will_not_start_with_the_development_pair_off_this_machine() -> None:
+    proc = _run_agent({"LIVEKIT_URL": "wss://livekit.example.com"})
+    assert proc.returncode == 2 and "development pair" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_short_desk_secret_is_refused_and_an_empty_one_closes_the_desk() -> None:
+    short = "letmein"
+    with pytest.raises(PreflightError, match="at least 12 characters") as refused:
+        check_secrets(Settings(FIRSTWORD_DESK_SECRET=short))
+    assert short not in str(refused.value)
+    assert Settings(FIRSTWORD_DESK_SECRET="").desk_secret is None
+    check_secrets(Settings(FIRSTWORD_DESK_SECRET="correct horse battery"))

@@ -14,7 +14,14 @@ from agent.accounts import AccountFileError, load_account_file
 from agent.caller.sip_ua import ALAW_DECODE, ULAW_DECODE, SipMessage, _alaw_encode, ulaw_encode
 from agent.handoff_types import HandoffOutcome, HandoffRequest
 from agent.settings import Settings
-from agent.sip.provision import ROOM_PREFIX, _same_rule, _wanted_rule, _wanted_trunk
+from agent.sip.provision import (
+    ROOM_PREFIX,
+    Restrictions,
+    _same_rule,
+    _same_trunk,
+    _wanted_rule,
+    _wanted_trunk,
+)
 from agent.sip.transfer import SipTransferEnd, transfer_uri
 from tests.conftest import ACCOUNTS_DIR
 
@@ -106,3 +113,28 @@ def test_provisioning_asks_for_a_room_per_call_with_the_account_attribute() -> N
     assert [a.agent_name for a in named.room_config.agents] == ["firstword"]
     assert _same_rule(rule, _wanted_rule(account, "ST_x", agent_name=""))
     assert not _same_rule(rule, named)
+
+
+def test_configured_restrictions_go_on_every_trunk_and_others_are_left_alone() -> None:
+    from agent.settings import Settings
+
+    account = load_account_file(ACCOUNTS_DIR / "harbor-dental.yaml")
+    settings = Settings(
+        FIRSTWORD_SIP_ALLOWED_ADDRESSES="198.51.100.0/24, 203.0.113.9",
+        FIRSTWORD_SIP_AUTH_USERNAME="carrier",
+        FIRSTWORD_SIP_AUTH_PASSWORD="pw-from-the-carrier",
+    )
+    restricted = _wanted_trunk(account, Restrictions.from_settings(settings))
+    assert list(restricted.allowed_addresses) == ["198.51.100.0/24", "203.0.113.9"]
+    assert (restricted.auth_username, restricted.auth_password) == (
+        "carrier",
+        "pw-from-the-carrier",
+    )
+    # Nothing configured: the wanted trunk asks nothing of those fields, so a trunk whose
+    # operator restricted it by hand is the same trunk (not updated, nothing wiped).
+    plain = _wanted_trunk(account)
+    by_hand = _wanted_trunk(account)
+    by_hand.allowed_addresses.append("192.0.2.1")
+    by_hand.auth_username = "set-by-hand"
+    assert _same_trunk(by_hand, plain)
+    assert not _same_trunk(by_hand, _wanted_trunk(account, Restrictions(("198.51.100.0/24",))))

@@ -7,9 +7,18 @@ dispatch rule named `firstword-<account>` on that trunk: each call gets its own 
 so the agent knows the account without a lookup; `sip.trunkPhoneNumber` stays the fallback.
 With `FIRSTWORD_AGENT_NAME` set the rule's room configuration dispatches that agent by name.
 
-Idempotent: a trunk or rule whose name exists is replaced only when it differs; ones named
-`firstword-<id>` whose account is gone are deleted. Anything not named `firstword-…` is left
-alone, so a business's own trunks on the same server are safe.
+Who may call a trunk: the carrier's addresses (FIRSTWORD_SIP_ALLOWED_ADDRESSES) and/or digest
+credentials (FIRSTWORD_SIP_AUTH_USERNAME / FIRSTWORD_SIP_AUTH_PASSWORD), set on every firstword
+trunk when configured. A trunk with neither takes calls from anyone who can reach the SIP
+bridge: provisioning says so, once per trunk.
+
+Idempotent: a trunk or rule whose name exists is updated only when it differs; ones named
+`firstword-<id>` whose account is gone are deleted. An existing trunk is updated field by
+field (LiveKit's `UpdateSIPInboundTrunk` with an update, not a replacement), and only in the
+fields firstword owns: numbers, metadata, and the restrictions above when they are
+configured. What an operator set by hand (allowed addresses or numbers, credentials, headers,
+media encryption) survives re-provisioning. Anything not named `firstword-…` is left alone,
+so a business's own trunks on the same server are safe.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from livekit import api
+from livekit.api.sip_service import SipService
 
 from ..accounts import Account, AccountFileError, load_accounts
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
@@ -41,11 +51,35 @@ class Provisioned:
     changed: bool
 
 
-def _wanted_trunk(account: Account) -> api.SIPInboundTrunkInfo:
+@dataclass(frozen=True)
+class Restrictions:
+    """Who may call firstword's trunks, from the settings (empty: nothing configured)."""
+
+    allowed_addresses: tuple[str, ...] = ()
+    auth_username: str = ""
+    auth_password: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Restrictions:
+        addresses = tuple(a.strip() for a in settings.sip_allowed_addresses.split(",") if a.strip())
+        password = settings.sip_auth_password
+        return cls(
+            addresses,
+            settings.sip_auth_username or "",
+            password.get_secret_value() if password is not None else "",
+        )
+
+
+def _wanted_trunk(
+    account: Account, restrictions: Restrictions = Restrictions()
+) -> api.SIPInboundTrunkInfo:
     return api.SIPInboundTrunkInfo(
         name=PREFIX + account.id,
         numbers=list(account.phone_numbers),
         metadata=f'{{"account": "{account.id}"}}',
+        allowed_addresses=list(restrictions.allowed_addresses),
+        auth_username=restrictions.auth_username,
+        auth_password=restrictions.auth_password,
     )
 
 
@@ -67,7 +101,41 @@ def _wanted_rule(account: Account, trunk_id: str, agent_name: str) -> api.SIPDis
 
 
 def _same_trunk(have: api.SIPInboundTrunkInfo, want: api.SIPInboundTrunkInfo) -> bool:
-    return sorted(have.numbers) == sorted(want.numbers) and have.metadata == want.metadata
+    """Equal in what firstword owns (restrictions only where configured: `want` has them)."""
+    return (
+        sorted(have.numbers) == sorted(want.numbers)
+        and have.metadata == want.metadata
+        and (
+            not want.allowed_addresses or set(have.allowed_addresses) == set(want.allowed_addresses)
+        )
+        and (not want.auth_username or have.auth_username == want.auth_username)
+        # The server does not return a trunk's password: a configured one is always sent.
+        and not want.auth_password
+    )
+
+
+async def _update_trunk(
+    sip: SipService, trunk_id: str, want: api.SIPInboundTrunkInfo
+) -> api.SIPInboundTrunkInfo:
+    """Update firstword's fields of an existing trunk and leave the others as they are."""
+    return await sip.update_inbound_trunk_fields(
+        trunk_id,
+        numbers=list(want.numbers),
+        metadata=want.metadata,
+        allowed_addresses=list(want.allowed_addresses) or None,
+        auth_username=want.auth_username or None,
+        auth_password=want.auth_password or None,
+    )
+
+
+def _warn_if_open(trunk: api.SIPInboundTrunkInfo) -> None:
+    if not trunk.allowed_addresses and not trunk.auth_username:
+        logger.warning(
+            "trunk %s takes calls from anyone who can reach the SIP bridge: set"
+            " FIRSTWORD_SIP_ALLOWED_ADDRESSES (the carrier's addresses) and/or"
+            " FIRSTWORD_SIP_AUTH_USERNAME / FIRSTWORD_SIP_AUTH_PASSWORD",
+            trunk.name,
+        )
 
 
 def _same_rule(have: api.SIPDispatchRuleInfo, want: api.SIPDispatchRuleInfo) -> bool:
@@ -82,6 +150,7 @@ def _same_rule(have: api.SIPDispatchRuleInfo, want: api.SIPDispatchRuleInfo) -> 
 
 async def provision(settings: Settings, accounts: list[Account]) -> list[Provisioned]:
     """Make the server's trunks and dispatch rules match `accounts`."""
+    restrictions = Restrictions.from_settings(settings)
     async with api.LiveKitAPI(
         settings.livekit_url,
         settings.livekit_api_key,
@@ -117,7 +186,7 @@ async def provision(settings: Settings, accounts: list[Account]) -> list[Provisi
             if not account.phone_numbers:
                 continue
             changed = False
-            want_trunk = _wanted_trunk(account)
+            want_trunk = _wanted_trunk(account, restrictions)
             found_trunk = trunks.get(want_trunk.name)
             if found_trunk is None:
                 trunk = await sip.create_inbound_trunk(
@@ -125,10 +194,11 @@ async def provision(settings: Settings, accounts: list[Account]) -> list[Provisi
                 )
                 changed = True
             elif not _same_trunk(found_trunk, want_trunk):
-                trunk = await sip.update_inbound_trunk(found_trunk.sip_trunk_id, want_trunk)
+                trunk = await _update_trunk(sip, found_trunk.sip_trunk_id, want_trunk)
                 changed = True
             else:
                 trunk = found_trunk
+            _warn_if_open(trunk)
             want_rule = _wanted_rule(account, trunk.sip_trunk_id, settings.agent_name)
             found_rule = rules.get(want_rule.name)
             if found_rule is None:

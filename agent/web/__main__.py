@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from ..preflight import PreflightError, check_secrets
 from ..settings import get_settings
 from .app import BUNDLE, app_from_settings
 
@@ -14,6 +15,10 @@ from .app import BUNDLE, app_from_settings
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    try:
+        check_secrets(settings)
+    except PreflightError as exc:
+        raise SystemExit(f"firstword web: {exc}") from exc
     if not BUNDLE.is_file():
         raise SystemExit(f"{BUNDLE} is missing: build it with scripts/web-build.sh")
     base = f"http://{settings.web_host}:{settings.web_port}"
