@@ -178,6 +178,13 @@ def test_call_view_reads_the_agents_attributes() -> None:
     assert bare["state"] == "waiting for agent"
 
 
+def test_the_desk_lists_only_firstword_call_rooms_of_a_known_account() -> None:
+    caller = _participant("web-1", api.ParticipantInfo.Kind.STANDARD)
+    meeting = api.Room(name="board-meeting", metadata=json.dumps({"account": "harbor-dental"}))
+    assert call_view(meeting, [caller]) is None, "not a firstword call room"
+    assert call_view(api.Room(name="call-y"), [caller]) is None, "no account: not ours"
+
+
 class FakeRoom:
     def __init__(self) -> None:
         self.remote_participants: dict[str, Any] = {}

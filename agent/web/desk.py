@@ -122,12 +122,21 @@ class DeskEnd:
 # --- the calls, from LiveKit's server API ----------------------------------------------------
 
 
+# Every firstword call room: `call-<account>-…` (web), `call-…` (SIP rule, simulator).
+CALL_ROOM_PREFIX = "call-"
+
+
 def _attributes(participant: api.ParticipantInfo) -> dict[str, str]:
     return dict(participant.attributes)
 
 
 def call_view(room: api.Room, participants: list[api.ParticipantInfo]) -> dict[str, Any] | None:
-    """One call as the desk shows it; None for a room with no caller (yet, or any more)."""
+    """One call as the desk shows it; None for a room with no caller (yet, or any more), and
+    for any room that is not a firstword call: named `call-…` (web, SIP and the simulator
+    alike) with its account known. Other rooms on the same LiveKit server (a business's own
+    meetings, another product's) are never listed, so they can never be taken either."""
+    if not room.name.startswith(CALL_ROOM_PREFIX):
+        return None
     agent = next((p for p in participants if p.kind == api.ParticipantInfo.Kind.AGENT), None)
     staff = [p for p in participants if is_staff(p.identity)]
     callers = [
@@ -143,6 +152,8 @@ def call_view(room: api.Room, participants: list[api.ParticipantInfo]) -> dict[s
     if not account:
         with contextlib.suppress(ValueError, AttributeError):
             account = json.loads(room.metadata or "{}").get("account")
+    if not account:
+        return None
     transcript: list[dict[str, str]] = []
     with contextlib.suppress(ValueError):
         transcript = list(json.loads(said.get(TRANSCRIPT) or "[]"))
