@@ -37,6 +37,7 @@ from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 from livekit.agents.voice import SpeechHandle
 
 from . import (
+    call_limit,
     capacity,
     compat,
     handoff,
@@ -526,7 +527,7 @@ async def entrypoint(ctx: JobContext) -> None:
             else:
                 recovery.track_call(ctx, str(call["account"]))
                 # The greeting is out (or on its way): the handoff can be wired now.
-                _attach_handoff(ctx, prepared.session, account, caller, slot)
+                _attach_after_first_word(ctx, prepared.session, account, caller, slot)
             return
         resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
     finally:
@@ -603,25 +604,26 @@ async def entrypoint(ctx: JobContext) -> None:
     session, taken = prepared.session, slot
     # A promoted call's first frame was the hold's: its session's first line comes first.
     if "first_frame" in timeline.marks and not call.get("held"):
-        _attach_handoff(ctx, session, account, caller, taken)
+        _attach_after_first_word(ctx, session, account, caller, taken)
     else:
         attach_after_first_frame(
-            session, lambda _event: _attach_handoff(ctx, session, account, caller, taken)
+            session, lambda _event: _attach_after_first_word(ctx, session, account, caller, taken)
         )
 
 
-def _attach_handoff(
+def _attach_after_first_word(
     ctx: JobContext,
     session: AgentSession[Any],
     account: Account,
     caller: rtc.RemoteParticipant,
     slot: capacity.CallSlot,
 ) -> None:
-    """The handoff to a person (agent/handoff.py); a call a person took stops counting."""
-    handoffs = handoff.attach(
-        session, ctx.room, account, caller, get_settings(), on_taken=slot.release
-    )
+    """The handoff to a person (agent/handoff.py; a call a person took stops counting) and
+    the call's time limit (agent/call_limit.py; not for a call taken or left)."""
+    settings = get_settings()
+    handoffs = handoff.attach(session, ctx.room, account, caller, settings, on_taken=slot.release)
     ctx.add_shutdown_callback(handoffs.aclose)
+    call_limit.attach(ctx, session, account, settings.max_call_seconds, taken=lambda: slot.released)
 
 
 def _report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:

@@ -68,6 +68,7 @@ def web_base(worker_log: Path, records_dir: Path) -> Iterator[str]:
         LIVEKIT_API_SECRET="secret",
         FIRSTWORD_DESK_SECRET=SECRET,
         FIRSTWORD_HANDOFF_RECORDS=records_dir,
+        FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,  # every test caller is this machine
     )
     with serve_web_app(settings) as base:
         yield base

@@ -27,7 +27,13 @@ GREETING = "Thank you for calling Harbor Dental. How can I help you today?"
 
 
 def _settings() -> Settings:
-    return Settings(LIVEKIT_URL=URL, LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret")
+    return Settings(
+        LIVEKIT_URL=URL,
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="secret",
+        # Every test caller is this machine: the per-client cap is tested in test_web.py.
+        FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,13 @@ def test_a_browser_caller_with_no_agent_yet_hears_ringing_until_the_agent_greets
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     wav = silent_wav(tmp_path / "quiet.wav")
-    settings = Settings(LIVEKIT_URL=URL, LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret")
+    settings = Settings(
+        LIVEKIT_URL=URL,
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="secret",
+        # Every test caller is this machine: the per-client cap is tested in test_web.py.
+        FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,
+    )
     with serve_web_app(settings) as base, playwright.sync_playwright() as p:
         browser = launch_chromium(p, wav)
         try:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.accounts import AccountStore
-from agent.web.app import BUNDLE, build_app
+from agent.web.app import BUNDLE, OPEN_CALLS_KEY, build_app
 from agent.web.clients import TrustedProxies, client_address
 from agent.web.predispatch import Ticket
 from agent.web.ratelimit import RateLimiter
@@ -18,14 +18,22 @@ from tests.conftest import ACCOUNTS_DIR
 class FakeTickets:
     """Records what would have been dispatched; no LiveKit server involved."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, numbered: bool = False) -> None:
         self.calls: list[tuple[str, bool]] = []
+        self.numbered = numbered
+        self.live: set[str] = set()  # rooms the fake server still has
+        self.asked: list[list[str]] = []
 
     async def ticket(
         self, account: str, *, predispatch: bool = True, typed_text: bool = False
     ) -> Ticket:
         self.calls.append((account, predispatch))
-        return Ticket("ws://x", "jwt", f"call-{account}-1", "web-1", account, 1.0)
+        room = f"call-{account}-{len(self.calls)}" if self.numbered else f"call-{account}-1"
+        return Ticket("ws://x", "jwt", room, "web-1", account, 1.0)
+
+    async def live_rooms(self, names: list[str]) -> set[str]:
+        self.asked.append(list(names))
+        return {n for n in names if n in self.live}
 
 
 class Clock:
@@ -168,3 +176,26 @@ async def test_every_response_carries_the_security_headers(
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, csp
         # The call page may talk to the LiveKit server (build_app's default address).
         assert "ws://127.0.0.1:7880" in csp, csp
+
+
+async def test_one_client_holds_at_most_its_cap_of_open_calls() -> None:
+    store = AccountStore(ACCOUNTS_DIR, "harbor-dental", ttl_seconds=60)
+    tickets = FakeTickets(numbered=True)
+    app = build_app(store, tickets, RateLimiter(burst=100, per_minute=100), max_calls_per_client=2)
+    async with TestClient(TestServer(app)) as client:
+
+        async def ask() -> tuple[int, str]:
+            reply = await client.post("/api/token", json={"account": "harbor-dental"})
+            return reply.status, (await reply.json()).get("room") or (await reply.json())["error"]
+
+        first, second = await ask(), await ask()
+        assert first[0] == second[0] == 200
+        tickets.live = {first[1], second[1]}  # both calls still up on the server
+        third = await ask()
+        assert third[0] == 429 and "hang up one first" in third[1]
+        assert tickets.asked == [[first[1], second[1]]], "the server was asked which are open"
+        # The first caller hung up (its room is gone, and was issued long enough ago).
+        tickets.live = {second[1]}
+        opened = app[OPEN_CALLS_KEY]
+        opened._rooms["127.0.0.1"] = [(r, at - 60) for r, at in opened._rooms["127.0.0.1"]]
+        assert (await ask())[0] == 200

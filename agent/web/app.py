@@ -26,6 +26,7 @@ from ..settings import Settings
 from . import headers
 from .clients import NO_PROXIES, PROXIES_KEY, TrustedProxies, client_address
 from .desk import Desk, desk_from_settings
+from .open_calls import OpenCalls
 from .predispatch import Predispatcher, Ticket
 from .ratelimit import RateLimiter
 
@@ -36,6 +37,8 @@ BUNDLE = STATIC_DIR / "call.js"
 
 
 class TicketSource(Protocol):
+    async def live_rooms(self, names: list[str]) -> set[str]: ...
+
     async def ticket(
         self, account: str, *, predispatch: bool = True, typed_text: bool = False
     ) -> Ticket: ...
@@ -44,6 +47,7 @@ class TicketSource(Protocol):
 STORE_KEY = web.AppKey("accounts", AccountStore)
 TICKETS_KEY = web.AppKey("tickets", TicketSource)
 LIMITER_KEY = web.AppKey("limiter", RateLimiter)
+OPEN_CALLS_KEY = web.AppKey("open_calls", OpenCalls)
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
@@ -87,6 +91,13 @@ async def token(request: web.Request) -> web.Response:
     registry = await request.app[STORE_KEY].current()
     if account_id not in registry.accounts:
         return _error(404, f"unknown account {account_id!r}")
+    open_calls = request.app[OPEN_CALLS_KEY]
+    if not await open_calls.admit(client):
+        return _error(
+            429,
+            "you already have the most calls open that one caller may; hang up one first",
+            **{"Retry-After": "10"},
+        )
     predispatch = body.get("predispatch", True) is not False
     try:
         ticket = await request.app[TICKETS_KEY].ticket(
@@ -97,6 +108,7 @@ async def token(request: web.Request) -> web.Response:
     except Exception:
         logger.exception("could not create the room for account %s", account_id)
         return _error(502, "the LiveKit server did not accept the call; try again")
+    open_calls.issued(client, ticket.room)
     logger.info(
         "token issued",
         extra={"account": account_id, "room": ticket.room, "dispatch_ms": ticket.dispatch_ms},
@@ -112,6 +124,7 @@ def build_app(
     *,
     livekit_url: str = "ws://127.0.0.1:7880",
     trusted_proxies: TrustedProxies = NO_PROXIES,
+    max_calls_per_client: int = 0,
 ) -> web.Application:
     """`livekit_url`: the LiveKit address browsers connect to (the pages' CSP allows it)."""
     app = web.Application()
@@ -119,6 +132,7 @@ def build_app(
     app[TICKETS_KEY] = tickets
     app[LIMITER_KEY] = limiter
     app[PROXIES_KEY] = trusted_proxies
+    app[OPEN_CALLS_KEY] = OpenCalls(max_calls_per_client, tickets.live_rooms)
     headers.install(app, livekit_url)
     app.router.add_get("/call/{account}", call_page)
     app.router.add_post("/api/token", token)
@@ -143,6 +157,7 @@ def app_from_settings(settings: Settings) -> web.Application:
         desk,
         livekit_url=settings.livekit_url,
         trusted_proxies=TrustedProxies.parse(settings.web_trusted_proxies),
+        max_calls_per_client=settings.web_max_calls_per_client,
     )
 
     async def _close(_app: web.Application) -> None:

@@ -83,6 +83,11 @@ class Predispatcher:
             )
         return self._api
 
+    async def live_rooms(self, names: list[str]) -> set[str]:
+        """Which of these rooms exist on the server now."""
+        reply = await self._lk().room.list_rooms(api.ListRoomsRequest(names=names))
+        return {room.name for room in reply.rooms}
+
     async def ticket(
         self, account: str, *, predispatch: bool = True, typed_text: bool = False
     ) -> Ticket:
