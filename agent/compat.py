@@ -364,8 +364,8 @@ def share_gemini_tls(context: ssl.SSLContext) -> None:
 
     `google.LLM.__init__` builds a `google.genai.Client` with no HTTP options, and each such
     client creates three TLS contexts of its own (httpx, aiohttp, websockets), each loading
-    the whole CA bundle: ~100 ms of CPU and ~1.8 MB per call that builds an LLM (measured on
-    this machine: 98-106 ms per `google.LLM(...)`, 2.8 ms with one shared context). The
+    the whole CA bundle: 143 ms of CPU and 2.3 MB per call that builds an LLM, against 1.3 ms
+    with one shared context (`python -m benchmarks.gemini_client`). The
     plugin has no parameter for the client or its options, so this wraps the module's
     `Client` name (what `LLM.__init__` calls) to pass client-level `HttpOptions` carrying
     the one context; the options a request passes are still merged over these by the SDK.

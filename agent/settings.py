@@ -261,8 +261,9 @@ class Settings(BaseSettings):
     # networks, comma-separated): the rate limit then keys on the caller, not the proxy.
     web_trusted_proxies: str = Field(default="", validation_alias="FIRSTWORD_WEB_TRUSTED_PROXIES")
     # Calls one client (address) may hold open at once through the token endpoint; 0: no cap.
+    # 5: the call page asks for a token as it opens, so a few reloads hold rooms briefly too.
     web_max_calls_per_client: int = Field(
-        default=3, ge=0, validation_alias="FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT"
+        default=5, ge=0, validation_alias="FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT"
     )
     # A pre-dispatched agent waits this long for its caller, then closes the room, so a
     # page that asked for a token and never joined holds a worker slot only briefly.
