@@ -435,6 +435,8 @@ async def entrypoint(ctx: JobContext) -> None:
     async def _end_of_call(reason: str) -> None:
         slot.release()
         _report(timeline, call, reason=reason)  # unless written at the first word
+        if settings.gc_tuning and settings.gc_refreeze:  # the last call gone: nobody stalls
+            stalls.refreeze_if_idle(lambda: capacity.current_counts() == capacity.CallCounts(0, 0))
         if settings.malloc_trim:  # what the call freed goes back to the system
             await asyncio.wait_for(asyncio.to_thread(native_memory.give_back), 5.0)
 

@@ -346,6 +346,9 @@ class Settings(BaseSettings):
     # generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).
     gc_tuning: bool = Field(default=True, validation_alias="FIRSTWORD_GC_TUNING")
+    # With it, when the last call on a process ends: collect and freeze again what lives on
+    # (what the first calls loaded after prewarm), at most once a minute (agent/stalls.py).
+    gc_refreeze: bool = Field(default=True, validation_alias="FIRSTWORD_GC_REFREEZE")
     # The interpreter's GIL switch interval in ms (agent/stalls.py); unset: Python's 5 ms.
     gil_switch_interval_ms: float | None = Field(
         default=None, gt=0, le=100, validation_alias="FIRSTWORD_GIL_SWITCH_INTERVAL_MS"

@@ -10,6 +10,9 @@ at once (the issue-24 burst: "event loop blocked for 1084ms ... gc_time 1.06").
   permanent generation, so no collection walks it again; and a larger first-generation
   threshold, so the frames, events and protobuf messages of live calls are collected in
   fewer, equally short passes. Measured with scripts/bench-load.sh (benchmarks/RESULTS.md).
+- `refreeze_if_idle()`: when a call ends and none is left on the process, a full
+  collection and a second freeze, so what was made after prewarm and lives on (lazy imports,
+  answer audio, first-use caches) leaves the later full collections as well.
 - `set_switch_interval()`: how long a thread may hold the GIL while another waits for it
   (the interpreter's default 5 ms). Every event livekit-rtc delivers (a caller's frame, a
   room event, a spoken frame's callback) is handed to Python by its FFI thread, which must
@@ -31,7 +34,9 @@ import asyncio
 import gc
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +111,42 @@ def tune_gc(thresholds: tuple[int, int, int] | None = GC_THRESHOLDS) -> int:
         extra={"frozen_objects": frozen, "gc_thresholds": list(gc.get_threshold())},
     )
     return frozen
+
+
+# A worker may go idle many times a minute; one collection per this interval is plenty.
+REFREEZE_MIN_INTERVAL_S = 60.0
+_refreeze_lock = threading.Lock()
+_last_refreeze = -REFREEZE_MIN_INTERVAL_S
+
+
+def refreeze_if_idle(is_idle: Callable[[], bool]) -> bool:
+    """With no call on the process: collect everything, then freeze what is left (True if so).
+
+    `tune_gc` freezes what prewarm made, but much is made after it and lives as long: the
+    modules the first calls import lazily, the answer audio rendered after prewarm, caches
+    and clients built on first use. Every full collection walks all of it again, with every
+    call's audio stalled meanwhile (the load bench saw gen-2 pauses of 240-300 ms at 6-8
+    conversations). A moment when no call is on the process costs no caller anything, so the
+    long-lived objects of that moment are moved out of the collections too. Frozen objects
+    are still freed by reference counting; only cycles among them would stay.
+    """
+    global _last_refreeze
+    with _refreeze_lock:
+        now = time.monotonic()
+        if now - _last_refreeze < REFREEZE_MIN_INTERVAL_S or not is_idle():
+            return False
+        _last_refreeze = now
+        started = time.perf_counter()
+        gc.collect()
+        gc.freeze()
+    logger.info(
+        "garbage collector refrozen while idle",
+        extra={
+            "frozen_objects": gc.get_freeze_count(),
+            "pause_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return True
 
 
 class LoopWatch:

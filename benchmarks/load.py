@@ -97,6 +97,7 @@ ANSWER_TIMEOUT_S = 10.0
 # What `old` turns off: each setting this changes introduced, at its earlier value.
 OLD_DEFAULTS = {
     "FIRSTWORD_GC_TUNING": "false",
+    "FIRSTWORD_GC_REFREEZE": "false",
     "FIRSTWORD_INPUT_SAMPLE_RATE": "24000",
     "FIRSTWORD_INPUT_AGC": "true",
     "FIRSTWORD_SHARED_VAD": "false",
@@ -109,6 +110,8 @@ MODES = {
     "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
     # The routing with a capture's subscription narrowed too (off by default: no gain measured).
     "captures-routed": {"FIRSTWORD_FFI_CAPTURE_ROUTING": "true"},
+    # No second freeze when a worker goes idle (agent/stalls.py, `refreeze_if_idle`).
+    "norefreeze": {"FIRSTWORD_GC_REFREEZE": "false"},
     # The GIL handed over every 1 ms instead of 5 (agent/stalls.py, `set_switch_interval`).
     "switch1ms": {"FIRSTWORD_GIL_SWITCH_INTERVAL_MS": "1"},
 }

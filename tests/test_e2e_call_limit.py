@@ -49,3 +49,7 @@ async def test_a_call_past_its_limit_hears_the_closing_line_and_ends(
     said = [m for m in messages if m.startswith("transcript assistant")]
     closing = closing_line(registry.accounts["harbor-dental"])
     assert any(closing in m for m in said), said
+    # The worker's GC was tuned at prewarm, and refrozen once its last call had ended.
+    everything = [str(r["message"]) for r in log_records(log)]
+    assert "garbage collector tuned" in everything
+    assert "garbage collector refrozen while idle" in everything
