@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import contextvars
 import functools
 import ssl
 from collections.abc import Awaitable, Callable
@@ -52,7 +51,7 @@ def start_rtc_ffi() -> object:
     return FfiClient.instance
 
 
-def route_ffi_events(*, captures: bool = True) -> None:
+def route_ffi_events() -> None:
     """Deliver each call's audio events to that call's loop only (once per process).
 
     livekit-rtc's FFI thread hands every event to every subscriber whose filter admits it,
@@ -67,11 +66,7 @@ def route_ffi_events(*, captures: bool = True) -> None:
     - a `Room` admits everything but stream events, so the callback of every frame that
       any call's agent speaks (`capture_audio_frame`, awaited by `AudioSource.capture_frame`
       on a subscription of its own) wakes every room's loop, which passes it on to its
-      participants' queue and waits for it to be consumed;
-    - `AudioSource.capture_frame` subscribes with no filter for as long as it waits for its
-      frame's callback, which is most of the time an agent speaks (it waits while the
-      source's queue is full): meanwhile every event of the process (every call's caller
-      frames, every room event) wakes the speaking call's loop, to be dropped there.
+      participants' queue and waits for it to be consumed.
 
     The load bench's profile at four calls put these wake-ups (`FfiQueue.put`,
     `_write_to_self`) at ~17 % of the worker's busy samples, next to the VAD's 21 %. Here each
@@ -79,20 +74,13 @@ def route_ffi_events(*, captures: bool = True) -> None:
     what a room handles. livekit-rtc has no public way to pass these filters: this swaps
     them in `FfiQueue._subscribers` (under its `_lock`) after `AudioStream.__init__` and
     `Room.connect`; events that arrived before are dropped by the original code as before.
-    A capture's subscription is made inside `capture_frame` with the callback's id not yet
-    known, so it gets its filter at `FfiQueue.subscribe` (wrapped: a context variable says a
-    capture is subscribing) and admits capture callbacks only; its own code still picks its
-    frame's by id. `captures=False` leaves the captures' subscriptions as shipped (to
-    measure them alone: FIRSTWORD_FFI_CAPTURE_ROUTING).
+    (`AudioSource.capture_frame`'s own unfiltered subscription is left as shipped: narrowing
+    it too measured no gain, docs/capacity.md.)
     """
     if getattr(rtc.AudioStream, "_firstword_routed", False):
         return
-    from livekit.rtc._ffi_client import FfiQueue
-
     stream_init = rtc.AudioStream.__init__
     room_connect = rtc.Room.connect
-    capture = rtc.AudioSource.capture_frame
-    subscribe = FfiQueue.subscribe
 
     def init(self: rtc.AudioStream, *args: Any, **kwargs: Any) -> None:
         stream_init(self, *args, **kwargs)
@@ -107,39 +95,9 @@ def route_ffi_events(*, captures: bool = True) -> None:
             self._ffi_queue, lambda e: e.WhichOneof("message") not in _NOT_FOR_ROOMS
         )
 
-    async def capture_frame(self: rtc.AudioSource, frame: rtc.AudioFrame) -> None:
-        capturing = _CAPTURING.set(True)
-        try:
-            await capture(self, frame)
-        finally:
-            _CAPTURING.reset(capturing)
-
-    def subscribe_narrowed(
-        self: FfiQueue[Any],
-        loop: asyncio.AbstractEventLoop | None = None,
-        filter_fn: Callable[[Any], bool] | None = None,
-    ) -> Any:
-        if filter_fn is None and _CAPTURING.get():
-            filter_fn = _is_capture_callback
-        return subscribe(self, loop, filter_fn)
-
     rtc.AudioStream.__init__ = init  # type: ignore[method-assign]
     rtc.Room.connect = connect  # type: ignore[method-assign]
-    if captures:
-        rtc.AudioSource.capture_frame = capture_frame  # type: ignore[method-assign]
-        FfiQueue.subscribe = subscribe_narrowed  # type: ignore[method-assign]
     rtc.AudioStream._firstword_routed = True  # type: ignore[attr-defined]
-
-
-# Set while `AudioSource.capture_frame` runs: the subscription it makes (with no filter) is
-# for its own frame's callback, so it is given a filter that admits capture callbacks only.
-_CAPTURING: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "firstword_capturing", default=False
-)
-
-
-def _is_capture_callback(event: Any) -> bool:
-    return bool(event.WhichOneof("message") == "capture_audio_frame")
 
 
 # Handled by subscriptions of their own (AudioStream, VideoStream, AudioSource.capture_frame).

@@ -76,10 +76,7 @@ def prewarm(proc: JobProcess) -> None:
     # it, and a call that loses the race never connects (agent/compat.py).
     process_wide("rtc_ffi", compat.start_rtc_ffi)
     if settings.ffi_event_routing:  # each call's audio events to its own loop only
-        process_wide(
-            "ffi_routing",
-            lambda: compat.route_ffi_events(captures=settings.ffi_capture_routing),
-        )
+        process_wide("ffi_routing", compat.route_ffi_events)
     # A job process's own allocator (the worker's is set in agent.py; calling again is a no-op).
     process_wide("malloc_arenas", lambda: native_memory.limit_arenas(settings.malloc_arenas))
     if settings.tracemalloc:  # off by default: nothing starts (agent/heap.py)
@@ -116,7 +113,6 @@ def prewarm(proc: JobProcess) -> None:
     # Last: what prewarm loaded is frozen out of every later collection (agent/stalls.py).
     stalls.watch_gc()
     process_wide("gc", lambda: stalls.tune_gc() if settings.gc_tuning else None)
-    process_wide("switch", lambda: stalls.set_switch_interval(settings.gil_switch_interval_ms))
     elapsed = time.perf_counter() - start
     metrics.PREWARM.observe(elapsed)
     logger.info(

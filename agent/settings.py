@@ -336,12 +336,6 @@ class Settings(BaseSettings):
     # for every caller frame and every spoken frame's callback of the process, a cost that
     # grows with the square of the calls (compat.py, `route_ffi_events`).
     ffi_event_routing: bool = Field(default=True, validation_alias="FIRSTWORD_FFI_EVENT_ROUTING")
-    # Within it, a spoken frame's wait for its callback hears capture callbacks only (off: it
-    # hears every event of the process while it waits, as livekit-rtc ships). Off by default:
-    # measured with no gain (0.172 against 0.165 cores per conversation at 4, load bench).
-    ffi_capture_routing: bool = Field(
-        default=False, validation_alias="FIRSTWORD_FFI_CAPTURE_ROUTING"
-    )
     # Garbage collection (agent/stalls.py): freeze what prewarm loaded and collect the youngest
     # generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).
@@ -349,10 +343,6 @@ class Settings(BaseSettings):
     # With it, when the last call on a process ends: collect and freeze again what lives on
     # (what the first calls loaded after prewarm), at most once a minute (agent/stalls.py).
     gc_refreeze: bool = Field(default=True, validation_alias="FIRSTWORD_GC_REFREEZE")
-    # The interpreter's GIL switch interval in ms (agent/stalls.py); unset: Python's 5 ms.
-    gil_switch_interval_ms: float | None = Field(
-        default=None, gt=0, le=100, validation_alias="FIRSTWORD_GIL_SWITCH_INTERVAL_MS"
-    )
     # Caches in front of the cloud engines (agent/cloud/caches.py). The response cache: a
     # repeated question skips the cloud model (entries live TTL seconds, per account
     # version); a cached question must be this similar (MiniLM cosine, normalised text).

@@ -13,11 +13,6 @@ at once (the issue-24 burst: "event loop blocked for 1084ms ... gc_time 1.06").
 - `refreeze_if_idle()`: when a call ends and none is left on the process, a full
   collection and a second freeze, so what was made after prewarm and lives on (lazy imports,
   answer audio, first-use caches) leaves the later full collections as well.
-- `set_switch_interval()`: how long a thread may hold the GIL while another waits for it
-  (the interpreter's default 5 ms). Every event livekit-rtc delivers (a caller's frame, a
-  room event, a spoken frame's callback) is handed to Python by its FFI thread, which must
-  take the GIL first, and then woken call loops take it in turn; with the core busy each
-  hand-off can wait a whole interval behind another call's Python.
 - `watch_gc()`: the duration of every collection, by generation, as
   `firstword_gc_pause_seconds` (a `gc.callbacks` hook: the interpreter's own, nothing
   sampled).
@@ -33,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -171,12 +165,6 @@ class LoopWatch:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-
-
-def set_switch_interval(milliseconds: float | None) -> None:
-    """The GIL switch interval for the process (None: leave the interpreter's default)."""
-    if milliseconds is not None:
-        sys.setswitchinterval(milliseconds / 1000)
 
 
 def watch_loop() -> LoopWatch:

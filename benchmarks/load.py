@@ -36,8 +36,7 @@ Modes, side by side in one invocation: `--engines local,cloud` (the local engine
 STT, Gemini and ElevenLabs as loopback stand-ins at typical latencies) x `--modes old,new`
 (`old`: the settings this issue's changes turned off, `OLD_DEFAULTS`; `new`: the defaults;
 `unrouted`: the defaults but `FIRSTWORD_FFI_EVENT_ROUTING=false`, to see that one alone;
-`captures-routed`: the captures' subscriptions narrowed too; `switch1ms`: the GIL handed over
-every 1 ms).
+`norefreeze`: no second GC freeze when the worker goes idle).
 
 Several workers per machine, `--layouts machine,per-core`: the same load against one worker
 free to use every core (`machine`) and against one worker per core, each pinned to its own
@@ -46,7 +45,7 @@ a fleet). Both share the cores with the callers and the server, so compare them 
 other, not with `pinned` (the default: one worker alone on core 0).
 
     python -m benchmarks.load [--steps 2,4,6,8] [--step-seconds 90] [--engines local,cloud]
-        [--modes old,new,unrouted,captures-routed,switch1ms] [--layouts pinned] [--ramp-s 10]
+        [--modes old,new,unrouted,norefreeze] [--layouts pinned] [--ramp-s 10]
         [--hang-up 0.15] [--seed 1] [--profile]
 """
 
@@ -108,12 +107,8 @@ MODES = {
     "old": OLD_DEFAULTS,
     "new": {},
     "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
-    # The routing with a capture's subscription narrowed too (off by default: no gain measured).
-    "captures-routed": {"FIRSTWORD_FFI_CAPTURE_ROUTING": "true"},
     # No second freeze when a worker goes idle (agent/stalls.py, `refreeze_if_idle`).
     "norefreeze": {"FIRSTWORD_GC_REFREEZE": "false"},
-    # The GIL handed over every 1 ms instead of 5 (agent/stalls.py, `set_switch_interval`).
-    "switch1ms": {"FIRSTWORD_GIL_SWITCH_INTERVAL_MS": "1"},
 }
 MB = 1024 * 1024
 LAYOUTS = ("pinned", "machine", "per-core")

@@ -256,25 +256,7 @@ async def main() -> None:
     if sys.argv[1] == "on":
         compat.route_ffi_events()
         compat.route_ffi_events()  # a second install changes nothing
-    # Every subscription made inside `AudioSource.capture_frame`: what reaches it.
-    from livekit.rtc._ffi_client import FfiQueue
-    subscribe = FfiQueue.subscribe
-    captures = {"own": 0, "foreign": 0}
-    def watched(self, loop=None, filter_fn=None):
-        queue = subscribe(self, loop, filter_fn)
-        if sys._getframe(1).f_code.co_name == "capture_frame":
-            put = queue.put_nowait
-            def counted(item, put=put):
-                own = item.WhichOneof("message") == "capture_audio_frame"
-                captures["own" if own else "foreign"] += 1
-                put(item)
-            queue.put_nowait = counted
-        return queue
-    FfiQueue.subscribe = watched
     sources = [rtc.AudioSource(16000, 1) for _ in range(3)]
-    # An agent speaking in real time: its source's queue is short, so each capture waits
-    # (subscribed) while the streams' events flow.
-    speaker = rtc.AudioSource(16000, 1, queue_size_ms=20)
     tracks = [rtc.LocalAudioTrack.create_audio_track(f"t{i}", s) for i, s in enumerate(sources)]
     streams = [rtc.AudioStream.from_track(track=t, sample_rate=16000) for t in tracks]
     delivered = [0, 0, 0]
@@ -290,24 +272,17 @@ async def main() -> None:
             frames[i] += 1
     readers = [asyncio.create_task(read(i)) for i in range(3)]
     silence = rtc.AudioFrame(np.zeros(160, np.int16).tobytes(), 16000, 1, 160)
-    async def speak():
-        for _ in range(50):
-            await speaker.capture_frame(silence)
-    speaking = asyncio.create_task(speak())
     for _ in range(50):
         for source in sources:
             await source.capture_frame(silence)
-        await asyncio.sleep(0.005)
-    await speaking
     await asyncio.sleep(0.5)
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    report = {"frames": frames, "delivered": delivered, "captures": list(captures.values())}
-    print(json.dumps(report), flush=True)
+    print(json.dumps({"frames": frames, "delivered": delivered}), flush=True)
     for stream in streams:
         await stream.aclose()
-    for source in [*sources, speaker]:
+    for source in sources:
         await source.aclose()
 
 asyncio.run(main())
@@ -329,7 +304,7 @@ def _route(mode: str) -> dict[str, list[int]]:
     return result
 
 
-def test_each_stream_and_capture_gets_only_its_own_events_once_routed() -> None:
+def test_each_audio_stream_gets_only_its_own_events_once_routed() -> None:
     # Three streams in one process, each fed by its own source. livekit-rtc as shipped hands
     # every stream every stream's events (its loop drops the others'); routed, each stream's
     # queue gets its own and still every one of its frames. Fresh interpreters: it is
@@ -341,11 +316,6 @@ def test_each_stream_and_capture_gets_only_its_own_events_once_routed() -> None:
     assert all(d >= 2 * f for d, f in zip(shipped["delivered"], shipped["frames"], strict=True))
     # Routed, only its own (its frames, and the few that came after its reader stopped).
     assert all(f <= d <= f + 3 for d, f in zip(routed["delivered"], routed["frames"], strict=True))
-    # A capture waiting for its callback: unrouted, the streams' events reach it too; routed,
-    # only capture callbacks. [own, foreign]; every capture still got its callback (above:
-    # the frames arrived, and the speaker's 50 captures returned).
-    assert shipped["captures"][1] > 0 and shipped["captures"][0] >= 200, shipped
-    assert routed["captures"][1] == 0 and routed["captures"][0] >= 200, routed
 
 
 async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(

@@ -45,7 +45,7 @@ class RateLimiter:
                 # Forget full buckets first: they behave exactly like new ones.
                 self._prune(now)
             bucket = self._buckets[key] = _Bucket(self._burst, now)
-        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.tokens = self._refilled(bucket, now)
         bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
@@ -58,8 +58,11 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             return 0.0
-        tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        tokens = self._refilled(bucket, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
+
+    def _refilled(self, bucket: _Bucket, now: float) -> float:
+        return min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
 
     def _prune(self, now: float) -> None:
         refill = self._burst / self._rate
