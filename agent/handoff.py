@@ -405,10 +405,12 @@ def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[Hando
     account's handoff number) goes first here; the desk takes web and app callers."""
     # Imported here: the desk module imports this one (attribute names, records).
     from .web.desk import DeskEnd
+    from .web.staff import StaffFile
 
     ends: list[HandoffEnd] = [SipTransferEnd(settings, lambda _id: account.handoff_number)]
-    if settings.desk_secret is not None:  # the desk is open: a person can take the call there
-        ends.append(DeskEnd(room))
+    # The desk end asks the staff file (in a thread, when a handoff starts) whether anyone can
+    # see this account: a login added while the worker runs counts from the next handoff.
+    ends.append(DeskEnd(room, StaffFile(settings.staff_file)))
     return ends
 
 

@@ -37,7 +37,6 @@ def check_accounts(settings: Settings) -> None:
 DEV_KEY_PAIR = ("devkey", "secret")
 # LiveKit's own minimum for an API secret (the server refuses shorter ones in production).
 MIN_API_SECRET = 32
-MIN_DESK_SECRET = 12
 
 
 def _loopback(url: str) -> bool:
@@ -55,7 +54,8 @@ def check_secrets(settings: Settings) -> None:
 
     The development key pair, or an API secret under 32 characters, is fine against a
     LiveKit server on this machine and refused against any other: with it anyone could mint
-    tokens for every room. A desk secret, when set, must be at least 12 characters."""
+    tokens for every room. The desk's old shared password is refused: staff log in with
+    their own names now."""
     secret = settings.livekit_api_secret.get_secret_value()
     if not _loopback(settings.livekit_url):
         if (settings.livekit_api_key, secret) == DEV_KEY_PAIR:
@@ -69,11 +69,11 @@ def check_secrets(settings: Settings) -> None:
                 f"LIVEKIT_API_SECRET is shorter than {MIN_API_SECRET} characters, against a "
                 f"server that is not on this machine ({settings.livekit_url})"
             )
-    desk = settings.desk_secret
-    if desk is not None and len(desk.get_secret_value()) < MIN_DESK_SECRET:
+    if settings.desk_secret is not None:
         raise PreflightError(
-            f"FIRSTWORD_DESK_SECRET must be at least {MIN_DESK_SECRET} characters "
-            "(or unset, which keeps the desk closed)"
+            "FIRSTWORD_DESK_SECRET (one password for every business) was replaced by staff "
+            "logins: unset it and give each person their own with "
+            "`python -m agent.web add-staff NAME --accounts ACCOUNT[,ACCOUNT...]`"
         )
 
 

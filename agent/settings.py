@@ -271,8 +271,20 @@ class Settings(BaseSettings):
         default=20.0, gt=0, validation_alias="FIRSTWORD_CALLER_WAIT_TIMEOUT"
     )
 
-    # Front desk and handoff (agent/handoff.py, agent/web/desk.py). The desk page and its API
-    # are closed unless a secret is set; the worker offers the desk as a handoff end only then.
+    # Front desk and handoff (agent/handoff.py, agent/web/desk.py). Staff logins (name,
+    # scrypt hash, accounts), written by `python -m agent.web add-staff`. The desk page and its
+    # API are closed while it lists nobody, and the worker hands a web caller to the desk only
+    # when someone there can see the call's account. Empty: no file, the desk stays closed.
+    staff_file: Path | None = Field(
+        default=PROJECT_ROOT / "staff.json", validation_alias="FIRSTWORD_STAFF_FILE"
+    )
+    # A desk login lasts this long (a shift), unless its person logs out first.
+    desk_session_hours: float = Field(
+        default=8.0, gt=0, le=168, validation_alias="FIRSTWORD_DESK_SESSION_HOURS"
+    )
+    # Replaced by staff logins: one shared password saw every business. Set, it stops the
+    # worker and the web app with a message saying what to do, so a deployment upgraded with
+    # it does not quietly lose its desk.
     desk_secret: SecretStr | None = Field(default=None, validation_alias="FIRSTWORD_DESK_SECRET")
     # How long a handoff waits for a person before the caller hears the no-take line.
     handoff_timeout: float = Field(
@@ -382,11 +394,16 @@ class Settings(BaseSettings):
     @field_validator("desk_secret")
     @classmethod
     def _empty_desk_secret_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
-        # Empty means unset (the desk stays closed), never "no password". Its strength is
-        # checked at start (agent/preflight.py): a validation error here would print it.
+        # Empty means unset. A set one is refused at start (agent/preflight.py), without
+        # printing it (a validation error here would).
         if secret is None or not secret.get_secret_value():
             return None
         return secret
+
+    @field_validator("staff_file", mode="before")
+    @classmethod
+    def _empty_staff_file_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def hold_slots(self) -> int:

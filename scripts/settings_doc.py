@@ -56,7 +56,13 @@ NOTES: dict[str, str] = {
     "FIRSTWORD_IDLE_PROCESSES": "Warm job threads or processes kept ready (`start` mode).",
     "FIRSTWORD_MAX_CALLS": ("Conversations per worker; further calls are held (docs/capacity.md)."),
     "FIRSTWORD_WEB_HOST": "Address of the web app (`python -m agent.web`).",
-    "FIRSTWORD_DESK_SECRET": "The front desk's staff password (secret).",
+    "FIRSTWORD_DESK_SECRET": (
+        "Replaced by staff logins (`python -m agent.web add-staff`); set, nothing starts."
+    ),
+    "FIRSTWORD_STAFF_FILE": (
+        "The desk's staff logins (scrypt hashes, accounts); empty: none, the desk is closed."
+    ),
+    "FIRSTWORD_DESK_SESSION_HOURS": "How long a desk login lasts unless its person logs out.",
     "REDIS_URL": (
         "Redis for crash recovery and the shared caches (secret; e.g. "
         "`redis://127.0.0.1:6379/0`); unset: both off."

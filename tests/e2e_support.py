@@ -30,6 +30,9 @@ ENV = {
     "FIRSTWORD_IDLE_PROCESSES": "1",
     # The tests read what was said from the worker's log.
     "FIRSTWORD_LOG_TRANSCRIPTS": "true",
+    # No staff logins (a developer's own staff.json stays out of the tests); the desk tests
+    # pass a file of their own.
+    "FIRSTWORD_STAFF_FILE": "",
     # FIRSTWORD_CACHE_DIR: a temporary folder, set by conftest's `e2e_cache_dir` fixture.
 }
 

@@ -1,10 +1,12 @@
-"""The front desk without a server: its password, its API, the call view, and the desk end."""
+"""The front desk without a server: staff logins and sessions, what each login sees, the call
+view, and the desk end."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,16 @@ from agent.accounts import AccountStore
 from agent.handoff import HandoffRecords
 from agent.handoff_types import HandoffOutcome, HandoffRequest
 from agent.web.app import build_app
+from agent.web.clients import NO_PROXIES, TrustedProxies
 from agent.web.desk import Desk, DeskEnd, call_view
 from agent.web.ratelimit import RateLimiter
+from agent.web.sessions import COOKIE, LoginLockout
+from agent.web.staff import StaffFile
 from tests.conftest import ACCOUNTS_DIR
-from tests.test_web import FakeTickets
+from tests.test_web import Clock, FakeTickets
 
-SECRET = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"
+OTHER_PASSWORD = "another long password"
 
 
 class FakeDirectory:
@@ -35,19 +41,48 @@ class FakeDirectory:
 
     def staff_ticket(self, room: str, name: str) -> dict[str, str]:
         self.tickets.append((room, name))
-        return {"url": "ws://x", "token": "jwt", "room": room, "identity": "desk-1"}
+        return {"url": "ws://x", "token": "jwt", "room": room, "identity": f"desk-{name}-1"}
 
 
 def _call(room: str, account: str, state: str = "with agent") -> dict[str, Any]:
     return {"room": room, "account": account, "state": state, "started_at": 1.0}
 
 
+@pytest.fixture(scope="module")
+def roster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """maria: harbor-dental only; owner: every account (hashing once per module: ~0.1 s each)."""
+    path = tmp_path_factory.mktemp("staff") / "staff.json"
+    staff = StaffFile(path)
+    staff.add("maria", PASSWORD, frozenset({"harbor-dental"}))
+    staff.add("owner", OTHER_PASSWORD, None)
+    return path
+
+
+@pytest.fixture
+def staff_file(roster: Path, tmp_path: Path) -> StaffFile:
+    path = tmp_path / "staff.json"
+    shutil.copy(roster, path)
+    return StaffFile(path)
+
+
 async def _client(
-    secret: str | None, tmp_path: Path, directory: FakeDirectory
+    staff: StaffFile,
+    tmp_path: Path,
+    directory: FakeDirectory,
+    *,
+    proxies: TrustedProxies = NO_PROXIES,
+    lockout: LoginLockout | None = None,
 ) -> AsyncIterator[TestClient]:
     store = AccountStore(ACCOUNTS_DIR, "harbor-dental", ttl_seconds=60)
-    desk = Desk(secret, directory, HandoffRecords(tmp_path), limiter=RateLimiter(3, 1))
-    app = build_app(store, FakeTickets(), RateLimiter(3, 1), desk)
+    desk = Desk(
+        staff,
+        directory,
+        HandoffRecords(tmp_path / "records"),
+        store,
+        limiter=RateLimiter(3, 1),
+        lockout=lockout,
+    )
+    app = build_app(store, FakeTickets(), RateLimiter(3, 1), desk, trusted_proxies=proxies)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -60,83 +95,178 @@ def directory() -> FakeDirectory:
 
 
 @pytest.fixture
-async def open_desk(tmp_path: Path, directory: FakeDirectory) -> AsyncIterator[TestClient]:
-    async for client in _client(SECRET, tmp_path, directory):
+async def desk(
+    staff_file: StaffFile, tmp_path: Path, directory: FakeDirectory
+) -> AsyncIterator[TestClient]:
+    async for client in _client(staff_file, tmp_path, directory):
         yield client
 
 
-AUTH = {"Authorization": f"Bearer {SECRET}"}
+async def _login(client: TestClient, name: str, password: str, **headers: str) -> Any:
+    return await client.post(
+        "/api/desk/login", json={"name": name, "password": password}, headers=headers
+    )
 
 
-async def test_desk_is_closed_without_a_secret(tmp_path: Path, directory: FakeDirectory):
-    async for client in _client(None, tmp_path, directory):
+async def test_desk_is_closed_while_nobody_has_a_login(tmp_path: Path, directory: FakeDirectory):
+    async for client in _client(StaffFile(tmp_path / "none.json"), tmp_path, directory):
         for path in ("/desk", "/api/desk/calls", "/api/desk/messages?account=harbor-dental"):
-            reply = await client.get(path, headers=AUTH)
+            reply = await client.get(path)
             assert reply.status == 404, path
-            assert "FIRSTWORD_DESK_SECRET" in (await reply.json())["error"]
-        reply = await client.post("/api/desk/take", json={"room": "call-a"}, headers=AUTH)
+            assert "add-staff" in (await reply.json())["error"]
+        reply = await _login(client, "maria", PASSWORD)
+        assert reply.status == 404
+        reply = await client.post("/api/desk/take", json={"room": "call-a"})
         assert reply.status == 404 and not directory.tickets
 
 
-async def test_wrong_or_missing_password_gets_401_and_nothing_about_calls(
-    open_desk: TestClient, directory: FakeDirectory, caplog: pytest.LogCaptureFixture
+async def test_without_a_session_or_with_a_wrong_password_nothing_about_calls(
+    desk: TestClient, directory: FakeDirectory, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG)
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": SECRET}):
-        reply = await open_desk.get("/api/desk/calls", headers=headers)
-        assert reply.status == 401
-        text = await reply.text()
-        assert "call-a" not in text and "harbor" not in text
-    # Over the limit of wrong passwords: 429, still nothing about calls.
-    reply = await open_desk.post("/api/desk/take", json={"room": "call-a"})
-    assert reply.status == 429 and "Retry-After" in reply.headers
-    assert not directory.tickets
-    # The secret never reaches a log line (nor does what was tried).
-    assert SECRET not in caplog.text and "nope" not in caplog.text
+    for path in ("/api/desk/calls", "/api/desk/me", "/api/desk/messages?account=harbor-dental"):
+        reply = await desk.get(path)
+        assert reply.status == 401, path
+    # The old shared-password header opens nothing.
+    reply = await desk.get("/api/desk/calls", headers={"Authorization": f"Bearer {PASSWORD}"})
+    assert reply.status == 401
+    for name, password in (("maria", "nope-nope-nope"), ("nobody", PASSWORD)):
+        reply = await _login(desk, name, password)
+        assert reply.status == 401 and "wrong name or password" in (await reply.json())["error"]
+        assert "Set-Cookie" not in reply.headers
+    reply = await desk.get("/api/desk/calls")
+    text = await reply.text()
+    assert reply.status == 401 and "call-a" not in text and "harbor" not in text
+    # A login is JSON only (a cross-site form cannot post one).
+    reply = await desk.post("/api/desk/login", data=f"name=maria&password={PASSWORD}")
+    assert reply.status == 415
+    # Neither password, nor what was tried, reaches a log line.
+    assert PASSWORD not in caplog.text and "nope-nope-nope" not in caplog.text
 
 
 async def test_the_right_password_is_refused_while_the_client_is_over_its_limit(
-    open_desk: TestClient, directory: FakeDirectory
+    desk: TestClient, directory: FakeDirectory
 ) -> None:
     # A client that ignores the 429s and keeps guessing: its guesses are not even compared,
     # so the right one, when it comes, is refused too.
-    statuses = [
-        (await open_desk.get("/api/desk/calls", headers={"Authorization": f"Bearer g{i}"})).status
-        for i in range(30)
-    ]
+    statuses = [(await _login(desk, "maria", f"guess-number-{i}")).status for i in range(8)]
     assert statuses[:3] == [401, 401, 401] and set(statuses[3:]) == {429}
-    reply = await open_desk.get("/api/desk/calls", headers=AUTH)
+    reply = await _login(desk, "maria", PASSWORD)
     assert reply.status == 429 and int(reply.headers["Retry-After"]) >= 1
-    assert "call-a" not in await reply.text()
+    assert "Set-Cookie" not in reply.headers
 
 
-async def test_calls_filtered_by_account_and_take_gives_a_staff_token(
-    open_desk: TestClient, directory: FakeDirectory
+async def test_a_login_guessed_from_many_addresses_locks_and_says_so(
+    staff_file: StaffFile, tmp_path: Path, directory: FakeDirectory
+) -> None:
+    clock = Clock()
+    lockout = LoginLockout(free_after=3, base_s=30, max_s=900, clock=clock)
+    proxies = TrustedProxies.parse("127.0.0.1")
+    async for client in _client(staff_file, tmp_path, directory, proxies=proxies, lockout=lockout):
+        # Each guess from a new address (through the trusted proxy): the per-client limit never
+        # triggers, the per-login one does.
+        for i in range(3):
+            reply = await _login(
+                client, "maria", f"wrong-{i}-xxxxx", **{"X-Forwarded-For": f"203.0.113.{i}"}
+            )
+            assert reply.status == 401
+        reply = await _login(client, "maria", "wrong-3-xxxxx", **{"X-Forwarded-For": "203.0.113.3"})
+        assert reply.status == 429
+        assert "'maria' is locked" in (await reply.json())["error"]
+        # The right password from yet another address: still locked, not compared.
+        reply = await _login(client, "maria", PASSWORD, **{"X-Forwarded-For": "203.0.113.4"})
+        assert reply.status == 429 and reply.headers["Retry-After"] == "30"
+        # Another login is not affected.
+        reply = await _login(client, "owner", OTHER_PASSWORD, **{"X-Forwarded-For": "203.0.113.5"})
+        assert reply.status == 200
+        # After the lock, one more wrong guess doubles it.
+        clock.now += 31
+        reply = await _login(client, "maria", "wrong-5-xxxxx", **{"X-Forwarded-For": "203.0.113.6"})
+        assert reply.status == 429 and reply.headers["Retry-After"] == "60"
+        clock.now += 61
+        reply = await _login(client, "maria", PASSWORD, **{"X-Forwarded-For": "203.0.113.7"})
+        assert reply.status == 200
+
+
+async def test_a_session_is_a_strict_httponly_cookie_that_logout_ends(
+    staff_file: StaffFile, tmp_path: Path, directory: FakeDirectory
+) -> None:
+    proxies = TrustedProxies.parse("127.0.0.1")
+    async for client in _client(staff_file, tmp_path, directory, proxies=proxies):
+        reply = await _login(client, "maria", PASSWORD)
+        assert reply.status == 200
+        assert await reply.json() == {"name": "maria", "accounts": ["harbor-dental"]}
+        cookie = reply.headers["Set-Cookie"]
+        assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "Path=/api/desk" in cookie and "Max-Age=28800" in cookie
+        assert "Secure" not in cookie  # plain http on loopback
+        token = client.session.cookie_jar.filter_cookies(client.make_url("/api/desk/me"))[COOKIE]
+        assert (await client.get("/api/desk/me")).status == 200
+        reply = await client.post("/api/desk/logout", json={})
+        assert reply.status == 200
+        # The old cookie, sent again by hand (a copy someone kept), opens nothing any more.
+        client.session.cookie_jar.clear()
+        reply = await client.get("/api/desk/me", headers={"Cookie": f"{COOKIE}={token.value}"})
+        assert reply.status == 401
+        # Behind the TLS proxy: Secure too.
+        reply = await _login(client, "maria", PASSWORD, **{"X-Forwarded-Proto": "https"})
+        assert "Secure" in reply.headers["Set-Cookie"]
+
+
+async def test_a_removed_or_repassworded_login_ends_its_sessions(
+    desk: TestClient, staff_file: StaffFile
+) -> None:
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    assert (await desk.get("/api/desk/calls")).status == 200
+    staff_file.add("maria", "a brand new password", frozenset({"harbor-dental"}), replace=True)
+    reply = await desk.get("/api/desk/calls")
+    assert reply.status == 401 and "changed or removed" in (await reply.json())["error"]
+    assert (await _login(desk, "maria", "a brand new password")).status == 200
+    staff_file.remove("maria")
+    assert (await desk.get("/api/desk/calls")).status == 401
+
+
+async def test_staff_see_take_and_read_only_their_accounts(
+    desk: TestClient, directory: FakeDirectory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    reply = await open_desk.get("/api/desk/calls", headers=AUTH)
-    assert reply.status == 200
-    assert [c["room"] for c in (await reply.json())["calls"]] == ["call-a", "call-b"]
-    reply = await open_desk.get("/api/desk/calls?account=harbor-dental", headers=AUTH)
+    caplog.set_level(logging.INFO)
+    records = HandoffRecords(tmp_path / "records")
+    records.append({"account_id": "harbor-dental", "question": "pets?"})
+    records.append({"account_id": "bluebird-bikes", "question": "the other business's caller"})
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    reply = await desk.get("/api/desk/calls")
     assert [c["room"] for c in (await reply.json())["calls"]] == ["call-a"]
-
-    reply = await open_desk.post(
-        "/api/desk/take", json={"room": "call-a", "name": "Maria"}, headers=AUTH
-    )
-    assert reply.status == 200 and (await reply.json())["identity"].startswith("desk-")
-    assert directory.tickets == [("call-a", "Maria")]
-    reply = await open_desk.post("/api/desk/take", json={"room": "call-zz"}, headers=AUTH)
-    assert reply.status == 404 and "call-zz" in (await reply.json())["error"]
-    reply = await open_desk.post("/api/desk/take", data=b"{", headers=AUTH)
-    assert reply.status == 400
-
-
-async def test_messages_are_the_accounts_handoff_records(open_desk: TestClient, tmp_path: Path):
-    HandoffRecords(tmp_path).append({"account_id": "harbor-dental", "question": "pets?"})
-    reply = await open_desk.get("/api/desk/messages?account=harbor-dental", headers=AUTH)
+    # Asking for another account's calls by name gives nothing either.
+    reply = await desk.get("/api/desk/calls?account=bluebird-bikes")
+    assert (await reply.json())["calls"] == []
+    # Taking another account's call: as if it did not exist.
+    reply = await desk.post("/api/desk/take", json={"room": "call-b"})
+    assert reply.status == 404 and not directory.tickets
+    reply = await desk.get("/api/desk/messages?account=bluebird-bikes")
+    assert reply.status == 403 and "other business" not in await reply.text()
+    # Their own: the call, the token (named after the login), the messages.
+    reply = await desk.post("/api/desk/take", json={"room": "call-a", "name": "Someone Else"})
+    assert reply.status == 200 and (await reply.json())["identity"].startswith("desk-maria-")
+    assert directory.tickets == [("call-a", "maria")]
+    assert any(r.getMessage() == "desk: call taken by maria" for r in caplog.records)
+    reply = await desk.get("/api/desk/messages?account=harbor-dental")
     assert (await reply.json())["records"][0]["question"] == "pets?"
-    reply = await open_desk.get("/api/desk/messages?account=../etc", headers=AUTH)
+    reply = await desk.get("/api/desk/messages?account=../etc")
     assert reply.status == 400
-    page = await open_desk.get("/desk")
+    reply = await desk.post(
+        "/api/desk/take", data=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert reply.status == 400
+    reply = await desk.post("/api/desk/take", data=b"room=call-a")
+    assert reply.status == 415
+    # The owner ('*') sees both businesses.
+    desk.session.cookie_jar.clear()
+    reply = await _login(desk, "owner", OTHER_PASSWORD)
+    accounts = (await reply.json())["accounts"]
+    assert {"harbor-dental", "bluebird-bikes"} <= set(accounts)
+    reply = await desk.get("/api/desk/calls")
+    assert [c["room"] for c in (await reply.json())["calls"]] == ["call-a", "call-b"]
+    page = await desk.get("/desk")
     assert page.status in (200, 503)  # 503 only where the bundle is not built
     if page.status == 200:
         assert "call-a" not in await page.text()
@@ -223,3 +353,19 @@ async def test_desk_end_waits_for_a_staff_participant() -> None:
     # Nobody comes: not taken after the wait.
     result = await DeskEnd(FakeRoom()).connect(_request(), 0.1)  # type: ignore[arg-type]
     assert result.outcome == HandoffOutcome.NOT_TAKEN
+
+
+async def test_the_desk_end_answers_at_once_when_no_login_sees_the_account(tmp_path: Path) -> None:
+    staff = StaffFile(tmp_path / "staff.json")
+    room = FakeRoom()
+    result = await DeskEnd(room, staff).connect(_request(), 5.0)  # type: ignore[arg-type]
+    assert result.outcome == HandoffOutcome.NOT_TAKEN and "harbor-dental" in result.detail
+    staff.add("maria", PASSWORD, frozenset({"bluebird-bikes"}))
+    result = await DeskEnd(room, staff).connect(_request(), 5.0)  # type: ignore[arg-type]
+    assert result.outcome == HandoffOutcome.NOT_TAKEN, "another account's staff is no one here"
+    staff.add("ana", PASSWORD, frozenset({"harbor-dental"}))
+    task = asyncio.create_task(DeskEnd(room, staff).connect(_request(), 5.0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.2)
+    assert not task.done(), "someone could take it: the end waits"
+    room.join("desk-ana-1")
+    assert (await asyncio.wait_for(task, 1.0)).outcome == HandoffOutcome.TAKEN

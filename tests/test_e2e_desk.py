@@ -23,13 +23,16 @@ import pytest
 from agent.engines.local_tts import LocalTTS
 from agent.handoff import NO_ANSWER_REASON
 from agent.settings import Settings
+from agent.web.staff import StaffFile
 from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, log_records, worker_process
 from tests.test_e2e_web import SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "desk-test-password"
+PASSWORD = "desk-test-password"
+# A login of another business: it must never see Harbor Dental's calls.
+OTHER_PASSWORD = "bikes-desk-password"
 # Long enough for the desk to see the request (1 s polls) and a staff browser to join on a
 # loaded machine; the no-take test waits it out.
 HANDOFF_TIMEOUT_S = 25
@@ -43,12 +46,24 @@ def records_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def staff_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Maria works at Harbor Dental; Bo at Bluebird Bikes (made as `add-staff` makes them)."""
+    path = tmp_path_factory.mktemp("staff") / "staff.json"
+    StaffFile(path).add("maria", PASSWORD, frozenset({"harbor-dental"}))
+    StaffFile(path).add("bo", OTHER_PASSWORD, frozenset({"bluebird-bikes"}))
+    return path
+
+
+@pytest.fixture(scope="module")
 def worker_log(
-    livekit_server: str, records_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    livekit_server: str,
+    records_dir: Path,
+    staff_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Path]:
     log = tmp_path_factory.mktemp("desk-worker") / "worker.log"
     env = {
-        "FIRSTWORD_DESK_SECRET": SECRET,
+        "FIRSTWORD_STAFF_FILE": str(staff_file),
         "FIRSTWORD_HANDOFF_TIMEOUT": str(HANDOFF_TIMEOUT_S),
         "FIRSTWORD_HANDOFF_RECORDS": str(records_dir),
     }
@@ -59,14 +74,14 @@ def worker_log(
 
 
 @pytest.fixture(scope="module")
-def web_base(worker_log: Path, records_dir: Path) -> Iterator[str]:
+def web_base(worker_log: Path, records_dir: Path, staff_file: Path) -> Iterator[str]:
     """The web app (call page, token endpoint, desk) on a loop of its own: Playwright's sync API
     blocks the test's thread."""
     settings = Settings(
         LIVEKIT_URL=URL,
         LIVEKIT_API_KEY="devkey",
         LIVEKIT_API_SECRET="secret",
-        FIRSTWORD_DESK_SECRET=SECRET,
+        FIRSTWORD_STAFF_FILE=staff_file,
         FIRSTWORD_HANDOFF_RECORDS=records_dir,
         FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,  # every test caller is this machine
     )
@@ -128,6 +143,12 @@ def _assert_no_errors(log: Path) -> None:
     assert not re.search(r'(handoff|desk)\.py\\?", line', log.read_text())
 
 
+def _log_in(desk: Any, name: str, password: str) -> None:
+    desk.fill("#name", name)
+    desk.fill("#password", password)
+    desk.click("#login button")
+
+
 def _call_and_wait_for_handoff(page: Any, base: str) -> str:
     page.goto(f"{base}/call/harbor-dental")
     page.click("#call")
@@ -149,22 +170,25 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
     try:
         desk = desk_browser.new_page()
         # A wrong password: refused, and nothing about calls on the page.
-        desk.goto(f"{web_base}/desk?account=harbor-dental")
-        desk.fill("#password", "not-the-password")
-        desk.click("#login button")
+        desk.goto(f"{web_base}/desk")
+        _log_in(desk, "maria", "not-the-password")
         wait_for(desk, "document.body.dataset.state === 'refused'", timeout=10_000)
-        assert "wrong or missing password" in desk.inner_text("#error")
+        assert "wrong name or password" in desk.inner_text("#error")
         assert desk.is_hidden("#desk")
         desk.screenshot(path=str(SCREENSHOTS / "desk-refused.png"))
-        reply = desk.request.get(
-            f"{web_base}/api/desk/calls", headers={"Authorization": "Bearer nope"}
-        )
+        reply = desk.request.get(f"{web_base}/api/desk/calls")
         assert reply.status == 401 and "calls" not in reply.json()
-        # The right one.
-        desk.fill("#password", SECRET)
-        desk.fill("#name", "Maria")
-        desk.click("#login button")
+        # The right one: Maria sees Harbor Dental (her only account, picked for her).
+        _log_in(desk, "maria", PASSWORD)
         wait_for(desk, "window.firstwordDesk.open", timeout=10_000)
+        assert desk.evaluate("window.firstwordDesk.accounts") == ["harbor-dental"]
+        # The page never sees its session (HttpOnly) nor keeps the password.
+        assert desk.evaluate("document.cookie") == ""
+        assert (
+            desk.evaluate("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)") == "{}{}"
+        )
+        # Bo, of another business, logged in on another machine.
+        other = playwright.request.new_context(base_url=web_base)
 
         caller = caller_browser.new_page()
         room = _call_and_wait_for_handoff(caller, web_base)
@@ -175,6 +199,12 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
             f"window.firstwordDesk.calls.some(c => c.room === {json.dumps(room)})",
             timeout=20_000,
         )
+        # Bo's desk never lists it, and cannot take it.
+        reply = other.post("/api/desk/login", data={"name": "bo", "password": OTHER_PASSWORD})
+        assert reply.status == 200
+        assert room not in json.dumps(other.get("/api/desk/calls").json())
+        assert other.post("/api/desk/take", data={"room": room}).status == 404
+        other.dispose()
         # The caller asks what the facts do not cover: the agent says the handoff phrase, asks
         # for a person, and the desk highlights the call with the reason and the question.
         wait_for(
@@ -242,7 +272,8 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         caller_browser.close()
     taken = [r for r in _records(records_dir) if r["room"] == room]
     assert [r["outcome"] for r in taken] == ["taken"]
-    assert taken[0]["end"] == "desk" and taken[0]["taken_by"].startswith("desk-")
+    # Who took it: the login's name is in the staff identity the record keeps.
+    assert taken[0]["end"] == "desk" and taken[0]["taken_by"].startswith("desk-maria-")
     # Nor did it answer in text: no agent line after the take (a question that was on its way
     # when the staff member joined is dropped).
     lines = [r for r in log_records(worker_log) if r.get("room") == room]
@@ -291,8 +322,7 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         assert records[0]["reason"] == NO_ANSWER_REASON
         desk = desk_browser.new_page()
         desk.goto(f"{web_base}/desk?account=harbor-dental")
-        desk.fill("#password", SECRET)
-        desk.click("#login button")
+        _log_in(desk, "maria", PASSWORD)
         wait_for(
             desk,
             "window.firstwordDesk.records.some(r => r.outcome === 'not_taken')",

@@ -2,7 +2,7 @@
 
 - `GET /call/<account>`: the call page of a known account (404 names an unknown one).
 - `/desk` and `/api/desk/...`: the front desk for the business's staff (`desk.py`), closed
-  unless FIRSTWORD_DESK_SECRET is set.
+  while no staff login exists (`python -m agent.web add-staff`).
 - `POST /api/token` with `{"account": "<id>"}`: creates the room with the agent dispatched
   (see `predispatch.py`) and returns the LiveKit URL, token and room. Unknown accounts get 404,
   malformed bodies 400, a body that is not `application/json` 415, clients over their rate
@@ -149,7 +149,7 @@ def app_from_settings(settings: Settings) -> web.Application:
     )
     tickets = Predispatcher(settings)
     limiter = RateLimiter(settings.web_token_burst, settings.web_tokens_per_minute)
-    desk, directory = desk_from_settings(settings)
+    desk, directory = desk_from_settings(settings, store)
     app = build_app(
         store,
         tickets,

@@ -60,3 +60,14 @@ def client_address(request: web.Request, proxies: TrustedProxies) -> str:
         if not proxies.trusts(address):
             return address
     return peer
+
+
+def is_https(request: web.Request, proxies: TrustedProxies) -> bool:
+    """Whether the browser reached us over TLS: directly, or through a trusted proxy that says
+    so (`X-Forwarded-Proto`); a cookie set then is marked Secure."""
+    if request.secure:
+        return True
+    if not proxies.trusts(request.remote or ""):
+        return False
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https"

@@ -4,18 +4,24 @@ Two halves, one per process:
 
 - `DeskEnd` (in the worker): the handoff end for web and app callers (agent/handoff.py picks
   it). A staff member takes the call by joining its room with an identity starting `desk-`;
-  `connect` waits for that participant (present already, or joining within the wait).
-- The page and its API (in the web app, `python -m agent.web`):
-  - `GET /desk`: the page (a password form; it shows nothing about calls by itself);
-  - `GET /api/desk/calls[?account=<id>]`: the live calls, read from LiveKit's server API
-    (ListRooms, then ListParticipants per room) and the agent participant's attributes that the
-    handoff mechanism publishes (account, caller, handoff state and reason, the transcript);
-  - `POST /api/desk/take` `{"room": ..., "name": ...}`: a token for that room as a staff
-    participant; the browser joins with its microphone and the agent steps back;
-  - `GET /api/desk/messages?account=<id>`: the account's handoff records (agent/handoff.py).
-  Closed (404) unless FIRSTWORD_DESK_SECRET is set; every API call needs
-  `Authorization: Bearer <secret>` (compared in constant time, never logged) or gets 401 with
-  nothing about calls; wrong passwords are rate-limited per client.
+  `connect` waits for that participant (present already, or joining within the wait). With no
+  staff login for the call's account, nobody could: it answers "not taken" at once.
+- The page and its API (in the web app, `python -m agent.web`), for staff logins
+  (`staff.py`, created with `python -m agent.web add-staff`):
+  - `GET /desk`: the page (a login form; it shows nothing about calls by itself);
+  - `POST /api/desk/login` `{"name", "password"}`: opens a session (an HttpOnly, SameSite=Strict
+    cookie; `sessions.py`); `POST /api/desk/logout` ends it; `GET /api/desk/me`: who is in;
+  - `GET /api/desk/calls[?account=<id>]`: the live calls of the person's accounts, read from
+    LiveKit's server API (ListRooms, then ListParticipants per room) and the agent
+    participant's attributes that the handoff mechanism publishes (account, caller, handoff
+    state and reason, the transcript);
+  - `POST /api/desk/take` `{"room": ...}`: a token for that room (one of theirs) as a staff
+    participant named after the login; the browser joins with its microphone and the agent
+    steps back; logged with who took it;
+  - `GET /api/desk/messages?account=<id>`: the account's handoff records (agent/handoff.py),
+    for the person's accounts only.
+  Closed (404) while no staff login exists. Wrong passwords are limited per client and per
+  login before any comparison; a locked login says so.
 
 Why the page polls every second instead of a push channel: the state lives in LiveKit (rooms,
 participants, attributes), and the server API is the way to read it without joining every
@@ -28,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -41,6 +46,7 @@ import aiohttp
 from aiohttp import web
 from livekit import api, rtc
 
+from ..accounts import AccountStore
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..handoff import (
     CALL_ACCOUNT,
@@ -58,14 +64,20 @@ from ..handoff import (
 )
 from ..handoff_types import HandoffOutcome, HandoffRequest, HandoffResult
 from ..settings import Settings
-from .clients import PROXIES_KEY, client_address
+from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
+from .sessions import COOKIE, LoginLockout, Sessions
+from .staff import NAME_PATTERN, Staff, StaffFile, StaffFileError, dummy_hash, verify_password
 
 logger = logging.getLogger("firstword.desk")
 
 STATIC_DIR = Path(__file__).parent / "static"
 BUNDLE = STATIC_DIR / "desk.js"
 STAFF_TOKEN_TTL = timedelta(hours=2)
+CLOSED = (
+    "the front desk is closed: no staff login yet "
+    "(python -m agent.web add-staff NAME --accounts ACCOUNT)"
+)
 # Wrong passwords a client may try: a few, then one every six seconds.
 AUTH_FAILURE_BURST = 5
 AUTH_FAILURES_PER_MINUTE = 10.0
@@ -87,14 +99,25 @@ class DeskEnd:
 
     name = "desk"
 
-    def __init__(self, room: rtc.Room) -> None:
+    def __init__(self, room: rtc.Room, staff: StaffFile | None = None) -> None:
         self._room = room
+        self._staff = staff
 
     def handles(self, request: HandoffRequest) -> bool:
         # Phone callers go to the SIP transfer (agent/sip/transfer.py), listed before this end.
         return request.caller_kind in ("web", "app")
 
     async def connect(self, request: HandoffRequest, wait_s: float) -> HandoffResult:
+        if self._staff is not None:
+            try:
+                anyone = await asyncio.to_thread(self._staff.anyone_for, request.account_id)
+            except (StaffFileError, OSError) as error:
+                return HandoffResult(HandoffOutcome.FAILED, detail=f"staff file: {error}")
+            if not anyone:
+                return HandoffResult(
+                    HandoffOutcome.NOT_TAKEN,
+                    detail=f"no staff login sees account {request.account_id!r}",
+                )
         joined: asyncio.Future[rtc.RemoteParticipant] = asyncio.get_running_loop().create_future()
 
         def _on_joined(participant: rtc.RemoteParticipant) -> None:
@@ -245,7 +268,9 @@ class LiveKitDirectory:
         return sorted((v for v in views if v is not None), key=_sort_key)
 
     def staff_ticket(self, room: str, name: str) -> dict[str, str]:
-        identity = f"{STAFF_PREFIX}{uuid.uuid4().hex[:8]}"
+        # The login's name is in the identity, so the worker's handoff record says who took
+        # the call too (names are restricted to identity-safe characters: staff.py).
+        identity = f"{STAFF_PREFIX}{name}-{uuid.uuid4().hex[:6]}"
         token = (
             api.AccessToken(
                 self._settings.livekit_api_key,
@@ -265,68 +290,181 @@ class LiveKitDirectory:
 
 
 class Desk:
-    """The desk's routes; closed when `secret` is None."""
+    """The desk's routes: staff log in with their own name and password and see only the
+    calls and messages of their accounts. Closed (404) while the staff file lists nobody."""
 
     def __init__(
         self,
-        secret: str | None,
+        staff: StaffFile,
         directory: CallDirectory,
         records: HandoffRecords,
+        accounts: AccountStore,
         *,
         limiter: RateLimiter | None = None,
+        lockout: LoginLockout | None = None,
+        session_ttl_s: float = 8 * 3600.0,
     ) -> None:
-        self._secret = secret.encode() if secret else None
+        self._staff = staff
         self._directory = directory
         self._records = records
+        self._accounts = accounts
         self._failures = limiter or RateLimiter(AUTH_FAILURE_BURST, AUTH_FAILURES_PER_MINUTE)
+        self._lockout = lockout or LoginLockout()
+        self._sessions = Sessions(session_ttl_s)
+        # scrypt takes 32 MiB and ~0.1 s: at most two at once, off the event loop.
+        self._hashing: asyncio.Semaphore | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/desk", self.page)
+        app.router.add_post("/api/desk/login", self.login)
+        app.router.add_post("/api/desk/logout", self.logout)
+        app.router.add_get("/api/desk/me", self.me)
         app.router.add_get("/api/desk/calls", self.list_calls)
         app.router.add_post("/api/desk/take", self.take)
         app.router.add_get("/api/desk/messages", self.messages)
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        """None when the request carries the secret; else the response to send instead."""
-        if self._secret is None:
-            return _error(404, "the front desk is closed: set FIRSTWORD_DESK_SECRET to open it")
-        # The limit is asked first: a client over it is refused without its password being
-        # compared at all, so ignoring the 429s does not let it go on guessing.
-        client = client_address(request, request.app[PROXIES_KEY])
-        if (wait := self._failures.wait(client)) > 0:
-            return _too_many(wait)
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
-        if hmac.compare_digest(given, self._secret):
-            return None
-        logger.warning("desk: refused a request without the right password from %s", client)
-        if (wait := self._failures.allow(client)) > 0:
-            return _too_many(wait)
-        return _error(401, "wrong or missing password", **{"WWW-Authenticate": "Bearer"})
+    async def _roster(self) -> dict[str, Staff] | web.Response:
+        """Everyone who may log in, or the response to send when nobody may."""
+        try:
+            roster = await asyncio.to_thread(self._staff.load)
+        except (StaffFileError, OSError) as exc:
+            logger.error("desk: the staff file cannot be read: %s", exc)
+            return _error(503, "the desk's staff file cannot be read; see the web app's log")
+        if not roster:
+            return _error(404, CLOSED)
+        return roster
+
+    async def _signed_in(self, request: web.Request) -> Staff | web.Response:
+        """The staff member whose session cookie came with the request, or the refusal."""
+        roster = await self._roster()
+        if isinstance(roster, web.Response):
+            return roster
+        token = request.cookies.get(COOKIE)
+        session = self._sessions.get(token)
+        if session is None:
+            return _error(401, "log in first")
+        staff = roster.get(session.name)
+        if staff is None or staff.password_hash != session.password_hash:
+            # Removed, or given a new password, since this session opened: it ends here.
+            self._sessions.close(token)
+            return _error(401, "your login was changed or removed; log in again")
+        return staff
+
+    async def _account_ids(self, staff: Staff) -> list[str]:
+        if staff.accounts is not None:
+            return sorted(staff.accounts)
+        return sorted((await self._accounts.current()).accounts)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        if self._secret is None:
-            return _error(404, "the front desk is closed: set FIRSTWORD_DESK_SECRET to open it")
+        roster = await self._roster()
+        if isinstance(roster, web.Response):
+            return roster
         if not BUNDLE.is_file():
             return _error(503, "the desk's script is not built: run scripts/web-build.sh")
         return web.FileResponse(STATIC_DIR / "desk.html")
 
-    async def list_calls(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
-            return refused
-        account = request.query.get("account") or None
+    async def login(self, request: web.Request) -> web.Response:
+        roster = await self._roster()
+        if isinstance(roster, web.Response):
+            return roster
+        if request.content_type != "application/json":
+            return _error(415, 'send Content-Type: application/json and {"name", "password"}')
+        # Both limits are asked first: a client or a login over its limit is refused without
+        # its password being compared at all, so ignoring the 429s does not let it go on
+        # guessing, and neither does guessing one login from many addresses.
+        proxies = request.app[PROXIES_KEY]
+        client = client_address(request, proxies)
+        if (wait := self._failures.wait(client)) > 0:
+            return _too_many(wait)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, 'the body must be JSON: {"name": ..., "password": ...}')
+        name = body.get("name") if isinstance(body, dict) else None
+        password = body.get("password") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not isinstance(password, str) or not name or not password:
+            return _error(400, "fields 'name' and 'password' (strings) are required")
+        name = name.strip().lower()
+        if (locked := self._lockout.locked_for(name)) > 0:
+            return _locked(name, locked)
+        staff = roster.get(name)
+        if self._hashing is None:
+            self._hashing = asyncio.Semaphore(2)
+        async with self._hashing:
+            # An unknown name is checked against a dummy hash: it takes as long as a wrong
+            # password, so the timing does not say which names exist.
+            stored = staff.password_hash if staff is not None else dummy_hash()
+            right = await asyncio.to_thread(verify_password, password, stored)
+        if staff is None or not right:
+            # The name is logged only when it is a login: a password typed into the name
+            # field must not end up in the log.
+            logger.warning(
+                "desk: wrong name or password",
+                extra={"client": client, "login": name if staff is not None else "(unknown)"},
+            )
+            locked = self._lockout.failed(name) if NAME_PATTERN.match(name) else 0.0
+            if (wait := self._failures.allow(client)) > 0:
+                return _too_many(wait)
+            if locked > 0:
+                return _locked(name, locked)
+            return _error(401, "wrong name or password")
+        self._lockout.succeeded(name)
+        token = self._sessions.open(staff.name, staff.password_hash)
+        logger.info("desk: %s logged in", staff.name, extra={"client": client})
+        reply = web.json_response({"name": staff.name, "accounts": await self._account_ids(staff)})
+        reply.set_cookie(
+            COOKIE,
+            token,
+            max_age=int(self._sessions.ttl_s),
+            path="/api/desk",
+            httponly=True,
+            samesite="Strict",
+            secure=is_https(request, proxies),
+        )
+        return reply
+
+    async def logout(self, request: web.Request) -> web.Response:
+        token = request.cookies.get(COOKIE)
+        session = self._sessions.get(token)
+        self._sessions.close(token)
+        if session is not None:
+            logger.info("desk: %s logged out", session.name)
+        reply = web.json_response({"logged_out": True})
+        reply.del_cookie(COOKIE, path="/api/desk")
+        return reply
+
+    async def me(self, request: web.Request) -> web.Response:
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
+        return web.json_response({"name": staff.name, "accounts": await self._account_ids(staff)})
+
+    async def _calls_of(self, staff: Staff) -> list[dict[str, Any]] | web.Response:
         try:
             calls = await asyncio.wait_for(self._directory.calls(), LIST_TIMEOUT_S * 2)
         except Exception:
             logger.exception("desk: could not list the calls")
-            return _error(502, "the LiveKit server did not answer; retrying")
-        if account is not None:
+            return _error(502, "the LiveKit server did not answer; try again")
+        # Server-side: another business's calls never leave the app for this person.
+        return [c for c in calls if staff.sees(c["account"])]
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
+        calls = await self._calls_of(staff)
+        if isinstance(calls, web.Response):
+            return calls
+        if (account := request.query.get("account") or None) is not None:
             calls = [c for c in calls if c["account"] == account]
         return web.json_response({"calls": calls, "now": time.time()})
 
     async def take(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
-            return refused
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
+        if request.content_type != "application/json":
+            return _error(415, 'send Content-Type: application/json and {"room": "<room name>"}')
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -334,26 +472,40 @@ class Desk:
         room = body.get("room") if isinstance(body, dict) else None
         if not isinstance(room, str) or not room:
             return _error(400, "field 'room' (a string) is required")
-        name = body.get("name") if isinstance(body.get("name"), str) else ""
-        try:
-            calls = await asyncio.wait_for(self._directory.calls(), LIST_TIMEOUT_S * 2)
-        except Exception:
-            logger.exception("desk: could not list the calls")
-            return _error(502, "the LiveKit server did not answer; try again")
+        calls = await self._calls_of(staff)
+        if isinstance(calls, web.Response):
+            return calls
+        # Another account's call answers like one that does not exist: nothing about it.
         if not any(c["room"] == room for c in calls):
-            return _error(404, f"no live call in room {room!r}")
-        ticket = self._directory.staff_ticket(room, name.strip()[:60] or "Front desk")
-        logger.info("desk: call taken", extra={"room": room, "identity": ticket["identity"]})
+            return _error(404, f"no live call of yours in room {room!r}")
+        ticket = self._directory.staff_ticket(room, staff.name)
+        logger.info(
+            "desk: call taken by %s",
+            staff.name,
+            extra={"room": room, "identity": ticket["identity"], "staff": staff.name},
+        )
         return web.json_response(ticket)
 
     async def messages(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
-            return refused
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
         account = request.query.get("account", "")
         if not account or "/" in account or account.startswith("."):
             return _error(400, "query parameter 'account' (an account id) is required")
+        if not staff.sees(account):
+            return _error(403, f"account {account!r} is not one of yours")
         records = await asyncio.to_thread(self._records.latest, account)
         return web.json_response({"account": account, "records": records})
+
+
+def _locked(name: str, seconds: float) -> web.Response:
+    return _error(
+        429,
+        f"the login {name!r} is locked after too many wrong passwords; "
+        f"try again in {max(1.0, seconds):.0f} s",
+        **{"Retry-After": f"{max(1.0, seconds):.0f}"},
+    )
 
 
 def _too_many(wait: float) -> web.Response:
@@ -365,7 +517,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def desk_from_settings(settings: Settings) -> tuple[Desk, LiveKitDirectory]:
+def desk_from_settings(settings: Settings, accounts: AccountStore) -> tuple[Desk, LiveKitDirectory]:
     directory = LiveKitDirectory(settings)
-    secret = settings.desk_secret.get_secret_value() if settings.desk_secret else None
-    return Desk(secret, directory, HandoffRecords(settings.handoff_records)), directory
+    desk = Desk(
+        StaffFile(settings.staff_file),
+        directory,
+        HandoffRecords(settings.handoff_records),
+        accounts,
+        session_ttl_s=settings.desk_session_hours * 3600.0,
+    )
+    return desk, directory

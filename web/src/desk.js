@@ -1,28 +1,35 @@
-// The front desk page: after the staff password, list the live calls every second (the web app
-// reads them from LiveKit's server API), highlight the ones where the agent asked for a person,
-// and take a call: the page asks for a staff token for that room and joins it with LiveKit's
-// JavaScript client and the microphone; the agent sees the staff participant and steps back.
+// The front desk page: a staff member logs in with their own name and password (the session is
+// an HttpOnly cookie the page never sees), then the page lists the live calls of their accounts
+// every second (the web app reads them from LiveKit's server API), highlights the ones where the
+// agent asked for a person, and takes a call: the page asks for a staff token for that room and
+// joins it with LiveKit's JavaScript client and the microphone; the agent sees the staff
+// participant and steps back.
 import { Room, RoomEvent, Track } from 'livekit-client';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const account = params.get('account') || '';
+let account = params.get('account') || '';
 // What the page knows, for people (the DOM) and for tests (window.firstwordDesk).
-const desk = { open: false, calls: [], records: [], onCall: null, callState: '', heard: 0, error: '' };
+const desk = { open: false, who: '', accounts: [], calls: [], records: [], onCall: null, callState: '', heard: 0, error: '' };
 window.firstwordDesk = desk;
-let password = sessionStorage.getItem('firstword-desk') || '';
 // One second: the calls live in LiveKit, read through its server API (no push of attribute
 // changes without joining every room); a second is well inside a person's reaction time.
 const POLL_MS = 1000;
 let timer = null;
 
-async function api(path, options = {}) {
+async function request(path, options = {}) {
   const response = await fetch(path, {
     ...options,
-    headers: { ...(options.headers || {}), authorization: `Bearer ${password}`, 'content-type': 'application/json' },
+    credentials: 'same-origin',
+    headers: { ...(options.headers || {}), 'content-type': 'application/json' },
   });
   const body = await response.json().catch(() => ({ error: response.statusText }));
-  if (response.status === 401 || response.status === 429) {
+  return { response, body };
+}
+
+async function api(path, options = {}) {
+  const { response, body } = await request(path, options);
+  if (response.status === 401) {
     stop(body.error);
     throw new Error(body.error);
   }
@@ -35,7 +42,6 @@ function stop(message) {
   timer = null;
   desk.open = false;
   desk.error = message;
-  sessionStorage.removeItem('firstword-desk');
   $('desk').hidden = true;
   $('login').hidden = false;
   $('error').textContent = message;
@@ -106,11 +112,23 @@ async function refresh() {
   }
 }
 
-async function open() {
+function showAccounts(accounts) {
+  if (!accounts.includes(account)) account = accounts.length === 1 ? accounts[0] : '';
+  const select = $('account');
+  select.replaceChildren(el('option', { value: '', textContent: 'all of mine' }),
+    ...accounts.map((id) => el('option', { value: id, textContent: id })));
+  select.value = account;
+  $('scope').textContent = account ? `· ${account}` : '';
+}
+
+async function open(me) {
+  desk.who = me.name;
+  desk.accounts = me.accounts;
+  $('who').textContent = me.name;
+  showAccounts(me.accounts);
   await refresh();
   desk.open = true;
   desk.error = '';
-  sessionStorage.setItem('firstword-desk', password);
   $('login').hidden = true;
   $('desk').hidden = false;
   document.body.dataset.state = 'open';
@@ -135,7 +153,7 @@ function watchLevel(mediaStreamTrack) {
 async function takeCall(roomName) {
   const ticket = await api('/api/desk/take', {
     method: 'POST',
-    body: JSON.stringify({ room: roomName, name: $('name').value }),
+    body: JSON.stringify({ room: roomName }),
   });
   const room = new Room();
   desk.onCall = roomName;
@@ -162,10 +180,32 @@ async function takeCall(roomName) {
   setCallState('talking with the caller');
 }
 
-$('login').onsubmit = (event) => {
+$('login').onsubmit = async (event) => {
   event.preventDefault();
-  password = $('password').value;
-  open().catch((error) => { $('error').textContent = error.message; });
+  $('error').textContent = '';
+  const { response, body } = await request('/api/desk/login', {
+    method: 'POST',
+    body: JSON.stringify({ name: $('name').value, password: $('password').value }),
+  });
+  $('password').value = '';
+  if (!response.ok) {
+    stop(body.error || response.statusText);
+    return;
+  }
+  open(body).catch((error) => { $('error').textContent = error.message; });
 };
-if (account) $('scope').textContent = `· ${account}`;
-if (password) open().catch(() => {});
+$('logout').onclick = async () => {
+  await request('/api/desk/logout', { method: 'POST', body: '{}' });
+  stop('logged out');
+};
+$('account').onchange = () => {
+  account = $('account').value;
+  $('scope').textContent = account ? `· ${account}` : '';
+  $('messages').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to see its messages.' }));
+  desk.records = [];
+  refresh().catch(() => {});
+};
+// Still logged in from earlier (the cookie): straight to the calls.
+request('/api/desk/me').then(({ response, body }) => {
+  if (response.ok) open(body).catch(() => {});
+});
