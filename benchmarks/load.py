@@ -46,7 +46,7 @@ other, not with `pinned` (the default: one worker alone on core 0).
 
     python -m benchmarks.load [--steps 2,4,6,8] [--step-seconds 90] [--engines local,cloud]
         [--modes old,new,unrouted,norefreeze] [--layouts pinned] [--ramp-s 10]
-        [--hang-up 0.15] [--seed 1] [--profile]
+        [--hang-up 0.15] [--seed 1] [--profile [--profile-gil]]
 """
 
 from __future__ import annotations
@@ -427,9 +427,12 @@ def _start_profiler(worker: Worker, path: Path) -> subprocess.Popen[bytes] | Non
     if not _ARGS.profile or worker.process is None:
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    # --gil: only the thread holding the GIL is sampled, so a native call waiting to get the
+    # GIL back (ONNX under contention) is not counted as its Python's time.
+    gil = ["--gil"] if _ARGS.profile_gil else []
     return subprocess.Popen(
         [spy, "record", "--pid", str(worker.process.pid), "--rate", "50", "--nonblocking",
-         "--format", "raw", "--output", f"{path}.txt", "--subprocesses"],
+         "--format", "raw", "--output", f"{path}.txt", "--subprocesses", *gil],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -441,7 +444,7 @@ def _stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
             profiler.wait(timeout=30)
 
 
-_ARGS = argparse.Namespace(profile=False)
+_ARGS = argparse.Namespace(profile=False, profile_gil=False)
 
 
 # ---- printing ------------------------------------------------------------------------------
@@ -630,6 +633,11 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker each step")
     parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (Python's CPU, not waits)",
+    )
+    parser.add_argument(
         "--no-isolate",
         dest="isolate",
         action="store_false",
@@ -641,6 +649,7 @@ async def main() -> None:
     args = parser.parse_args()
     args.steps = [int(v) for v in args.steps.split(",") if v.strip()]
     _ARGS.profile = args.profile
+    _ARGS.profile_gil = args.profile_gil
     for engines in args.engines.split(","):
         if engines not in ACCOUNT:
             parser.error(f"unknown engine set {engines!r}; known: {', '.join(ACCOUNT)}")

@@ -5,7 +5,7 @@
 # the new defaults side by side.
 #   scripts/bench-load.sh [--steps 2,4,6,8] [--step-seconds 90] [--engines local,cloud]
 #       [--modes old,new,unrouted] [--layouts pinned|machine,per-core] [--ramp-s 10]
-#       [--hang-up 0.15] [--seed 1] [--profile]
+#       [--hang-up 0.15] [--seed 1] [--profile [--profile-gil]]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
