@@ -182,8 +182,10 @@ def _build_server() -> AgentServer:
         # every job; we count live calls instead (agent/capacity.py).
         load_fnc=_load_by_live_calls,
         load_threshold=1.0,
-        # Two reconnect attempts, not sixteen: an unreachable server is reported, not hidden.
-        max_retry=2,
+        # Enough reconnects to ride out a server restart (FIRSTWORD_SERVER_RETRIES): a worker
+        # that gave up would end every call on it. At start an absent server is reported by
+        # the preflight check, not hidden behind the retries.
+        max_retry=settings.server_retries,
         log_level=settings.log_level,
         # livekit-agents serves /metrics itself (port 0: any free port, logged by the framework
         # as "Prometheus metrics exposed at ..."; None: off). Job processes report through

@@ -8,9 +8,11 @@ Both are served by livekit-agents' own health server (FIRSTWORD_HTTP_PORT, next 
   are loaded (a prewarm finished) and at least one voice synthesised a test word; otherwise
   503. The JSON body always names each dependency's state: the server connection, the
   engines, the voices, the cloud providers' circuit breakers and Redis (when `REDIS_URL` is
-  set). Open breakers are named but do not fail readiness: the local engines answer in their
-  place, and taking every worker out of rotation because one cloud provider is down would
-  turn a degraded service into an outage. An unreachable Redis does fail it.
+  set). Open breakers and an unreachable Redis are named (under `degraded`) but do not fail
+  readiness: the local engines answer in a provider's place, and calls go on without Redis
+  (the shared caches fail open; crash pick-up waits for it to come back). Taking every worker
+  out of rotation for either would turn a degraded service into an outage, and a rollout would
+  stall while every old pod keeps taking calls.
 
 Engine and voice state is read from the worker's metrics registry (`firstword_prewarm_seconds`,
 `firstword_voices_working`), so it is the same with threads and with job processes, whose
@@ -182,13 +184,13 @@ class Health:
         open_breakers = sorted(p for p, s in state["breakers"].items() if s != "closed")
         checks["breakers"] = {"ok": not open_breakers, "states": state["breakers"]}
 
+        degraded = [f"breaker {p} is {state['breakers'][p]}" for p in open_breakers]
         if self._redis_url:
             redis_error = await ping_redis(self._redis_url)
             checks["redis"] = {"ok": redis_error is None}
             if redis_error:
                 checks["redis"]["error"] = redis_error
-                problems.append(f"redis: {redis_error}")
+                degraded.append(f"redis: {redis_error}")
 
-        degraded = [f"breaker {p} is {state['breakers'][p]}" for p in open_breakers]
         body = {"ready": not problems, "problems": problems, "degraded": degraded}
         return not problems, {**body, "checks": checks}

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     """Settings of the worker, the caller simulator and the scripts."""
 
     model_config = SettingsConfigDict(
-        env_file=(PROJECT_ROOT / ".env", ".env"),
+        # `.env.local` as LiveKit's templates and `lk app env` write it; later files win.
+        env_file=(PROJECT_ROOT / ".env", ".env", PROJECT_ROOT / ".env.local", ".env.local"),
         env_file_encoding="utf-8",
         extra="ignore",
     )
@@ -192,6 +193,13 @@ class Settings(BaseSettings):
     # Worker: warm processes kept ready, and how many calls one worker takes before it
     # reports itself full. An empty agent name means automatic dispatch to every room.
     idle_processes: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_IDLE_PROCESSES")
+    # Reconnects to the LiveKit server after the worker's connection drops, 2 s apart and
+    # growing to 10 s (the framework's backoff): 10 rides out ~70 s, a server restart or a
+    # network blip, instead of the worker exiting and ending every call on it. A server that
+    # is not there at start is reported at once by the preflight check, not by these.
+    server_retries: int = Field(
+        default=10, ge=0, le=1000, validation_alias="FIRSTWORD_SERVER_RETRIES"
+    )
     # Measured with scripts/bench-capacity.sh on the 2-core machine (README, "Measuring
     # capacity, and sizing a worker"); re-measure on the machine type you deploy.
     max_concurrent_calls: int = Field(default=2, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")

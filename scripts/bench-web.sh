@@ -8,6 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
+scripts/os-packages.sh chromium
 source scripts/local-server-env.sh
 trap stop_local_server EXIT
 .venv/bin/python -m benchmarks.ttfw_web "$@"

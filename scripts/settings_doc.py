@@ -54,6 +54,9 @@ NOTES: dict[str, str] = {
     "FIRSTWORD_WHISPER_DIR": "Another Whisper model folder (not hash-checked).",
     "FIRSTWORD_VAD_MIN_SILENCE": "Seconds of silence that end an utterance for the VAD.",
     "FIRSTWORD_IDLE_PROCESSES": "Warm job threads or processes kept ready (`start` mode).",
+    "FIRSTWORD_SERVER_RETRIES": (
+        "Reconnects to the LiveKit server after a drop (~70 s at 10) before the worker exits."
+    ),
     "FIRSTWORD_MAX_CALLS": ("Conversations per worker; further calls are held (docs/capacity.md)."),
     "FIRSTWORD_WEB_HOST": "Address of the web app (`python -m agent.web`).",
     "FIRSTWORD_DESK_SECRET": (

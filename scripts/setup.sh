@@ -27,6 +27,4 @@ fi
 scripts/livekit-server.sh install
 # The call page's script (livekit-client from npm, bundled): python -m agent.web serves it.
 scripts/web-build.sh
-# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
-scripts/os-packages.sh chromium
 echo "setup done"

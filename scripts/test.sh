@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used);
+# only the tests need it, so the demo's set-up does not install it.
+scripts/os-packages.sh chromium
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

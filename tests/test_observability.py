@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -169,7 +170,8 @@ async def test_ping_redis_against_a_real_redis(real_redis: int) -> None:
 
 async def test_ready_and_live_on_the_frameworks_health_server() -> None:
     """An unregistered AgentServer: the framework's `/` and our `/live` answer 200, `/ready`
-    answers 503 naming the server connection and the unreachable Redis. Fails loudly when
+    answers 503 naming the server connection (and, as degraded only, the unreachable Redis).
+    Fails loudly when
     livekit-agents stops assigning `_http_server` in `run()` (no routes) or drops the
     connection attributes `server_connection` reads."""
     health = Health(redis_url=f"redis://127.0.0.1:{_free_port()}")
@@ -208,8 +210,38 @@ async def test_ready_and_live_on_the_frameworks_health_server() -> None:
     assert body["checks"]["livekit_server"] == {"ok": False, "state": "not registered yet"}
     assert body["checks"]["redis"]["ok"] is False
     assert any(p.startswith("livekit server") for p in body["problems"])
-    assert any(p.startswith("redis:") for p in body["problems"])
+    assert not any(p.startswith("redis:") for p in body["problems"])
+    assert any(p.startswith("redis:") for p in body["degraded"])
     assert {"engines", "voices", "breakers"} <= set(body["checks"])
+
+
+async def test_a_worker_is_ready_without_redis_and_not_without_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis down: calls go on (caches fail open), so it is reported, never gating; the
+    LiveKit server or the engines are what readiness stands for."""
+    from agent import health as health_module
+
+    state = {"prewarms": 1, "voices": 2, "breakers": {"google-stt": "open"}}
+    monkeypatch.setattr(health_module, "_registry_state", lambda: state)
+    registered = {"value": True}
+    monkeypatch.setattr(
+        health_module,
+        "server_connection",
+        lambda _server: SimpleNamespace(
+            registered=registered["value"], failed=False, connecting=not registered["value"]
+        ),
+    )
+    health = Health(redis_url=f"redis://127.0.0.1:{_free_port()}")
+    health.attach(object())  # type: ignore[arg-type]
+    ready, body = await health.readiness()
+    assert ready and body["problems"] == []
+    assert body["checks"]["redis"]["ok"] is False
+    assert any(d.startswith("redis:") for d in body["degraded"])
+    assert "breaker google-stt is open" in body["degraded"]
+    registered["value"] = False
+    ready, body = await health.readiness()
+    assert not ready and body["problems"] == ["livekit server: connecting"]
 
 
 def test_compat_reaches_exist_on_the_installed_framework() -> None:

@@ -78,3 +78,17 @@ def test_the_worker_will_not_start_with_the_development_pair_off_this_machine() 
     proc = _run_agent({"LIVEKIT_URL": "wss://livekit.example.com"})
     assert proc.returncode == 2 and "development pair" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dotenv_local_is_read_after_dotenv_as_in_livekit_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lk app env` and LiveKit's starters write `.env.local`: read, and it wins over `.env`."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("LIVEKIT_URL", "FIRSTWORD_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("LIVEKIT_URL=ws://from-dotenv:7880\nFIRSTWORD_LOG_LEVEL=DEBUG\n")
+    (tmp_path / ".env.local").write_text("LIVEKIT_URL=wss://from-dotenv-local.example\n")
+    settings = Settings()
+    assert settings.livekit_url == "wss://from-dotenv-local.example"
+    assert settings.log_level == "DEBUG"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -64,6 +65,26 @@ async def client_and_tickets() -> AsyncIterator[tuple[TestClient, FakeTickets]]:
     app = build_app(store, tickets, RateLimiter(burst=3, per_minute=1))
     async with TestClient(TestServer(app)) as client:
         yield client, tickets
+
+
+async def test_healthz_answers_while_accounts_are_loaded(
+    client_and_tickets: tuple[TestClient, FakeTickets], tmp_path: Path
+) -> None:
+    client, _ = client_and_tickets
+    reply = await client.get("/healthz")
+    assert reply.status == 200
+    body = await reply.json()
+    assert body["ok"] is True and body["accounts"] >= 2
+    # The accounts' folder gone unreadable (a volume unmounted): 503, naming it.
+    store = AccountStore(ACCOUNTS_DIR, "harbor-dental", ttl_seconds=0)
+
+    def unreadable() -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    store.refresh = unreadable  # type: ignore[assignment,method-assign]
+    async with TestClient(TestServer(build_app(store, FakeTickets(), RateLimiter(3, 1)))) as bad:
+        reply = await bad.get("/healthz")
+        assert reply.status == 503 and "Permission denied" in (await reply.json())["problem"]
 
 
 async def test_token_for_a_known_account(client_and_tickets: tuple[TestClient, FakeTickets]):

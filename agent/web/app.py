@@ -8,6 +8,11 @@
   malformed bodies 400, a body that is not `application/json` 415, clients over their rate
   429 with `Retry-After` (the client: the socket's address, or behind a trusted proxy the
   address it forwarded; `clients.py`).
+- `GET /healthz`: 200 `{"ok": true, "accounts": N}` while the app answers and its accounts
+  can be read (a broken edit keeps the last good ones); 503 naming the problem otherwise,
+  for a load balancer or a Kubernetes probe. It asks nothing of the LiveKit server: an outage
+  there is the server's alert, and taking every web replica out of rotation for it would only
+  turn the pages' clear error into a dead address.
 - Every response carries the security headers of `headers.py`.
 """
 
@@ -116,6 +121,15 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(ticket.to_json())
 
 
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        registry = await request.app[STORE_KEY].current()
+    except Exception as exc:  # a probe reports, it never raises
+        logger.warning("healthz: the accounts did not load: %s", exc)
+        return web.json_response({"ok": False, "problem": f"accounts: {exc}"}, status=503)
+    return web.json_response({"ok": True, "accounts": len(registry.accounts)})
+
+
 def build_app(
     store: AccountStore,
     tickets: TicketSource,
@@ -134,6 +148,7 @@ def build_app(
     app[PROXIES_KEY] = trusted_proxies
     app[OPEN_CALLS_KEY] = OpenCalls(max_calls_per_client, tickets.live_rooms)
     headers.install(app, livekit_url)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/call/{account}", call_page)
     app.router.add_post("/api/token", token)
     if desk is not None:
