@@ -90,6 +90,23 @@ _ANNOUNCING = tuple(
 )
 
 
+# Prepositions an English question may end on ("Is that something you deal with?", "Who
+# should I talk to?", "What is this charge for?"): closed by Whisper's question mark, such a
+# question is whole. Without the mark they still read unfinished ("I'm calling about").
+_STRANDED = frozenset(("to", "of", "for", "with", "about"))
+# ... unless what comes before asks for more: "Could you tell me about?" goes on.
+_INTRODUCES = frozenset(
+    ("tell me", "tell us", "ask", "ask you", "asking", "calling", "wondering", "thinking")
+)
+
+
+def _stranded_question(text: str, words: list[str]) -> bool:
+    """A whole question ending on a preposition: "?", four words or more, not announcing."""
+    if not text.endswith("?") or words[-1] not in _STRANDED or len(words) < 4:
+        return False
+    return words[-2] not in _INTRODUCES and " ".join(words[-3:-1]) not in _INTRODUCES
+
+
 def looks_unfinished(text: str) -> bool:
     """Whether a transcript reads as the first part of a sentence (Whisper's "...", a last
     word no question ends on, or words that announce a question still to come)."""
@@ -101,7 +118,9 @@ def looks_unfinished(text: str) -> bool:
     words = _words(text)
     if not words:
         return False
-    return words[-1] in _TRAILING or any(tuple(words[-len(p) :]) == p for p in _ANNOUNCING)
+    if words[-1] in _TRAILING:
+        return not _stranded_question(text, words)
+    return any(tuple(words[-len(p) :]) == p for p in _ANNOUNCING)
 
 
 class EarlyEndpointing(BaseEndpointing):

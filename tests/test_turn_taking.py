@@ -126,6 +126,32 @@ def test_transcripts_that_read_unfinished() -> None:
         assert not looks_unfinished(text), text
 
 
+def test_a_question_ending_on_a_preposition_is_whole_with_its_question_mark() -> None:
+    """An unseen account's "... is that something you deal with?" waited the 2 s unfinished
+    delay every time although its final transcript was there at ~390 ms."""
+    for text in (
+        "Water in the basement, is that something you deal with?",
+        "Who should I talk to?",
+        "What is this charge for?",
+        "Which form is this one for?",
+        "What are the cleanings made of?",
+    ):
+        assert not looks_unfinished(text), text
+        assert reads_as_question(text), text
+    for text in (
+        "Is that something you deal with",  # no question mark: the caller may go on
+        "I'm calling about",
+        "I'm calling about?",  # announces what comes
+        "Could you tell me about?",
+        "I was wondering about?",
+        "Go to?",  # too short to be sure
+        "Could you tell me what?",  # not a preposition: still unfinished
+        "Is it the?",
+    ):
+        assert looks_unfinished(text), text
+        assert not reads_as_question(text), text
+
+
 def test_an_unfinished_transcript_waits_the_long_delay_even_when_it_matches() -> None:
     endpointing = EarlyEndpointing(0.3, 1.2, early_score=0.8)
     endpointing.on_transcript("Could you tell me what?")
