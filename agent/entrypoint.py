@@ -516,8 +516,11 @@ async def entrypoint(ctx: JobContext) -> None:
             slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         timeline.mark("caller_joined")
         call["caller"] = caller.identity
-        # The call stops counting against capacity the moment its caller leaves.
-        _release_when_gone(ctx.room, caller.identity, slot)
+        # The call stops counting against capacity the moment its caller leaves. Not in
+        # console mode (a fake job): its stand-in caller is never among the stand-in room's
+        # participants, so the call ended as it began, before the greeting.
+        if not ctx.is_fake_job():
+            _release_when_gone(ctx.room, caller.identity, slot)
         capacity.observe_agent_wait(caller, ctx.room, job_dispatch_times(ctx).received_at)
         if prepared is not None and "first_frame" in timeline.marks:
             _report(timeline, call, reason="first word")
