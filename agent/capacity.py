@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from livekit import rtc
 from livekit.agents.voice import io
@@ -50,8 +50,10 @@ from prometheus_client import multiprocess
 
 from . import metrics
 from .accounts import Account
+from .accounts.models import Voice
 from .engines.audio import frame_to_float, rms_dbfs
-from .pools import EnginePool
+from .engines.local_tts import LocalTTS
+from .greetings import GreetingCache
 
 logger = logging.getLogger("firstword.capacity")
 
@@ -280,7 +282,18 @@ def audible(frame: rtc.AudioFrame) -> bool:
     return rms_dbfs(frame_to_float(frame)) > _AUDIBLE_DBFS
 
 
-def prepare_hold_audio(pool: EnginePool, accounts: list[Account]) -> int:
+class HoldVoices(Protocol):
+    """What the hold needs of the process's engines (`pools.EnginePool` is one): the voices
+    and the rendered-audio cache. A protocol rather than the pool's class, so capacity does
+    not import the pools (which import compat, which imports capacity: a circle)."""
+
+    @property
+    def greetings(self) -> GreetingCache: ...
+
+    def voice_for(self, voice: Voice) -> LocalTTS: ...
+
+
+def prepare_hold_audio(pool: HoldVoices, accounts: list[Account]) -> int:
     """Render the hold and promoted lines in every voice in use (blocking; at prewarm)."""
     made = 0
     for voice in {pool.voice_for(a.voice) for a in accounts}:
@@ -293,7 +306,7 @@ async def hold(
     room: rtc.Room,
     caller: rtc.RemoteParticipant,
     account: Account,
-    pool: EnginePool,
+    pool: HoldVoices,
     slot: CallSlot,
     output: io.AudioOutput,
     *,

@@ -46,15 +46,18 @@ from livekit import rtc
 
 from . import metrics
 from .accounts import Account
+from .desk_end import DeskEnd
 from .handoff_types import (
     CallerKind,
     HandoffEnd,
     HandoffOutcome,
     HandoffRequest,
     HandoffResult,
+    is_staff,
 )
 from .settings import Settings
 from .sip.transfer import SipTransferEnd
+from .web.staff import StaffFile
 
 if TYPE_CHECKING:  # the web app imports this module for its names; it needs no agents runtime
     from livekit.agents import (
@@ -78,9 +81,6 @@ CALL_CALLER_NUMBER = "firstword.caller_number"
 CALL_STARTED = "firstword.call_started"  # unix seconds
 TRANSCRIPT = "firstword.transcript"  # JSON: [{"who": "caller"|"agent", "text": ...}, ...]
 
-# A staff member who takes a call joins with an identity starting with this (the desk mints it;
-# identities are set by whoever signs the token, so a caller cannot pose as staff).
-STAFF_PREFIX = "desk-"
 # The reason recorded when the FAQ answerer found no stored answer (it has no tool to give one).
 NO_ANSWER_REASON = "no stored answer matched the question"
 TOOL_NAME = "hand_off_to_person"
@@ -100,10 +100,6 @@ SAY_TIMEOUT_S = 30.0
 # room" can reach the job before the API's "transferred" does. The call's close waits this
 # long for the outcome before it cancels (and records "the caller left first").
 CLOSE_GRACE_S = 3.0
-
-
-def is_staff(identity: str) -> bool:
-    return identity.startswith(STAFF_PREFIX)
 
 
 def no_take_line(account: Account, request: HandoffRequest) -> str:
@@ -403,10 +399,6 @@ def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[Hando
     """The ends a call can be handed to, in order of preference: the first that `handles()`
     the request is used. The SIP transfer (agent/sip/transfer.py: phone callers, to the
     account's handoff number) goes first here; the desk takes web and app callers."""
-    # Imported here: the desk module imports this one (attribute names, records).
-    from .web.desk import DeskEnd
-    from .web.staff import StaffFile
-
     ends: list[HandoffEnd] = [SipTransferEnd(settings, lambda _id: account.handoff_number)]
     # The desk end asks the staff file (in a thread, when a handoff starts) whether anyone can
     # see this account: a login added while the worker runs counts from the next handoff.

@@ -6,8 +6,8 @@ attributes), picks the end that can reach the caller, waits for it with a time l
 either steps the agent back (taken) or says the no-take line and keeps a message (not taken,
 failed). The ends only connect a person:
 
-- the front desk (agent/web/desk.py): web and app callers; a staff member takes the call from
-  the browser and joins the same room;
+- the front desk (agent/desk_end.py, with its page in agent/web/desk.py): web and app callers;
+  a staff member takes the call from the browser and joins the same room;
 - the SIP transfer (agent/sip/transfer.py): phone callers; `TransferSIPParticipant` (SIP REFER)
   to the account's handoff number.
 
@@ -21,6 +21,14 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 CallerKind = Literal["sip", "web", "app"]
+
+# A staff member who takes a call joins with an identity starting with this (the desk mints it;
+# identities are set by whoever signs the token, so a caller cannot pose as staff).
+STAFF_PREFIX = "desk-"
+
+
+def is_staff(identity: str) -> bool:
+    return identity.startswith(STAFF_PREFIX)
 
 
 @dataclass(frozen=True)

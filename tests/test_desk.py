@@ -16,11 +16,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
 from agent.accounts import AccountStore
+from agent.desk_end import DeskEnd
 from agent.handoff import HandoffRecords
 from agent.handoff_types import HandoffOutcome, HandoffRequest
 from agent.web.app import build_app
 from agent.web.clients import NO_PROXIES, TrustedProxies
-from agent.web.desk import Desk, DeskEnd, call_view
+from agent.web.desk import Desk, call_view
 from agent.web.ratelimit import RateLimiter
 from agent.web.sessions import COOKIE, LoginLockout
 from agent.web.staff import StaffFile

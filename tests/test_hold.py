@@ -114,7 +114,7 @@ async def _held_call(
             room,  # type: ignore[arg-type]
             caller,  # type: ignore[arg-type]
             account,  # type: ignore[arg-type]
-            pool,  # type: ignore[arg-type]
+            pool,
             held,
             track.output,
             max_calls=max_calls,

@@ -1,11 +1,8 @@
 """The front desk: the business's staff see live calls and take the ones the agent hands off.
 
-Two halves, one per process:
+Its other half runs in the worker: `agent/desk_end.py`, the handoff end that waits for the
+staff member this page sends into the call's room.
 
-- `DeskEnd` (in the worker): the handoff end for web and app callers (agent/handoff.py picks
-  it). A staff member takes the call by joining its room with an identity starting `desk-`;
-  `connect` waits for that participant (present already, or joining within the wait). With no
-  staff login for the call's account, nobody could: it answers "not taken" at once.
 - The page and its API (in the web app, `python -m agent.web`), for staff logins
   (`staff.py`, created with `python -m agent.web add-staff`):
   - `GET /desk`: the page (a login form; it shows nothing about calls by itself);
@@ -44,7 +41,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
-from livekit import api, rtc
+from livekit import api
 
 from ..accounts import AccountStore
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
@@ -56,13 +53,11 @@ from ..handoff import (
     HANDOFF_AT,
     HANDOFF_QUESTION,
     HANDOFF_REASON,
-    STAFF_PREFIX,
     TAKEN_BY,
     TRANSCRIPT,
     HandoffRecords,
-    is_staff,
 )
-from ..handoff_types import HandoffOutcome, HandoffRequest, HandoffResult
+from ..handoff_types import STAFF_PREFIX, is_staff
 from ..settings import Settings
 from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
@@ -89,57 +84,6 @@ STATE_NAMES = {
     "not_taken": "nobody took it",
     "failed": "handoff failed",
 }
-
-
-# --- the end, in the worker ------------------------------------------------------------------
-
-
-class DeskEnd:
-    """A staff member takes the call from the desk page by joining its room."""
-
-    name = "desk"
-
-    def __init__(self, room: rtc.Room, staff: StaffFile | None = None) -> None:
-        self._room = room
-        self._staff = staff
-
-    def handles(self, request: HandoffRequest) -> bool:
-        # Phone callers go to the SIP transfer (agent/sip/transfer.py), listed before this end.
-        return request.caller_kind in ("web", "app")
-
-    async def connect(self, request: HandoffRequest, wait_s: float) -> HandoffResult:
-        if self._staff is not None:
-            try:
-                anyone = await asyncio.to_thread(self._staff.anyone_for, request.account_id)
-            except (StaffFileError, OSError) as error:
-                return HandoffResult(HandoffOutcome.FAILED, detail=f"staff file: {error}")
-            if not anyone:
-                return HandoffResult(
-                    HandoffOutcome.NOT_TAKEN,
-                    detail=f"no staff login sees account {request.account_id!r}",
-                )
-        joined: asyncio.Future[rtc.RemoteParticipant] = asyncio.get_running_loop().create_future()
-
-        def _on_joined(participant: rtc.RemoteParticipant) -> None:
-            if is_staff(participant.identity) and not joined.done():
-                joined.set_result(participant)
-
-        self._room.on("participant_connected", _on_joined)
-        try:
-            for participant in list(self._room.remote_participants.values()):
-                _on_joined(participant)
-            staff = await asyncio.wait_for(joined, wait_s)
-        except TimeoutError:
-            return HandoffResult(
-                HandoffOutcome.NOT_TAKEN, detail=f"nobody took it within {wait_s:.0f} s"
-            )
-        except Exception as error:  # `connect` never raises (agent/handoff_types.py)
-            return HandoffResult(HandoffOutcome.FAILED, detail=repr(error))
-        finally:
-            self._room.off("participant_connected", _on_joined)
-        return HandoffResult(
-            HandoffOutcome.TAKEN, taken_by=staff.identity, extra={"name": staff.name}
-        )
 
 
 # --- the calls, from LiveKit's server API ----------------------------------------------------
