@@ -351,10 +351,13 @@ async def test_a_room_holding_only_another_agent_takes_no_slot(
 
 @pytest.mark.e2e
 async def test_two_workers_share_a_burst(livekit_server: str, tmp_path: Path) -> None:
+    """A burst of 6 against two workers of 4 slots each (2 conversations + 2 on hold): one
+    worker alone cannot take it, so both must (a burst of 4 passed on a 4/0 split)."""
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    burst = 6
     with running_worker(logs[0], CAPACITY_ENV), running_worker(logs[1], CAPACITY_ENV):
         start = time.monotonic()
-        reports = await asyncio.gather(*[_short_call(3) for _ in range(4)])
+        reports = await asyncio.gather(*[_short_call(3) for _ in range(burst)])
         heard = [r.ttfw_s for r in reports]
         # Each call's timeline line is written as its first frame goes out: poll briefly.
         per_worker: list[int] = []
@@ -365,9 +368,12 @@ async def test_two_workers_share_a_burst(livekit_server: str, tmp_path: Path) ->
             if sum(per_worker) == len(reports):
                 break
             await asyncio.sleep(0.1)
-        print(f"two workers, burst of 4: heard after {heard} s, calls per worker {per_worker}")
+        print(
+            f"two workers, burst of {burst}: heard after {heard} s, calls per worker {per_worker}"
+        )
         assert all(t is not None and t < HEARD_WITHIN_S for t in heard), heard
-        assert sum(per_worker) == 4
+        assert sum(per_worker) == burst
+        assert min(per_worker) >= burst - 4, f"one worker took more than its 4 slots: {per_worker}"
         assert time.monotonic() - start < 30
         for log in logs:
             await _settled(log)
