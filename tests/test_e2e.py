@@ -29,6 +29,9 @@ def worker_log(livekit_server: str, tmp_path_factory: pytest.TempPathFactory) ->
         yield log
 
 
+FIRST_WORD_WITHIN_S = 1.5
+
+
 def call(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / f"call-{time.monotonic_ns()}.json"
     proc = subprocess.run(
@@ -62,6 +65,9 @@ def test_call_is_greeted_answered_and_handed_off(
         "Do you sell concert tickets?",
     )
     assert_greeted(report, account)
+    # A behaviour bound, not a benchmark: the product's promise is the first word at once, and
+    # the seed's p90 target is 1.5 s (benchmarks measure the real figure, ~0.35 s here).
+    assert report["ttfw_s"] < FIRST_WORD_WITHIN_S, f"first word after {report['ttfw_s']:.2f} s"
     price, off_topic = report["turns"]
     assert price["latency_s"] is not None and off_topic["latency_s"] is not None
     heard = price["answer"].lower()
