@@ -131,12 +131,20 @@ def _records(records_dir: Path) -> list[dict[str, Any]]:
 
 
 def _assert_no_errors(log: Path) -> None:
-    """No error from the call path. (An idle job thread whose prewarm outlived the framework's
-    60 s limit at load 40 logs "Error initializing process": the machine, not the call.)"""
+    """No error from the call path. Excused, and only that: an idle job thread whose prewarm
+    outlived the framework's 60 s limit (seen at load 40 on a shared machine) logs "error
+    initializing process" with the framework's "process initialization timed out": the
+    machine, not the call. Any other error of that name still fails."""
+
+    def excused(record: dict[str, Any]) -> bool:
+        return record["message"] == "error initializing process" and (
+            "process initialization timed out" in str(record.get("exc_info", ""))
+        )
+
     errors = [
         r["message"]
         for r in log_records(log)
-        if r.get("level") in ("ERROR", "CRITICAL") and r["message"] != "Error initializing process"
+        if r.get("level") in ("ERROR", "CRITICAL") and not excused(r)
     ]
     assert not errors, errors
     # Nor a traceback through the handoff's code (a frame reads `File ".../handoff.py", line`).
