@@ -11,6 +11,7 @@ import inspect
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -393,6 +394,15 @@ async def test_a_call_leaving_a_full_worker_makes_it_available_at_once(
     server._previous_status = agent_proto.WorkerStatus.WS_FULL
     monkeypatch.setattr(AgentServer, "_update_worker_status", send_status)
     monkeypatch.setattr(AgentServer, "_invoke_load_fnc", read_load)
+    # Every time the counts reach the server (`changed` schedules this on its loop).
+    told: list[float] = []
+    counts_changed = compat.CapacityAwareServer._counts_changed
+
+    def recording(self: compat.CapacityAwareServer) -> None:
+        told.append(time.monotonic())
+        counts_changed(self)
+
+    monkeypatch.setattr(compat.CapacityAwareServer, "_counts_changed", recording)
 
     async def running(self: AgentServer, *, devmode: bool, unregistered: bool) -> None:
         await asyncio.to_thread(slots[0].release)  # a caller leaves, on a job's thread
@@ -409,8 +419,14 @@ async def test_a_call_leaving_a_full_worker_makes_it_available_at_once(
             slot.release()
     assert sent == [agent_proto.WorkerStatus.WS_AVAILABLE]
     assert readings == []  # told by the release, not by a load reading
-    # Once the worker has stopped, a release tells nobody.
+    # Once the worker has stopped, a release tells nobody: the server no longer hears of the
+    # counts (nothing is scheduled on its loop), and no status is sent.
+    told_before = len(told)
     capacity.CallSlot.claim(1, 0).release()
+    for _ in range(20):  # a call scheduled on the loop would have run within these turns
+        await asyncio.sleep(0)
+    assert len(told) == told_before >= 1, told
+    assert sent == [agent_proto.WorkerStatus.WS_AVAILABLE]
 
 
 async def test_a_status_carries_the_load_of_its_own_moment(monkeypatch: pytest.MonkeyPatch) -> None:
