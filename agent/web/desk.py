@@ -256,7 +256,8 @@ class Desk:
         self._lockout = lockout or LoginLockout()
         self._sessions = Sessions(session_ttl_s)
         # scrypt takes 32 MiB and ~0.1 s: at most two at once, off the event loop.
-        self._hashing: asyncio.Semaphore | None = None
+        # (A semaphore binds to the loop that first waits on it, not the one it is made on.)
+        self._hashing = asyncio.Semaphore(2)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/desk", self.page)
@@ -332,8 +333,6 @@ class Desk:
         if (locked := self._lockout.locked_for(name)) > 0:
             return _locked(name, locked)
         staff = roster.get(name)
-        if self._hashing is None:
-            self._hashing = asyncio.Semaphore(2)
         async with self._hashing:
             # An unknown name is checked against a dummy hash: it takes as long as a wrong
             # password, so the timing does not say which names exist.
