@@ -112,12 +112,14 @@ def test_the_audio_models_and_the_words_decide_as_documented() -> None:
     unsure = _quiet(2.0, v1=0.1, smart=0.1)
     assert turns.v1_mini(unsure, 0.25, 1.5)[0] == 1.5
     assert turns.smart_turn(unsure, 0.25, 1.5)[0] == 1.5
-    # Both unsure, but Whisper closed a whole question: the short delay.
-    assert turns.words_audio(_quiet(2.0, v1=0.1, smart=0.1, text="Is there parking?"), 0.25, 1.5)[
-        0
-    ] == pytest.approx(0.25)
-    # One model sure: halfway; a transcript that reads unfinished: the unfinished wait.
-    assert turns.words_audio(_quiet(2.0, v1=0.1, smart=0.9, text="hm"), 0.25, 1.5)[0] == 0.875
+    # Today's rules: a whole question ends the turn though the detector is unsure.
+    question = _quiet(2.0, v1=0.1, smart=0.1, text="Is there parking?")
+    assert turns.today(question, 0.25, 1.5)[0] == 0.25
+    # words+audio: short only when v1-mini is sure and Smart Turn agrees; halfway when
+    # v1-mini is over its own threshold only; a transcript that reads unfinished waits.
+    assert turns.words_audio(_quiet(2.0, v1=0.7, smart=0.9), 0.25, 1.5)[0] == 0.25
+    assert turns.words_audio(_quiet(2.0, v1=0.7, smart=0.1), 0.25, 1.5)[0] == 0.875
+    assert turns.words_audio(question, 0.25, 1.5)[0] == 1.5
     assert turns.words_audio(_quiet(2.0, text="So my question is"), 0.25, 1.5)[0] == 2.0
     # The compute of every model used is waited for.
     assert turns.words_audio(unsure, 0.25, 1.5)[1] >= 0.08
