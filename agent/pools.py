@@ -108,8 +108,7 @@ class EnginePool:
             stt=self.stt.lease(),
             llm=FaqLLM(account, index, min_score=self.settings.faq_min_score),
             tts=self.voice_for(account.voice).lease(),
-            # The local v1-mini model; the default would call LiveKit's hosted detector.
-            turn_detector=inference.TurnDetector(version="v1-mini"),
+            turn_detector=turn_detector(self.settings.turn_threshold),
         )
 
     def prepare_answers(self, accounts: AccountRegistry) -> int:
@@ -197,6 +196,31 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
     timings["faq_indexes"] = round(time.perf_counter() - start, 3)
     logger.info("engines loaded", extra={"load_seconds": timings})
     return pool
+
+
+class _ThresholdWarnedOnce(logging.Filter):
+    """livekit-agents warns at every detector built with a threshold of its own ("the
+    server provides calibrated defaults"): one per call. The operator chose it
+    (FIRSTWORD_TURN_THRESHOLD), so the warning is kept once per process, not per call."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("a non-default turn detection threshold"):
+            return True
+        seen, _ThresholdWarnedOnce.seen = _ThresholdWarnedOnce.seen, True
+        return not seen
+
+
+def turn_detector(threshold: float) -> inference.TurnDetector:
+    """The local v1-mini model (the default would call LiveKit's hosted detector), with
+    `threshold` as its unlikely-threshold when above 0."""
+    if threshold <= 0:
+        return inference.TurnDetector(version="v1-mini")
+    livekit_logger = logging.getLogger("livekit.agents")
+    if not any(isinstance(f, _ThresholdWarnedOnce) for f in livekit_logger.filters):
+        livekit_logger.addFilter(_ThresholdWarnedOnce())
+    return inference.TurnDetector(version="v1-mini", unlikely_threshold=threshold)
 
 
 def _load_turn_detector() -> None:

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
     speculate_after: float = Field(
         default=0.1, gt=0, le=2.0, validation_alias="FIRSTWORD_SPECULATE_AFTER"
     )
+    # The turn detector's threshold: below this end-of-turn probability the caller is taken
+    # to be mid-sentence and the turn waits the long delay. 0 keeps v1-mini's own (0.36 for
+    # English), which on the labelled turn set heard 64 % of mid-sentence pauses as ends
+    # (benchmarks/RESULTS.md "The turn-taking bench").
+    turn_threshold: float = Field(
+        default=0.0, ge=0, lt=1.0, validation_alias="FIRSTWORD_TURN_THRESHOLD"
+    )
     # Early end of turn (agent/turn_taking.py): a transcript the FAQ answerer matches at or
     # above this score ends the turn after the short delay even when the turn detector is
     # unsure; 0 turns it off.
