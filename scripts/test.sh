@@ -4,7 +4,29 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-scripts/setup.sh
+
+# `scripts/test.sh --fast`: the tier to run while you work (no LiveKit server, no browser,
+# no set-up once .venv exists): lint and every test not marked e2e. CI runs everything.
+fast=0
+if [[ "${1:-}" == "--fast" ]]; then
+  fast=1
+  shift
+fi
+if [[ $fast == 1 && -x .venv/bin/python ]]; then
+  : # set up already; a changed uv.lock is the full run's business
+else
+  scripts/setup.sh
+fi
+if [[ $fast == 1 ]]; then
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  set +e
+  .venv/bin/python -m pytest -m "not e2e" -q "$@"
+  status=$?
+  set -e
+  [[ $status == 5 ]] && { echo "test.sh: pytest collected no tests; that is a failure" >&2; exit 1; }
+  exit $status
+fi
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used);
 # only the tests need it, so the demo's set-up does not install it.
 scripts/os-packages.sh chromium
