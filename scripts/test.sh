@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # `scripts/test.sh --fast`: the tier to run while you work (no LiveKit server, no browser,
-# no set-up once .venv exists): lint and every test not marked e2e. CI runs everything.
+# no set-up once .venv exists): lint and every test not marked e2e or slow. CI runs everything.
 fast=0
 if [[ "${1:-}" == "--fast" ]]; then
   fast=1
@@ -21,7 +21,7 @@ if [[ $fast == 1 ]]; then
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   set +e
-  .venv/bin/python -m pytest -m "not e2e" -q "$@"
+  .venv/bin/python -m pytest -m "not e2e and not slow" -q "$@"
   status=$?
   set -e
   [[ $status == 5 ]] && { echo "test.sh: pytest collected no tests; that is a failure" >&2; exit 1; }

@@ -234,6 +234,7 @@ print(len(set(seen)), started is None or id(started) in seen)
 """
 
 
+@pytest.mark.slow
 def test_the_rtc_ffi_client_started_ahead_is_the_one_every_job_thread_gets() -> None:
     # Started ahead, eight job threads asking at once all get it (not started, this script
     # sees 6-8 different clients). A fresh interpreter: the client is process-wide.
@@ -305,6 +306,7 @@ def _route(mode: str) -> dict[str, list[int]]:
     return result
 
 
+@pytest.mark.slow
 def test_each_audio_stream_gets_only_its_own_events_once_routed() -> None:
     # Three streams in one process, each fed by its own source. livekit-rtc as shipped hands
     # every stream every stream's events (its loop drops the others'); routed, each stream's

@@ -80,6 +80,7 @@ async def _publishes(participant: rtc.Room, source: rtc.TrackSource.ValueType) -
     return True
 
 
+@pytest.mark.e2e
 async def test_a_caller_publishes_its_microphone_but_no_camera_or_screen(
     room_with_listener: tuple[str, rtc.Room],
 ) -> None:
@@ -97,6 +98,7 @@ async def test_a_caller_publishes_its_microphone_but_no_camera_or_screen(
         await anyone.disconnect()
 
 
+@pytest.mark.e2e
 async def test_a_callers_data_does_not_reach_the_room(
     room_with_listener: tuple[str, rtc.Room],
 ) -> None:

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 from livekit import rtc
 
 from agent import capacity
@@ -157,6 +158,7 @@ async def test_a_held_call_reports_its_first_word_at_the_greetings_first_audible
     assert first_frames[0] >= greetings.first_audible_at["Hello"] >= room.publication.subscribed_at
 
 
+@pytest.mark.slow
 async def test_a_caller_who_subscribes_late_still_hears_the_greeting_from_its_start() -> None:
     # Later than the 3 s a held call used to wait before it played anyway, to nobody.
     room, _greetings, first_frames, promoted = await _held_call(3.5)

@@ -84,6 +84,7 @@ def test_repetition_is_detected() -> None:
     assert not _repeats("My number is 503-555-0142. Can you call me back?")
 
 
+@pytest.mark.slow
 def test_short_is_as_accurate_as_full(
     whisper: WhisperSTT, hibari: LocalTTS, piper: LocalTTS
 ) -> None:
