@@ -30,6 +30,9 @@ answer. Modes (a worker configuration x a line x a question set):
 - `--variant NAME:K=V,...`: a worker configuration of your own, `after` with those settings,
   asked in modes `NAME`, `NAME-phone`, `NAME-paused`, `NAME-paused-phone` (list them in
   `--modes`) and compared with the matching `after` mode (a sweep of one setting);
+- `--noise-floor DBFS`: every caller's microphone sends noise at that level between
+  utterances instead of digital silence (a real line's floor; the turn detector hears the
+  difference, RESULTS "The turn-taking bench");
 - `cloud-miss-before`, `cloud-hit-before`: the same with FIRSTWORD_EARLY_TURN_SCORE=0, as
   cloud turns were before the FAQ match decided them (every turn the detector is unsure of
   waits the full max_delay).
@@ -338,7 +341,11 @@ async def run_mode(
                 settings,
                 asked,
                 lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
-                CallOptions(account=account, end_silence_s=ANSWER_END_SILENCE_S),
+                CallOptions(
+                    account=account,
+                    end_silence_s=ANSWER_END_SILENCE_S,
+                    noise_floor_dbfs=NOISE_FLOOR.get("dbfs"),
+                ),
             )
             for i, turn in enumerate(report.turns):
                 if (i % mode.asks) != mode.asks - 1:
@@ -388,7 +395,12 @@ async def _barge_in(
             settings,
             [question],
             lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en") if audio.size else "",
-            CallOptions(account=account, end_silence_s=ANSWER_END_SILENCE_S, barge_in=over),
+            CallOptions(
+                account=account,
+                end_silence_s=ANSWER_END_SILENCE_S,
+                barge_in=over,
+                noise_floor_dbfs=NOISE_FLOOR.get("dbfs"),
+            ),
         )
         ms = None if report.barge_in_s is None else round(report.barge_in_s * 1000, 1)
         rows.append(
@@ -477,7 +489,14 @@ def _variants(specs: list[str]) -> dict[str, dict[str, str]]:
     return variants
 
 
+# The callers' microphone between utterances (--noise-floor): set once from the command line
+# for every mode of the run, so the modes stay comparable.
+NOISE_FLOOR: dict[str, float] = {}
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    if args.noise_floor is not None:
+        NOISE_FLOOR["dbfs"] = args.noise_floor
     variants = _variants(args.variant)
     names = [n for n in args.modes.split(",") if n]
     if "after-uvloop" in names and importlib.util.find_spec("uvloop") is None:
@@ -622,6 +641,12 @@ def main() -> None:
         "--limit", type=int, default=0, help="first N questions per account only (quick sweeps)"
     )
     parser.add_argument("--out", help="results folder (default .cache/bench/answers-<time>)")
+    parser.add_argument(
+        "--noise-floor",
+        type=float,
+        help="dBFS: the callers' microphones send noise at this level between utterances"
+        " (default: digital silence, as before; a real line is -65 to -50)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -100,6 +100,9 @@ class CallOptions:
     # Join as a SIP-kind participant (as LiveKit's SIP bridge does), with `sip.*` attributes.
     sip_trunk_number: str | None = None
     sip_caller_number: str = "+15035550123"
+    # The microphone's silence between utterances: None for digital zeros (as before), or a
+    # noise floor in dBFS RMS (a real line's, e.g. -65 quiet room, -50 phone hiss).
+    noise_floor_dbfs: float | None = None
 
 
 async def web_ticket(web_url: str, account: str | None) -> dict[str, str]:
@@ -176,7 +179,7 @@ async def run_call(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    mic = Microphone()
+    mic = Microphone(options.noise_floor_dbfs)
     t_connect = time.perf_counter()
     await room.connect(url, token)
     joined = time.perf_counter()
