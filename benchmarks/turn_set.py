@@ -23,14 +23,15 @@ import argparse
 import itertools
 import json
 import re
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agent.caller.telephone import resample, telephone
+from agent.caller.recorder import save_wav
+from agent.caller.telephone import telephone
+from agent.engines.audio import resample
 from agent.engines.local_tts import LocalTTS
 
 RATE = 16000
@@ -271,15 +272,6 @@ def render_set(voices: list[LocalTTS], kinds: set[str] | None = None) -> Iterato
                 yield from render_turn(voice, kind, account, text, seed=i)
 
 
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(pcm.tobytes())
-
-
 def main() -> None:
     from agent.engines.local_tts import load_hibari, load_piper
 
@@ -290,7 +282,7 @@ def main() -> None:
     voices = [load_hibari(threads=2, verify=True), load_piper(None, threads=2, verify=True)]
     labels = []
     for clip in render_set(voices):
-        _write_wav(args.write / f"{clip.name}.wav", clip.audio)
+        save_wav(args.write / f"{clip.name}.wav", clip.audio, RATE)
         labels.append(
             {
                 "file": f"{clip.name}.wav",

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.engines.audio import float_to_int16_bytes, frame_to_float
 from agent.turn_taking import looks_unfinished, reads_as_question
 
 from .turn_set import PAUSED_KINDS, RATE, TurnClip
@@ -148,10 +149,10 @@ class SmartTurn:
 def _frames(audio: np.ndarray) -> list[Any]:
     from livekit import rtc
 
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
     n = RATE // 100
     return [
-        rtc.AudioFrame(pcm[i : i + n].tobytes(), RATE, 1, n) for i in range(0, pcm.size - n + 1, n)
+        rtc.AudioFrame(float_to_int16_bytes(audio[i : i + n]), RATE, 1, n)
+        for i in range(0, audio.size - n + 1, n)
     ]
 
 
@@ -168,11 +169,9 @@ async def _vad_quiets(vad: Any, clip: TurnClip) -> list[tuple[float, float, floa
     async for event in stream:
         if event.type == vad_api.VADEventType.END_OF_SPEECH:
             at = event.samples_index / RATE
-            audio = np.concatenate(
-                [np.frombuffer(f.data, dtype=np.int16) for f in event.frames]
-            ).astype(np.float32)
-            rate = event.frames[0].sample_rate if event.frames else RATE
-            ends.append((at, at - event.silence_duration, audio / 32768.0 if rate else audio))
+            # The utterance as the recogniser gets it (16 kHz in, so 16 kHz out).
+            audio = np.concatenate([frame_to_float(f) for f in event.frames])
+            ends.append((at, at - event.silence_duration, audio))
         elif event.type == vad_api.VADEventType.START_OF_SPEECH:
             starts.append(event.samples_index / RATE)
     await stream.aclose()

@@ -71,8 +71,3 @@ def telephone(
     return _fft_resample(
         narrowband(samples, rate, noise_dbfs=noise_dbfs, seed=seed), PHONE_RATE, rate
     )
-
-
-def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """`samples` at `dst_rate` (band-limited; a whole clip at once)."""
-    return _fft_resample(samples, src_rate, dst_rate)
