@@ -322,7 +322,9 @@ async def _prepare_session(
     names its account (a pre-dispatched room)."""
     settings = get_settings()
     pool: EnginePool = ctx.proc.userdata["pool"]
-    engines = await pool.for_call(account)
+    engines = await pool.for_call(
+        account, phone=caller_kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+    )
     caches: CloudCaches | None = ctx.proc.userdata.get("cloud_caches")
     # Per turn: "hit"/"miss" of the response cache, for the turn's log line.
     turn_notes: dict[str, Any] = {}

@@ -92,19 +92,16 @@ class EnginePool:
                 self._faq[account.id] = (tuple(account.faqs), index)
         return index
 
-    async def for_call(self, account: Account) -> CallEngines:
-        """Per-call providers; only an account whose FAQs changed since prewarm waits."""
+    async def for_call(self, account: Account, *, phone: bool = False) -> CallEngines:
+        """Per-call providers; only an account whose FAQs changed since prewarm waits.
+
+        `phone`: the caller is on a phone line (a SIP participant): the VAD takes the phone
+        thresholds (settings: band-limited speech)."""
         index = self._cached_index(account)
         if index is None:
             index = await asyncio.to_thread(self.faq_index, account)
         return CallEngines(
-            # Silero keeps its state per stream; the loaded model is what we share. Within
-            # the call, the session and the speculative recogniser share one stream.
-            vad=(
-                SharedVAD(silero_vad_sharing_model(self.vad))
-                if self.settings.shared_vad
-                else silero_vad_sharing_model(self.vad)
-            ),
+            vad=call_vad(self.vad, self.settings, phone=phone),
             stt=self.stt.lease(),
             llm=FaqLLM(account, index, min_score=self.settings.faq_min_score),
             tts=self.voice_for(account.voice).lease(),
@@ -121,6 +118,30 @@ class EnginePool:
         for account in accounts.accounts.values():
             made += self.greetings.prepare(self.voice_for(account.voice), account.greeting)
         return made
+
+
+def call_vad(loaded: silero.VAD, settings: Settings, *, phone: bool) -> vad_api.VAD:
+    """One call's VAD over the loaded model; a phone caller's with the phone thresholds."""
+    # Silero keeps its state per stream; the loaded model is what we share (each call its
+    # own options). Within the call, the session and the recogniser share one stream.
+    vad = silero_vad_sharing_model(loaded)
+    if phone:
+        vad.update_options(
+            activation_threshold=settings.phone_vad_activation,
+            deactivation_threshold=settings.phone_vad_deactivation,
+        )
+    return SharedVAD(vad) if settings.shared_vad else vad
+
+
+def load_vad(settings: Settings) -> silero.VAD:
+    """Silero with the worker's settings (blocking: loads the ONNX model)."""
+    # `VAD.load` is typed as returning the base class; it builds a `silero.VAD`.
+    return silero.VAD.load(  # type: ignore[return-value]
+        min_silence_duration=settings.vad_min_silence,
+        max_buffered_speech=settings.vad_max_speech,
+        activation_threshold=settings.vad_activation,
+        deactivation_threshold=settings.vad_deactivation,
+    )
 
 
 def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
@@ -142,14 +163,9 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
         # 0.3 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
         # the turn detector and the endpointing delay, not the VAD, decide whether the
         # caller has finished.
-        # FIRSTWORD_VAD_MAX_SPEECH bounds the per-call speech buffer (see settings).
-        "vad": timed(
-            "vad",
-            lambda: silero.VAD.load(
-                min_silence_duration=settings.vad_min_silence,
-                max_buffered_speech=settings.vad_max_speech,
-            ),
-        ),
+        # FIRSTWORD_VAD_MAX_SPEECH bounds the per-call speech buffer; the thresholds: see
+        # settings (telephone speech after a codec sits near Silero's own).
+        "vad": timed("vad", lambda: load_vad(settings)),
         "stt": timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)
         ),

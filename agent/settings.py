@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +144,31 @@ class Settings(BaseSettings):
     # (Silero logs a warning).
     vad_max_speech: float = Field(
         default=20.0, ge=5.0, le=60.0, validation_alias="FIRSTWORD_VAD_MAX_SPEECH"
+    )
+    # Silero's speech probability that starts an utterance, for callers on the web (Silero's
+    # own: 0.5; phone callers have their own below).
+    vad_activation: float = Field(
+        default=0.5, gt=0.0, lt=1.0, validation_alias="FIRSTWORD_VAD_ACTIVATION"
+    )
+    # ... and the probability the speech must fall under (for FIRSTWORD_VAD_MIN_SILENCE) to
+    # end the utterance; not above the activation.
+    vad_deactivation: float = Field(
+        default=0.35, gt=0.0, lt=1.0, validation_alias="FIRSTWORD_VAD_DEACTIVATION"
+    )
+    # The same for phone callers (SIP participants). A phone line carries 300-3400 Hz only,
+    # and Silero's 16 kHz model is unsure of band-limited speech (mean probability over a
+    # question's speech 0.3-0.8 where the same words in full band get 0.95-1.0): with its own
+    # thresholds, dips inside a sentence ended the utterance there (half a question answered)
+    # or started it late (its first words never transcribed). 0.3 / 0.25 measured with
+    # scripts/bench-vad.sh and the answer bench: benchmarks/RESULTS.md "The VAD on a phone
+    # line". Not for web callers: it adds ~20 ms to every end of speech and gains them little.
+    phone_vad_activation: float = Field(
+        default=0.3, gt=0.0, lt=1.0, validation_alias="FIRSTWORD_PHONE_VAD_ACTIVATION"
+    )
+    # ... and the phone callers' probability that ends an utterance; not above theirs that
+    # starts one.
+    phone_vad_deactivation: float = Field(
+        default=0.25, gt=0.0, lt=1.0, validation_alias="FIRSTWORD_PHONE_VAD_DEACTIVATION"
     )
     min_endpointing_delay: float = Field(
         default=0.25, ge=0, le=5.0, validation_alias="FIRSTWORD_MIN_ENDPOINTING_DELAY"
@@ -405,6 +430,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="FIRSTWORD_LOG_LEVEL"
     )
+
+    @model_validator(mode="after")
+    def _vad_thresholds(self) -> Settings:
+        for prefix, on, off in (
+            ("FIRSTWORD_VAD", self.vad_activation, self.vad_deactivation),
+            ("FIRSTWORD_PHONE_VAD", self.phone_vad_activation, self.phone_vad_deactivation),
+        ):
+            if off > on:
+                raise ValueError(
+                    f"{prefix}_DEACTIVATION ({off}) must not be above {prefix}_ACTIVATION ({on})"
+                )
+        return self
 
     @field_validator("desk_secret")
     @classmethod
