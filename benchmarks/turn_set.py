@@ -272,16 +272,25 @@ def render_set(voices: list[LocalTTS], kinds: set[str] | None = None) -> Iterato
                 yield from render_turn(voice, kind, account, text, seed=i)
 
 
-def main() -> None:
+def load_voices(names: str = "hibari,piper") -> list[LocalTTS]:
+    """The local voices named in `names` (comma-separated), loaded (blocking)."""
     from agent.engines.local_tts import load_hibari, load_piper
 
+    voices = []
+    if "hibari" in names:
+        voices.append(load_hibari(threads=2, verify=True))
+    if "piper" in names:
+        voices.append(load_piper(None, threads=2, verify=True))
+    return voices
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description="Write the turn-taking set as WAVs + labels.")
     parser.add_argument("--write", type=Path, required=True, help="a directory")
     args = parser.parse_args()
     args.write.mkdir(parents=True, exist_ok=True)
-    voices = [load_hibari(threads=2, verify=True), load_piper(None, threads=2, verify=True)]
     labels = []
-    for clip in render_set(voices):
+    for clip in render_set(load_voices()):
         save_wav(args.write / f"{clip.name}.wav", clip.audio, RATE)
         labels.append(
             {

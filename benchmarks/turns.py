@@ -504,19 +504,13 @@ async def _main(args: argparse.Namespace) -> None:
         from agent.accounts import load_accounts
         from agent.engines.embedder import load_embedder
         from agent.engines.faq_llm import FaqIndex, FaqLLM
-        from agent.engines.local_tts import load_hibari, load_piper
         from agent.engines.whisper_stt import WhisperSTT, load_whisper
         from agent.settings import get_settings
 
-        from .turn_set import render_set
+        from .turn_set import load_voices, render_set
 
         settings = get_settings()
-        voices = []
-        if "hibari" in args.voices:
-            voices.append(load_hibari(threads=2, verify=True))
-        if "piper" in args.voices:
-            voices.append(load_piper(None, threads=2, verify=True))
-        clips = list(render_set(voices))
+        clips = list(render_set(load_voices(args.voices)))
         print(f"rendered {len(clips)} clips", file=sys.stderr)
         whisper = WhisperSTT(load_whisper(None, threads=2, verify=True))
         embedder = load_embedder(None, verify=True)

@@ -277,19 +277,13 @@ def table(
 async def _main(args: argparse.Namespace) -> None:
     from livekit.plugins import silero
 
-    from agent.engines.local_tts import load_hibari, load_piper
     from agent.settings import get_settings
 
-    from .turn_set import render_set
+    from .turn_set import load_voices, render_set
 
     configs = [Config.parse(c) for c in (args.configs or DEFAULT_CONFIGS)]
     settings = get_settings()
-    voices = []
-    if "hibari" in args.voices:
-        voices.append(load_hibari(threads=2, verify=True))
-    if "piper" in args.voices:
-        voices.append(load_piper(None, threads=2, verify=True))
-    clips = list(render_set(voices))
+    clips = list(render_set(load_voices(args.voices)))
     print(f"rendered {len(clips)} clips", file=sys.stderr)
     cache = args.out / "heard.npz"
     if args.offline:
