@@ -90,6 +90,10 @@ class Terminal:
 def console(e2e_cache_dir: object) -> Iterator[Terminal]:
     from tests.e2e_support import ENV
 
+    # The console opens the sound device even with --text (sounddevice needs PortAudio), and
+    # a fresh machine has it only once some other package pulled it in (baresip does): the
+    # console test ran before the SIP tests and failed on a clean machine.
+    subprocess.run([str(PROJECT_ROOT / "scripts" / "os-packages.sh"), "libportaudio2"], check=True)
     env = {**ENV, "COLUMNS": "160", "LINES": "50", "TERM": "xterm"}
     terminal = Terminal([sys.executable, "agent.py", "console", "--text"], env)
     try:
