@@ -163,8 +163,8 @@ def load_pool(settings: Settings, registry: AccountRegistry) -> EnginePool:
         # 0.3 s of silence (FIRSTWORD_VAD_MIN_SILENCE) ends an utterance (default 0.55):
         # the turn detector and the endpointing delay, not the VAD, decide whether the
         # caller has finished.
-        # FIRSTWORD_VAD_MAX_SPEECH bounds the per-call speech buffer; the thresholds: see
-        # settings (telephone speech after a codec sits near Silero's own).
+        # FIRSTWORD_VAD_MAX_SPEECH bounds the per-call speech buffer; the thresholds (and
+        # a phone caller's own, applied per call in `call_vad`): see settings.
         "vad": timed("vad", lambda: load_vad(settings)),
         "stt": timed(
             "stt", lambda: load_whisper(settings.whisper_model_dir, threads=threads, verify=verify)

@@ -2,18 +2,18 @@
 
     scripts/bench-vad.sh [--voices hibari,piper] [--configs NAME:K=V,...] [--out DIR]
 
-Why: with a real line's noise floor, telephone questions lost their start and were cut in
-two (benchmarks/RESULTS.md "Callers with a noise floor"). Silero's speech probability on
-narrowband speech hovers around its thresholds, so where it dips inside a sentence for
+Why: telephone questions lost their start or were cut in two (benchmarks/RESULTS.md "The
+VAD on a phone line"). Silero's speech probability on band-limited speech hovers around its
+thresholds, so where it dips inside a sentence for
 0.25 s the utterance ends (a split: the agent may answer half a question), and where it
 rises late the words before are never transcribed (a late start beyond the prefix padding).
 
 Every clip of `benchmarks/turn_set.py` (both voices, clean and telephone; each says where
 its speech is) is first sent through a real LiveKit room (the local server; a caller's
 microphone with a -65 dBFS floor between clips, Opus over WebRTC, received at 16 kHz as the
-worker's session hears it; `--offline` skips this and uses the clips as rendered: Silero
-reads the two very differently), then pushed through a fresh `silero.VAD` stream per
-configuration in 10 ms frames, and the events are scored against the labels:
+worker's session hears it; `--offline` skips this and uses the clips as rendered), then
+pushed through a fresh `silero.VAD` stream per configuration in 10 ms frames, and the
+events are scored against the labels:
 
 - **split**: an end of speech whose last speech lies inside a stretch, more than 0.15 s
   before the stretch ends (the VAD heard a pause that is not there);
