@@ -29,6 +29,11 @@ install_bridge() {
     echo "sip.sh: tools/sip/go.mod does not pin github.com/livekit/sip v$SIP_VERSION" >&2
     exit 1
   }
+  # One build at a time (parallel test processes each start a bridge): the others wait here,
+  # then find the binary current.
+  mkdir -p "$ROOT/bin"
+  exec 8>"$ROOT/bin/.livekit-sip.lock"
+  flock -w 900 8
   # Current = built from this go.mod/go.sum (the stamp beside the binary holds their hash).
   local wanted
   wanted="$(cat "$ROOT/tools/sip/go.mod" "$ROOT/tools/sip/go.sum" | sha256sum | cut -d' ' -f1)"

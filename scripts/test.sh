@@ -37,8 +37,16 @@ scripts/os-packages.sh chromium
 # The container image's recipe (hadolint is pinned in uv.lock's dev group).
 .venv/bin/hadolint Dockerfile
 
+# Two test processes (pytest-xdist), each with its own LiveKit server and ports
+# (tests/conftest.py): most of an end-to-end test is waiting on real-time audio, so one
+# process left the 2-core machine ~65 % idle. A module's tests stay in one process; the long
+# end-to-end tests are handed out first. FIRSTWORD_TEST_PROCESSES=0 runs everything in this
+# process.
+processes="${FIRSTWORD_TEST_PROCESSES:-2}"
+parallel=()
+[[ "$processes" != 0 ]] && parallel=(-n "$processes" --dist loadgroup)
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${parallel[@]}" "$@"
 status=$?
 set -e
 if [[ $status == 5 ]]; then

@@ -22,6 +22,40 @@ from standins import Standins, start_standins
 ACCOUNTS_DIR = PROJECT_ROOT / "config" / "accounts"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n N`, what scripts/test.sh runs) each test process runs its own
+    LiveKit server, Redis, SIP bridge and Prometheus. Every test port is derived from
+    FIRSTWORD_TEST_LIVEKIT_PORT (the highest is base + 210), so each process gets a base 300
+    above the last; set before any test module (or tests/e2e_support) reads it at import."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        base = int(os.environ.get("FIRSTWORD_TEST_LIVEKIT_PORT", "7980"))
+        os.environ["FIRSTWORD_TEST_LIVEKIT_PORT"] = str(base + 300 * int(worker[2:]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """How `--dist loadgroup` shares the tests between processes, and in what order.
+
+    A module's tests stay in one process (one group per module), so a module-scoped worker,
+    server or stack is started once; a module that sets `SPLIT_ACROSS_PROCESSES = True` (its
+    tests each start what they need) has its tests handed out one by one. The end-to-end
+    tests go first, the longest kind first, so that the short unit tests fill the gaps at the
+    end instead of one long test starting last.
+    """
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None or not getattr(module, "SPLIT_ACROSS_PROCESSES", False):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+    def rank(item: pytest.Item) -> int:
+        module = getattr(item, "module", None)
+        if item.get_closest_marker("e2e") is None:
+            return 2
+        return 0 if getattr(module, "SPLIT_ACROSS_PROCESSES", False) else 1
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()

@@ -45,6 +45,9 @@ BAD_LOG = (
 HEARD_WITHIN_S = 3.0
 CAPACITY_ENV = {"FIRSTWORD_MAX_CALLS": "2", "FIRSTWORD_HOLD_SLOTS": "2"}
 
+# Each test starts its own worker: under pytest-xdist they are handed out one by one.
+SPLIT_ACROSS_PROCESSES = True
+
 
 # ---- unit: the load accounting ---------------------------------------------------------
 

@@ -24,6 +24,8 @@ from tests.e2e_support import URL, log_records, metrics_url, running_worker
 from tests.helpers import similarity
 
 pytestmark = pytest.mark.e2e
+# Each test starts its own worker: under pytest-xdist they are handed out one by one.
+SPLIT_ACROSS_PROCESSES = True
 
 GYM_GREETING = "Hello, this is Green Gym. How can I help you?"
 GYM_GREETING_2 = "Good day from Green Gym. What can I do for you?"

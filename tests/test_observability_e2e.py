@@ -35,6 +35,8 @@ from tests.test_observability import (
 )
 
 pytestmark = pytest.mark.e2e
+# Each test starts its own worker: under pytest-xdist they are handed out one by one.
+SPLIT_ACROSS_PROCESSES = True
 SCRIPT = PROJECT_ROOT / "scripts" / "prometheus.sh"
 
 
