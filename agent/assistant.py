@@ -53,12 +53,16 @@ class Assistant(Agent):
         account: Account,
         answer_audio: AnswerAudio | None = None,
         before_final: Callable[[str], Awaitable[None]] | None = None,
+        drops_final: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(instructions=grounded_instructions(account))
         self.account = account
         # Told each final transcript before the framework decides the turn on it
         # (`turn_taking.TurnTaking.before_final`).
         self._before_final = before_final
+        # Asked of each final transcript first: True keeps it out of the conversation (a
+        # backchannel said over the agent, `agent/barge_in.py`).
+        self._drops_final = drops_final
         self.handoffs: list[str] = []
         # Set only when the FAQ answerer and the local voice serve the call: its replies
         # arrive whole (one chunk), so waiting for the end of the text costs nothing.
@@ -75,7 +79,8 @@ class Assistant(Agent):
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
     ) -> AsyncIterator[stt.SpeechEvent]:
-        """The session's recognition; each final transcript is first given to `before_final`.
+        """The session's recognition; each final transcript is first given to `before_final`
+        (and not passed on at all when `drops_final` says so).
 
         The framework decides the turn ~15 ms after a final transcript arrives, so what
         decides it early (agent/turn_taking.py) must know the transcript before it is
@@ -84,6 +89,12 @@ class Assistant(Agent):
         events = Agent.default.stt_node(self, audio, model_settings)
         async with contextlib.aclosing(events):
             async for event in events:
+                if (
+                    self._drops_final is not None
+                    and event.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+                    and self._drops_final(event.alternatives[0].text if event.alternatives else "")
+                ):
+                    continue
                 if (
                     self._before_final is not None
                     and event.type == stt.SpeechEventType.FINAL_TRANSCRIPT

@@ -52,6 +52,7 @@ from .accounts import Account, AccountStore, CallHints, resolve_account
 from .ahead import AgentTrack, TextAfterCaller, named_before_caller
 from .answers import AnswerAudio
 from .assistant import Assistant
+from .barge_in import OverlapFilter
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .cloud.caches import CloudCaches, build_cloud_caches
 from .cloud.chains import build_chains
@@ -362,6 +363,9 @@ async def _prepare_session(
         tts=chains.tts,
         turn_handling=turns.turn_handling,  # type: ignore[arg-type]
     )
+    # What the caller says over the agent: a backchannel does not stop it (agent/barge_in.py).
+    overlap = OverlapFilter({"room": ctx.room.name}, enabled=settings.backchannel_filter)
+    overlap.attach(session)
     # The session closes when the caller leaves; end the job with it, so the agent leaves
     # the room and the process is freed now rather than when the server reaps the room.
     session.on("close", on_close)
@@ -383,7 +387,12 @@ async def _prepare_session(
     # The track published at connect (agent/ahead.py) is the session's audio output.
     session.output.audio = track.output.output
     await session.start(
-        agent=Assistant(account, answer_audio=answer_audio, before_final=turns.before_final),
+        agent=Assistant(
+            account,
+            answer_audio=answer_audio,
+            before_final=turns.before_final,
+            drops_final=overlap.drops,
+        ),
         room=ctx.room,
         room_options=room_io.RoomOptions(
             audio_output=False,

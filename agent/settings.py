@@ -207,11 +207,23 @@ class Settings(BaseSettings):
     # turn after the short delay even when the turn detector is unsure and no FAQ matched
     # (off-topic questions, which are handed off).
     question_ends_turn: bool = Field(default=True, validation_alias="FIRSTWORD_QUESTION_ENDS_TURN")
-    # Barge-in: seconds of caller speech over the agent that stop it (the framework's
-    # `min_duration` of interruptions).
+    # Barge-in: seconds of caller speech over the agent that pause it (the framework's
+    # `min_duration` of interruptions); its words then stop it, or it resumes. 0.2 s: the
+    # agent silent ~0.4 s after the caller's first word (0.5 s: ~0.65 s; benchmarks/RESULTS.md
+    # "Barge-in and backchannels").
     min_interruption: float = Field(
-        default=0.5, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
+        default=0.2, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
     )
+    # Barge-in: seconds after caller speech that brought no words (a cough, or a backchannel
+    # kept out by FIRSTWORD_BACKCHANNEL_FILTER) before the paused agent resumes its sentence
+    # (the framework's `false_interruption_timeout`; its default 2.0 left a 2 s hole).
+    false_interruption_timeout: float = Field(
+        default=0.6, gt=0, le=10.0, validation_alias="FIRSTWORD_FALSE_INTERRUPTION_TIMEOUT"
+    )
+    # Barge-in: a few words over the agent that do not ask it to stop ("mm-hmm", "okay",
+    # "right"; or none: a cough) leave it going (agent/barge_in.py); off, every transcript
+    # over the agent interrupts it.
+    backchannel_filter: bool = Field(default=True, validation_alias="FIRSTWORD_BACKCHANNEL_FILTER")
 
     # FAQ answerer: below this cosine similarity the caller is handed to a person.
     faq_min_score: float = Field(

@@ -294,7 +294,13 @@ def turn_taking(
         llm.on_match = endpointing.on_match
     handling: dict[str, Any] = {
         "turn_detection": engines.turn_detector,
-        "interruption": {"mode": "vad", "min_duration": settings.min_interruption},
+        "interruption": {
+            "mode": "vad",
+            "min_duration": settings.min_interruption,
+            # A pause that brought no words ends in the agent resuming its sentence.
+            "resume_false_interruption": True,
+            "false_interruption_timeout": settings.false_interruption_timeout,
+        },
         "endpointing": {
             "min_delay": settings.min_endpointing_delay,
             "max_delay": settings.max_endpointing_delay,

@@ -78,8 +78,15 @@ from agent.settings import PROJECT_ROOT, Settings
 from agent.turns import STAGES
 
 HANDOFF = "handoff"
-BARGE_IN = "Wait, wait, hold on a second."
-BACKCHANNEL = "Okay."
+# Said over an answer (issue 25 item 4): what must stop the agent, and what must not. Each
+# call takes the next of its kind, in the next caller voice (Piper, then hibari).
+INTERRUPTIONS = (
+    "Wait, wait, hold on a second.",
+    "Sorry, can I ask something else?",
+    "No, that's not what I asked.",
+    "Actually, I need to book an appointment.",
+)
+BACKCHANNELS = ("Mm-hmm.", COUGH := "(cough)", "Okay.", "Right.", "Yeah.", "Uh-huh.", "I see.")
 # An agent silent this soon after the caller's word was stopped by it (answers run 4-9 s).
 STOPPED_WITHIN_MS = 1500
 # Agent silence that ends an answer, before the next question is asked. Longer than any pause
@@ -171,6 +178,8 @@ BEFORE_ENV = {
     "FIRSTWORD_EARLY_TURN_SCORE": "0",
     "FIRSTWORD_QUESTION_ENDS_TURN": "false",
     "FIRSTWORD_MIN_INTERRUPTION": "0.5",
+    "FIRSTWORD_FALSE_INTERRUPTION_TIMEOUT": "2.0",
+    "FIRSTWORD_BACKCHANNEL_FILTER": "false",
 }
 
 
@@ -203,6 +212,8 @@ MODES: dict[str, Mode] = {
         Mode("after-barge-in", "after", "clean", barge_in=True),
         Mode("before-backchannel", "before", "clean", barge_in=True, backchannel=True),
         Mode("after-backchannel", "after", "clean", barge_in=True, backchannel=True),
+        Mode("after-barge-in-phone", "after", "telephone", barge_in=True),
+        Mode("after-backchannel-phone", "after", "telephone", barge_in=True, backchannel=True),
         Mode("after-uvloop", "after-uvloop", "clean"),
         Mode("after-threads1", "after-threads1", "clean"),
         Mode("cloud-miss", "cloud-miss", "clean"),
@@ -314,7 +325,7 @@ def percentiles(values: list[float]) -> dict[str, Any]:
 async def run_mode(
     mode: Mode,
     settings: Settings,
-    voice: LocalTTS,
+    voices: list[LocalTTS],
     whisper: WhisperSTT,
     registry: AccountRegistry,
     per_call: int,
@@ -323,6 +334,7 @@ async def run_mode(
 ) -> list[dict[str, Any]]:
     """This round's share (`part`: index, rounds) of the mode's questions, asked and heard."""
     items = PAUSED if mode.paused else QUESTIONS
+    voice = voices[0]  # the callers' voice; a barge-in's words alternate between all
     rows: list[dict[str, Any]] = []
     for account in dict.fromkeys(item.account for item in items):
         mine = [item for item in items if item.account == account][: limit or None]
@@ -335,7 +347,10 @@ async def run_mode(
             ]
             asked = [q for q in questions for _ in range(mode.asks)]
             if mode.barge_in:
-                rows += await _barge_in(mode, settings, voice, whisper, account, batch, questions)
+                indices = [items.index(item) for item in batch]
+                rows += await _barge_in(
+                    mode, settings, voices, whisper, registry, account, batch, questions, indices
+                )
                 continue
             report = await run_call(
                 settings,
@@ -378,19 +393,65 @@ async def run_mode(
     return rows
 
 
+def cough(rate: int, seed: int) -> np.ndarray:
+    """A cough-like burst (no voice renders one): 0.25 s of band-passed noise with a fast
+    attack and a decay, at -12 dBFS peak."""
+    rng = np.random.default_rng(seed)
+    n = int(0.25 * rate)
+    noise = rng.standard_normal(n + 64)
+    burst = np.convolve(noise, np.hanning(64), mode="valid")[:n]  # a low-passed rasp
+    envelope = np.minimum(np.arange(n) / (0.02 * rate), 1.0) * np.exp(-np.arange(n) / (0.08 * rate))
+    out = burst * envelope
+    return (0.25 * out / np.max(np.abs(out))).astype(np.float32)
+
+
+def overlap_utterance(
+    voices: list[LocalTTS], kind_backchannel: bool, line: str, index: int
+) -> tuple[str, Question]:
+    """The `index`-th utterance of the kind, in the next voice, on the mode's line."""
+    said_set = BACKCHANNELS if kind_backchannel else INTERRUPTIONS
+    said = said_set[index % len(said_set)]
+    voice = voices[index % len(voices)]
+    pad = np.zeros(int(0.1 * voice.sample_rate), dtype=np.float32)
+    audio = cough(voice.sample_rate, index) if said == COUGH else voice.render(said)
+    audio = np.concatenate([pad, audio, pad])
+    if line == "telephone":
+        audio = telephone(audio, voice.sample_rate, seed=index)
+    return said, Question(said, audio, voice.sample_rate)
+
+
+def barge_in_outcome(
+    silent_ms: float | None, resumed_after_ms: float | None, heard_after: str, answer: str
+) -> str:
+    """What the caller heard the agent do: "went on" (no stop within STOPPED_WITHIN_MS),
+    "resumed" (stopped, then its answer came back), or "stopped" (it did not come back,
+    or something else came: a reply to what the caller said)."""
+    if silent_ms is None or silent_ms >= STOPPED_WITHIN_MS:
+        return "went on"
+    heard = _words(heard_after)
+    if resumed_after_ms is not None and heard and len(heard & _words(answer)) >= 0.6 * len(heard):
+        return "resumed"
+    return "stopped"
+
+
 async def _barge_in(
     mode: Mode,
     settings: Settings,
-    voice: LocalTTS,
+    voices: list[LocalTTS],
     whisper: WhisperSTT,
+    registry: AccountRegistry,
     account: str,
     batch: list[Labelled],
     questions: list[Question],
+    indices: list[int],
 ) -> list[dict[str, Any]]:
-    said = BACKCHANNEL if mode.backchannel else BARGE_IN
-    over = Question(said, await asyncio.to_thread(voice.render, said), voice.sample_rate)
+    """One call per question; the caller says the next overlap 0.8 s into the answer."""
+    answers = {faq.id: faq.answer for faq in registry.accounts[account].faqs}
     rows = []
-    for item, question in zip(batch, questions, strict=True):
+    for index, item, question in zip(indices, batch, questions, strict=True):
+        said, over = await asyncio.to_thread(
+            overlap_utterance, voices, mode.backchannel, mode.line, index
+        )
         report = await run_call(
             settings,
             [question],
@@ -399,25 +460,36 @@ async def _barge_in(
                 account=account,
                 end_silence_s=ANSWER_END_SILENCE_S,
                 barge_in=over,
+                barge_in_after_s=0.8,
                 noise_floor_dbfs=NOISE_FLOOR.get("dbfs"),
             ),
         )
         ms = None if report.barge_in_s is None else round(report.barge_in_s * 1000, 1)
+        gap = None if report.resumed_after_s is None else round(report.resumed_after_s * 1000)
+        outcome = barge_in_outcome(ms, gap, report.heard_after, answers.get(item.expected, ""))
         rows.append(
             {
                 "mode": mode.name,
                 "account": account,
-                "question": item.label,
+                "question": f"{item.label} / {said}",
                 "expected": item.expected,
                 "heard": "(barge-in)",
                 "right": None,
-                "stopped": ms is not None and ms < STOPPED_WITHIN_MS,
-                "latency_ms": ms,
+                "stopped": outcome == "stopped",
+                "outcome": outcome,
+                "gap_ms": gap,
+                "heard_after": report.heard_after,
+                # The barge-in time counts only where the agent did stop for it.
+                "latency_ms": ms if outcome != "went on" else None,
                 "cut_off": False,
                 "answer": "",
             }
         )
-        print(f"  {mode.name} {account}: barge-in {ms} ms", flush=True)
+        print(
+            f"  {mode.name} {account}: {said!r} -> {outcome}, silent after {ms} ms, "
+            f"back after {gap} ms: {report.heard_after[:60]!r}",
+            flush=True,
+        )
     return rows
 
 
@@ -431,6 +503,15 @@ def summarise(rows: list[dict[str, Any]], stages: list[dict[str, float]]) -> dic
     out["labelled"] = sum(r["right"] is not None for r in rows)
     out["cut_off"] = sum(r["cut_off"] for r in rows)
     out["stopped"] = sum(bool(r.get("stopped")) for r in rows)
+    outcomes = [r["outcome"] for r in rows if "outcome" in r]
+    if outcomes:
+        out["barge_in"] = {
+            "calls": len(outcomes),
+            **{kind: outcomes.count(kind) for kind in ("went on", "resumed", "stopped")},
+            "gap_ms": percentiles(
+                [r["gap_ms"] for r in rows if r.get("outcome") == "resumed" and r["gap_ms"]]
+            ),
+        }
     out["stages_p50_ms"] = {
         stage: round(statistics.median(m[stage] for m in stages)) if stages else None
         for stage in STAGES
@@ -486,6 +567,15 @@ def _variants(specs: list[str]) -> dict[str, dict[str, str]]:
             ("-paused-phone", "telephone", True),
         ):
             MODES[name + suffix] = Mode(name + suffix, name, line, paused=paused)
+        for suffix, line, backchannel in (
+            ("-barge-in", "clean", False),
+            ("-barge-in-phone", "telephone", False),
+            ("-backchannel", "clean", True),
+            ("-backchannel-phone", "telephone", True),
+        ):
+            MODES[name + suffix] = Mode(
+                name + suffix, name, line, barge_in=True, backchannel=backchannel
+            )
     return variants
 
 
@@ -511,7 +601,9 @@ async def main_async(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = Settings()
     registry = load_accounts(PROJECT_ROOT / "config" / "accounts", "harbor-dental")
-    voice = await asyncio.to_thread(load_piper, None, threads=1, verify=False)
+    voices = [await asyncio.to_thread(load_piper, None, threads=1, verify=False)]
+    if any(MODES[name].barge_in for name in names):
+        voices.append(await asyncio.to_thread(load_hibari, threads=1, verify=False))
     whisper = WhisperSTT(await asyncio.to_thread(load_whisper, None, threads=1, verify=False))
     base_env = {
         **os.environ,
@@ -566,7 +658,7 @@ async def main_async(args: argparse.Namespace) -> None:
                             rows_of[mode.name] += await run_mode(
                                 mode,
                                 settings,
-                                voice,
+                                voices,
                                 whisper,
                                 registry,
                                 args.per_call,
@@ -595,6 +687,18 @@ async def main_async(args: argparse.Namespace) -> None:
             )
     print(f"\nend of the caller's question -> first audible answer, ms; {out}")
     print(_table(results, variants))
+    barge = {name: r["barge_in"] for name, r in results.items() if "barge_in" in r}
+    if barge:
+        print("\nspeech over an answer: the caller's first word -> the agent silent (ms, where it")
+        print("stopped); what the agent did; the silence before a resumed answer went on (ms)")
+        print("| mode | calls | silent p50 | p90 | went on | resumed | gap p50 | p90 | stopped |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, b in barge.items():
+            r = results[name]
+            print(
+                f"| {name} | {b['calls']} | {r['p50']} | {r['p90']} | {b['went on']} "
+                f"| {b['resumed']} | {b['gap_ms']['p50']} | {b['gap_ms']['p90']} | {b['stopped']} |"
+            )
 
 
 def _start_cloud(accounts: str) -> tuple[Any, Any]:

@@ -81,6 +81,11 @@ def _print_report(report: CallReport, index: int) -> None:
         print(
             f"  [barge-in: agent silent {report.barge_in_s * 1000:.0f} ms after the caller spoke]"
         )
+    if report.resumed_after_s is not None:
+        print(
+            f"  [then the agent spoke again after {report.resumed_after_s * 1000:.0f} ms:"
+            f" {report.heard_after}]"
+        )
 
 
 def _summary(reports: list[CallReport]) -> dict[str, dict[str, float]]:
@@ -147,7 +152,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.barge_in:
         voice = await asyncio.to_thread(load_piper, None, threads=2, verify=True)
         barge_in = Question(
-            BARGE_IN, await asyncio.to_thread(voice.render, BARGE_IN), voice.sample_rate
+            args.barge_in, await asyncio.to_thread(voice.render, args.barge_in), voice.sample_rate
         )
 
     reports: list[CallReport] = []
@@ -239,8 +244,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--barge-in",
-        action="store_true",
-        help="speak over the first answer and report how soon the agent falls silent",
+        nargs="?",
+        const=BARGE_IN,
+        metavar="WORDS",
+        help=f"speak over the first answer (default words: {BARGE_IN!r}; a backchannel such"
+        " as 'Mm-hmm.' should not stop it) and report how soon the agent falls silent and"
+        " whether it went on",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(

@@ -21,6 +21,10 @@ from ..web.grants import caller_grants
 from .mic import Microphone
 from .recorder import RATE, Recorder, save_wav
 
+# After a barge-in, agent audio within this long of its silence is its answer going on (a
+# resumed sentence, or its reply to what the caller said).
+RESUME_WITHIN_S = 4.0
+
 logger = logging.getLogger("firstword.caller")
 
 Transcribe = Callable[[np.ndarray, int], str]
@@ -56,6 +60,9 @@ class CallReport:
     hung_up: bool = False
     # --barge-in: the caller's first word over the first answer -> the agent's last audible frame.
     barge_in_s: float | None = None
+    # After a barge-in: the agent's silence before its audio came back, and what it said.
+    resumed_after_s: float | None = None
+    heard_after: str = ""
     # When connect() returned, on time.perf_counter(): CLOCK_MONOTONIC on Linux, the clock
     # the worker's call timeline uses, so the two can be lined up.
     joined_at: float = 0.0
@@ -264,7 +271,7 @@ async def _converse(
             report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
             break
         if options.barge_in is not None:
-            report.barge_in_s = await _barge_in(mic, recorder, options)
+            await _barge_in(mic, recorder, options, report, transcribe)
             report.turns.append(Turn(question.text, "", first_at - ended, ended - joined, 0))
             break
         end = await recorder.wait_speech_end(first, options.end_silence_s, 60.0)
@@ -282,10 +289,18 @@ async def _converse(
         )
 
 
-async def _barge_in(mic: Microphone, recorder: Recorder, options: CallOptions) -> float | None:
-    """Speak over the agent's answer; seconds from the caller's first word to the agent's
-    last audible frame (its silence), both as heard/sent by the caller. None if it never
-    stopped within 10 s."""
+async def _barge_in(
+    mic: Microphone,
+    recorder: Recorder,
+    options: CallOptions,
+    report: CallReport,
+    transcribe: Transcribe | None,
+) -> None:
+    """Speak over the agent's answer. `report.barge_in_s`: seconds from the caller's first
+    word to the agent's last audible frame before a silence (None if it never stopped within
+    10 s); `report.resumed_after_s`: how long that silence lasted when the agent's audio came
+    back within `RESUME_WITHIN_S` (its sentence resumed, or a reply to what was said),
+    and `report.heard_after` what it said then (with `transcribe`)."""
     assert options.barge_in is not None
     await asyncio.sleep(options.barge_in_after_s)
     audio = options.barge_in.audio
@@ -298,7 +313,20 @@ async def _barge_in(mic: Microphone, recorder: Recorder, options: CallOptions) -
         # The agent's answer stops; a short gap is all it leaves before answering again.
         end = await recorder.wait_speech_end(cut, 0.3, 10.0)
         if time.perf_counter() - said_at >= 10.0:
-            return None
-        return max(0.0, recorder.times[end - 1] - said_at)
-    finally:
+            return
+        silent_at = recorder.times[end - 1]
+        report.barge_in_s = max(0.0, silent_at - said_at)
+        # Whatever the caller still has to say is said before the agent may go on.
         await speaking
+        back = await recorder.wait_speech_start(silent_at + 0.3, RESUME_WITHIN_S)
+        if back is None:
+            return
+        report.resumed_after_s = back[1] - silent_at
+        if transcribe is not None:
+            stop = await recorder.wait_speech_end(back[0], 1.5, 30.0)
+            report.heard_after = await asyncio.to_thread(
+                transcribe, recorder.audio(back[0], stop), RATE
+            )
+    finally:
+        if not speaking.done():
+            await speaking

@@ -1,0 +1,117 @@
+"""Barge-in: what a caller says over the agent, and whether it stops the agent.
+
+The framework pauses the agent's audio once the caller has spoken over it for
+`FIRSTWORD_MIN_INTERRUPTION` (its interruption `min_duration`), and any final transcript
+that then arrives interrupts the answer for good; with no transcript, the answer resumes
+`FIRSTWORD_FALSE_INTERRUPTION_TIMEOUT` after the caller's speech ends (its false-interruption
+handling). So a short acknowledgement over an answer ("mm-hmm", "okay", "right"), once
+Whisper has written it down, cut the answer off and became a turn of its own, which the FAQ
+answerer could not match and handed to a person.
+
+`OverlapFilter` keeps such words from the framework: an utterance that began while the agent
+was speaking, and whose final transcript is a few words none of which asks it to stop (or
+nothing: a cough, a breath), is not passed on (`Assistant.stt_node` asks `drops`). The pause
+it caused ends as a false interruption: the agent resumes its sentence where it stopped.
+Anything else said over the agent is passed on and interrupts it, as before.
+
+Written here because livekit-agents 1.8's own backchannel handling is the adaptive
+(cloud) interruption model; with `mode: "vad"` (offline) every transcript interrupts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from livekit.agents import (
+    AgentFalseInterruptionEvent,
+    AgentSession,
+    AgentStateChangedEvent,
+    ConversationItemAddedEvent,
+    UserStateChangedEvent,
+)
+from prometheus_client import Counter
+
+logger = logging.getLogger("firstword.barge_in")
+
+# A few words said over the agent are taken as a request to stop only when one of them asks
+# for it: Whisper writes short acknowledgements many ways, most of them words of no meaning
+# here ("Mm-hmm." came back as "In Mm.", "in a mom.", "Hmm."; "Uh-huh." as "Aha."), so a list
+# of acknowledgements missed them, while a caller who means to cut in says one of these, or
+# says more than `MAX_BACKCHANNEL_WORDS` words.
+STOP_WORDS = frozenset(
+    "wait stop no nope not sorry hold hang excuse pardon what why how when where who which"
+    " actually but hello hey question repeat again agent person human operator someone"
+    " somebody representative help cancel".split()
+)
+MAX_BACKCHANNEL_WORDS = 3
+
+OVER_AGENT = Counter(
+    "firstword_speech_over_agent_total",
+    "What callers said while the agent was speaking: backchannel (not passed on, the agent "
+    "went on) or interruption (passed on: it stopped the agent).",
+    ["kind"],
+)
+
+
+def is_backchannel(text: str) -> bool:
+    """True for a few words that do not ask the agent to stop ("Mm-hmm.", "Okay, right.",
+    "I see") or none at all (a cough, a breath)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    if len(words) > MAX_BACKCHANNEL_WORDS:
+        return False
+    return not any(word in STOP_WORDS for word in words)
+
+
+class OverlapFilter:
+    """Tells whether the utterance being transcribed began over the agent's speech.
+
+    `attach` follows the session's public state events: the caller's speech starts (the
+    VAD's start of speech) before the framework pauses the agent, so the agent's state at
+    that moment says whether the caller spoke over it.
+    """
+
+    def __init__(self, where: dict[str, Any] | None = None, *, enabled: bool = True) -> None:
+        self._where = where or {}
+        self._enabled = enabled
+        self._agent_speaking = False
+        self._over_agent = False
+
+    def attach(self, session: AgentSession[Any]) -> None:
+        session.on("agent_state_changed", self._on_agent_state)
+        session.on("user_state_changed", self._on_user_state)
+        session.on("agent_false_interruption", self._on_false_interruption)
+        session.on("conversation_item_added", self._on_item)
+
+    def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
+        self._agent_speaking = event.new_state == "speaking"
+
+    def _on_user_state(self, event: UserStateChangedEvent) -> None:
+        if event.new_state == "speaking":
+            self._over_agent = self._agent_speaking
+
+    def _on_false_interruption(self, event: AgentFalseInterruptionEvent) -> None:
+        if event.resumed:
+            logger.info("agent resumed after a false interruption", extra=self._where)
+        else:
+            logger.info("false interruption; the agent's speech had ended", extra=self._where)
+
+    def _on_item(self, event: ConversationItemAddedEvent) -> None:
+        if getattr(event.item, "role", None) == "assistant" and getattr(
+            event.item, "interrupted", False
+        ):
+            logger.info("agent interrupted by the caller", extra=self._where)
+
+    def drops(self, text: str) -> bool:
+        """Whether this final transcript stays out of the conversation (a backchannel said
+        over the agent); the utterance's overlap is used once."""
+        over_agent, self._over_agent = self._over_agent, False
+        if not over_agent:
+            return False
+        if self._enabled and is_backchannel(text):
+            OVER_AGENT.labels("backchannel").inc()
+            logger.info("backchannel over the agent not passed on", extra=self._where)
+            return True
+        OVER_AGENT.labels("interruption").inc()
+        return False
