@@ -47,7 +47,8 @@ def _speaking(session: AgentSession, agent: str) -> None:
     )
 
 
-def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_later_pass() -> None:
+async def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_later_pass() -> None:
+    # async: AgentSession() takes the running loop.
     session: AgentSession = AgentSession()
     overlap = OverlapFilter()
     overlap.attach(session)
@@ -63,7 +64,7 @@ def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_later_p
     assert not overlap.drops("Sorry, can I ask something else?")
 
 
-def test_with_the_filter_off_every_transcript_over_the_agent_passes() -> None:
+async def test_with_the_filter_off_every_transcript_over_the_agent_passes() -> None:
     session: AgentSession = AgentSession()
     overlap = OverlapFilter(enabled=False)
     overlap.attach(session)
