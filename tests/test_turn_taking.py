@@ -69,7 +69,7 @@ def test_local_whisper_gets_speculative_recognition_and_the_faq_answerer_early_t
     assert turns.endpointing is not None and llm.on_match == turns.endpointing.on_match
     handling = turns.turn_handling
     assert handling["endpointing"] == {"min_delay": 0.3, "max_delay": 1.2}
-    assert handling["interruption"] == {"mode": "vad", "min_duration": 0.4}
+    assert handling["interruption"]["min_duration"] == 0.4
     assert handling["preemptive_generation"]["preemptive_tts"] is True
 
 
