@@ -208,11 +208,11 @@ class Settings(BaseSettings):
     # (off-topic questions, which are handed off).
     question_ends_turn: bool = Field(default=True, validation_alias="FIRSTWORD_QUESTION_ENDS_TURN")
     # Barge-in: seconds of caller speech over the agent that pause it (the framework's
-    # `min_duration` of interruptions); its words then stop it, or it resumes. 0.2 s: the
-    # agent silent ~0.4 s after the caller's first word (0.5 s: ~0.65 s; benchmarks/RESULTS.md
-    # "Barge-in and backchannels").
+    # `min_duration` of interruptions); its words then stop it, or it resumes. 0.1 s: the
+    # agent silent ~0.3 s after the caller's first word (0.2 s: ~0.4 s, 0.5 s: ~0.65 s), with
+    # no more backchannels stopping it (benchmarks/RESULTS.md "Barge-in and backchannels").
     min_interruption: float = Field(
-        default=0.2, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
+        default=0.1, gt=0, le=3.0, validation_alias="FIRSTWORD_MIN_INTERRUPTION"
     )
     # Barge-in: seconds after caller speech that brought no words (a cough, or a backchannel
     # kept out by FIRSTWORD_BACKCHANNEL_FILTER) before the paused agent resumes its sentence
