@@ -92,6 +92,7 @@ async def _timelines(log: Path, rooms: set[str], within_s: float = 10.0) -> dict
 
 
 @pytest.mark.e2e
+@pytest.mark.serial
 async def test_a_burst_of_3x_the_capacity_is_all_greeted_and_held_calls_record_first_frames(
     livekit_server: str, tmp_path: Path
 ) -> None:

@@ -218,6 +218,7 @@ async def test_callers_hanging_up_early_one_after_another_are_all_greeted(
 
 
 @pytest.mark.e2e
+@pytest.mark.serial
 async def test_a_burst_of_twice_the_capacity_is_heard_and_held_calls_are_answered(
     livekit_server: str, tmp_path: Path, whisper: WhisperSTT, hibari: LocalTTS
 ) -> None:
@@ -271,6 +272,7 @@ async def test_a_burst_of_twice_the_capacity_is_heard_and_held_calls_are_answere
 
 
 @pytest.mark.e2e
+@pytest.mark.serial
 async def test_a_fresh_workers_first_calls_all_arriving_at_once_are_all_greeted(
     livekit_server: str, tmp_path: Path
 ) -> None:
@@ -358,6 +360,7 @@ async def test_a_room_holding_only_another_agent_takes_no_slot(
 
 
 @pytest.mark.e2e
+@pytest.mark.serial
 async def test_two_workers_share_a_burst(livekit_server: str, tmp_path: Path) -> None:
     """A burst of 6 against two workers of 4 slots each (2 conversations + 2 on hold): one
     worker alone cannot take it, so both must (a burst of 4 passed on a 4/0 split)."""
