@@ -24,13 +24,7 @@ import logging
 import re
 from typing import Any
 
-from livekit.agents import (
-    AgentFalseInterruptionEvent,
-    AgentSession,
-    AgentStateChangedEvent,
-    ConversationItemAddedEvent,
-    UserStateChangedEvent,
-)
+from livekit.agents import AgentSession, UserStateChangedEvent
 from prometheus_client import Counter
 
 logger = logging.getLogger("firstword.barge_in")
@@ -67,41 +61,22 @@ def is_backchannel(text: str) -> bool:
 class OverlapFilter:
     """Tells whether the utterance being transcribed began over the agent's speech.
 
-    `attach` follows the session's public state events: the caller's speech starts (the
-    VAD's start of speech) before the framework pauses the agent, so the agent's state at
-    that moment says whether the caller spoke over it.
+    `attach` follows the session's public user-state event: the caller's speech starts (the
+    VAD's start of speech) before the framework pauses the agent, so the session's
+    `agent_state` at that moment says whether the caller spoke over it.
     """
 
     def __init__(self, where: dict[str, Any] | None = None, *, enabled: bool = True) -> None:
         self._where = where or {}
         self._enabled = enabled
-        self._agent_speaking = False
         self._over_agent = False
 
     def attach(self, session: AgentSession[Any]) -> None:
-        session.on("agent_state_changed", self._on_agent_state)
-        session.on("user_state_changed", self._on_user_state)
-        session.on("agent_false_interruption", self._on_false_interruption)
-        session.on("conversation_item_added", self._on_item)
+        def _on_user_state(event: UserStateChangedEvent) -> None:
+            if event.new_state == "speaking":
+                self._over_agent = session.agent_state == "speaking"
 
-    def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
-        self._agent_speaking = event.new_state == "speaking"
-
-    def _on_user_state(self, event: UserStateChangedEvent) -> None:
-        if event.new_state == "speaking":
-            self._over_agent = self._agent_speaking
-
-    def _on_false_interruption(self, event: AgentFalseInterruptionEvent) -> None:
-        if event.resumed:
-            logger.info("agent resumed after a false interruption", extra=self._where)
-        else:
-            logger.info("false interruption; the agent's speech had ended", extra=self._where)
-
-    def _on_item(self, event: ConversationItemAddedEvent) -> None:
-        if getattr(event.item, "role", None) == "assistant" and getattr(
-            event.item, "interrupted", False
-        ):
-            logger.info("agent interrupted by the caller", extra=self._where)
+        session.on("user_state_changed", _on_user_state)
 
     def drops(self, text: str) -> bool:
         """Whether this final transcript stays out of the conversation (a backchannel said

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import (
+    AgentFalseInterruptionEvent,
     AgentSession,
     AgentStateChangedEvent,
     ConversationItemAddedEvent,
@@ -63,6 +64,8 @@ def attach_conversation_logs(
         if text and transcripts:
             logger.info("transcript %s: %s", role, text, extra=where)
         item_metrics = dict(getattr(item, "metrics", None) or {})
+        if role == "assistant" and getattr(item, "interrupted", False):
+            logger.info("agent interrupted by the caller", extra=where)
         if role == "user":
             last_user.clear()
             last_user.update(item_metrics)
@@ -72,6 +75,12 @@ def attach_conversation_logs(
             last_user.clear()
             if notes is not None:
                 notes.clear()
+
+    @session.on("agent_false_interruption")
+    def _on_false_interruption(event: AgentFalseInterruptionEvent) -> None:
+        # Caller speech over the agent that brought no words to stop it (agent/barge_in.py).
+        if event.resumed:
+            logger.info("agent resumed after a false interruption", extra=where)
 
     @session.on("metrics_collected")
     def _on_metrics(event: MetricsCollectedEvent) -> None:

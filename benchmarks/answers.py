@@ -190,10 +190,10 @@ class Mode:
     line: str  # "clean" or "telephone"
     paused: bool = False
     asks: int = 1  # cloud-hit asks every question twice and counts the second
-    # Barge-in: one call per question; the caller speaks over the answer 0.5 s into it, and
-    # the figure is its first word -> the agent's last audible frame.
+    # Barge-in: one call per question; the caller says one of INTERRUPTIONS 0.8 s into the
+    # answer, and the figure is its first word -> the agent's last audible frame.
     barge_in: bool = False
-    # A short acknowledgement ("Okay.") over the answer instead: it should not stop the agent.
+    # One of BACKCHANNELS instead: it should not stop the agent.
     backchannel: bool = False
 
 

@@ -3,8 +3,10 @@ framework (and interrupts the agent)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
-from livekit.agents import AgentSession, AgentStateChangedEvent, UserStateChangedEvent
+from livekit.agents import AgentSession, UserStateChangedEvent, utils
 
 from agent.barge_in import OverlapFilter, is_backchannel
 from agent.settings import Settings
@@ -39,19 +41,29 @@ def test_requests_are_not_backchannels(text: str) -> None:
     assert not is_backchannel(text)
 
 
-def _speaking(session: AgentSession, agent: str) -> None:
-    state = AgentStateChangedEvent(old_state="idle", new_state=agent)
-    session.emit("agent_state_changed", state)
+class _Session(utils.EventEmitter[str]):
+    """The two things the filter reads of an `AgentSession`: its events and `agent_state`."""
+
+    agent_state = "idle"
+
+
+def _speaking(session: _Session, agent: str) -> None:
+    """The agent is in state `agent` when the caller starts speaking."""
+    session.agent_state = agent
     session.emit(
         "user_state_changed", UserStateChangedEvent(old_state="listening", new_state="speaking")
     )
 
 
-async def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_later_pass() -> None:
-    # async: AgentSession() takes the running loop.
-    session: AgentSession = AgentSession()
+def _attached(overlap: OverlapFilter) -> _Session:
+    session = _Session()
+    overlap.attach(cast(AgentSession, session))
+    return session
+
+
+def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_later_pass() -> None:
     overlap = OverlapFilter()
-    overlap.attach(session)
+    session = _attached(overlap)
 
     _speaking(session, "speaking")
     assert overlap.drops("Mm-hmm.")
@@ -64,10 +76,9 @@ async def test_a_backchannel_over_the_agent_is_dropped_once_and_the_same_words_l
     assert not overlap.drops("Sorry, can I ask something else?")
 
 
-async def test_with_the_filter_off_every_transcript_over_the_agent_passes() -> None:
-    session: AgentSession = AgentSession()
+def test_with_the_filter_off_every_transcript_over_the_agent_passes() -> None:
     overlap = OverlapFilter(enabled=False)
-    overlap.attach(session)
+    session = _attached(overlap)
     _speaking(session, "speaking")
     assert not overlap.drops("Mm-hmm.")
 
