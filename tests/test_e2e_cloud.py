@@ -67,6 +67,12 @@ def test_a_call_on_cloud_engines(
     assert started, "the call did not report its cloud engines"
 
 
+# Serial (scripts/test.sh): its three failovers race the framework's fallback adapters. Beside
+# another test on the 2 cores that race logged "Task was destroyed" (the Google plugin, above)
+# in one full run and, in another, the STT FallbackAdapter pushing a frame into our guarded
+# stream after its input had ended ("error happened in forwarding input"); the call itself was
+# answered both times. Alone, as before the two-process runs, neither was seen.
+@pytest.mark.serial
 def test_a_call_survives_the_cloud_failing(
     cloud_worker: Path, standins: Standins, registry: AccountRegistry, tmp_path: Path
 ) -> None:
