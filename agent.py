@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from agent import native_memory
-from agent.preflight import (
+from agent.settings import get_settings
+from agent.worker import native_memory
+from agent.worker.preflight import (
     PreflightError,
     check_accounts,
     check_secrets,
     check_server_reachable,
     startup_warnings,
 )
-from agent.settings import get_settings
 
 _NEEDS_SERVER = {"dev", "start", "connect"}
 
@@ -32,12 +32,12 @@ def main() -> None:
     for warning in startup_warnings(settings):
         print(f"firstword: warning: {warning}", file=sys.stderr)
 
-    # Before any thread of a call exists (agent/native_memory.py).
+    # Before any thread of a call exists (agent/worker/native_memory.py).
     native_memory.limit_arenas(settings.malloc_arenas)
 
     from livekit.agents import cli
 
-    from agent.entrypoint import server
+    from agent.worker.server import server
 
     cli.run_app(server)
 

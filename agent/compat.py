@@ -17,7 +17,7 @@ import functools
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from google.cloud import texttospeech
@@ -389,19 +389,31 @@ def server_connection(server: AgentServer) -> ServerConnection:
     return ServerConnection(registered=registered, connecting=connecting, failed=failed)
 
 
-# --- livekit-agents: AgentServer's accept/full decision (agent/capacity.py) ---------------
+# --- livekit-agents: AgentServer's accept/full decision (agent/worker/capacity.py) --------
 #
 # Jobs are accepted by counting calls, not by the framework's per-job load estimate.
 #
 # The framework decides whether to accept a job from `_get_effective_load()`: the reported load
 # plus `_reserved_slots` (jobs it said "available" to but has not launched yet) times an
 # estimated per-job load. That estimate is `load / len(active_jobs)`, or `threshold /
-# num_idle_processes` when no job runs: with our load curve (agent/capacity.py) and jobs that
+# num_idle_processes` when no job runs: with our load curve (agent/worker/capacity.py) and jobs that
 # are still being torn down in `active_jobs`, a burst from idle was refused after one or two
 # reservations, and the server then dropped the call for its retry interval (the caller waits
 # in silence). Here the decision counts calls: live + held + reserved against the worker's
 # conversation and hold slots. Checked by tests/test_e2e_capacity.py
 # (`test_the_framework_still_has_what_the_capacity_override_uses`).
+
+
+class CallCounter(Protocol):
+    """The worker's calls as the accept/full decision counts them (the worker's capacity,
+    agent/worker/capacity.py `CountedCalls`); given to the server rather than imported here,
+    so this module holds the framework's side only."""
+
+    def load_now(self) -> float: ...
+
+    def effective_load(self, reserved: int) -> float: ...
+
+    def watch(self, changed: Callable[[], None]) -> Callable[[], None]: ...
 
 
 class CapacityAwareServer(AgentServer):
@@ -426,13 +438,15 @@ class CapacityAwareServer(AgentServer):
     of the calls counted at that moment.
     """
 
+    def __init__(self, *args: Any, calls: CallCounter, **kwargs: Any):
+        self._calls = calls
+        super().__init__(*args, **kwargs)
+
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
         # With the thread executor the calls count in this process: each claim or release
         # re-decides the status at once (a caller who came in the up-to-0.5 s before the next
-        # load reading was refused by the server, then waited for agent/unanswered.py). Job
-        # processes count in their own process; there the load reading is the only signal.
-        from . import capacity  # imported here: capacity imports the metrics module
-
+        # load reading was refused by the server, then waited for agent/worker/unanswered.py).
+        # Job processes count in their own process; there the load reading is the only signal.
         loop = asyncio.get_running_loop()
         self._recheck_wanted = False
         self._recheck: asyncio.Task[None] | None = None
@@ -441,7 +455,7 @@ class CapacityAwareServer(AgentServer):
             with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to tell
                 loop.call_soon_threadsafe(self._counts_changed)
 
-        unwatch = capacity.watch_counts(changed)
+        unwatch = self._calls.watch(changed)
         try:
             await super().run(devmode=devmode, unregistered=unregistered)
         finally:
@@ -487,23 +501,10 @@ class CapacityAwareServer(AgentServer):
                 return
 
     def _load_now(self) -> float:
-        from . import capacity  # imported here: capacity imports the metrics module
-
-        return capacity.load_for(capacity.current_counts(), *_slots())
+        return self._calls.load_now()
 
     def _get_effective_load(self) -> float:
-        from . import capacity  # imported here: capacity imports the metrics module
-
-        reserved = int(getattr(self, "_reserved_slots", 0))
-        return capacity.effective_load(capacity.current_counts(), reserved, *_slots())
-
-
-def _slots() -> tuple[int, int]:
-    """The worker's conversation and hold slots (FIRSTWORD_MAX_CALLS, FIRSTWORD_HOLD_SLOTS)."""
-    from .settings import get_settings
-
-    settings = get_settings()
-    return settings.max_concurrent_calls, settings.hold_slots
+        return self._calls.effective_load(int(getattr(self, "_reserved_slots", 0)))
 
 
 class FirstwordServer(AgentServerWithRoutes, CapacityAwareServer):

@@ -24,8 +24,6 @@ from prometheus_client import (
     values,
 )
 
-from .turns import STAGES as TURN_STAGES
-
 _SECONDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 TIME_TO_FIRST_WORD = Histogram(
@@ -36,7 +34,7 @@ TIME_TO_FIRST_WORD = Histogram(
 )
 CALL_STAGE = Histogram(
     "firstword_call_stage_seconds",
-    "Duration of each start-up stage of a call (see agent/timeline.py).",
+    "Duration of each start-up stage of a call (see agent/call/timeline.py).",
     ["stage"],
     buckets=_SECONDS,
 )
@@ -53,12 +51,12 @@ ACTIVE_CALLS = Gauge(
 )
 JOBS_REDISPATCHED = Counter(
     "firstword_jobs_redispatched_total",
-    "Calls picked up again after their worker died (see agent/recovery.py).",
+    "Calls picked up again after their worker died (see agent/worker/recovery.py).",
 )
 CALLS_REDISPATCHED_UNANSWERED = Counter(
     "firstword_unanswered_calls_redispatched_total",
     "Rooms whose caller had no agent (their dispatch failed) dispatched again"
-    " (see agent/unanswered.py).",
+    " (see agent/worker/unanswered.py).",
 )
 _CAPACITY_CALLS_HELP = (
     "Conversations this worker takes before new calls are put on hold (FIRSTWORD_MAX_CALLS)."
@@ -99,7 +97,7 @@ ANSWER_LATENCY = Histogram(
 )
 TURN_STAGE = Histogram(
     "firstword_turn_stage_seconds",
-    "Duration of each stage of an answered turn (see agent/turns.py).",
+    "Duration of each stage of an answered turn (see agent/call/turns.py).",
     ["stage"],
     buckets=_SECONDS,
 )
@@ -191,9 +189,9 @@ def current_registry() -> CollectorRegistry:
     """The registry a scrape reads, as livekit-agents' metrics endpoint chooses it.
 
     The endpoint itself is the framework's (`AgentServer(prometheus_port=...)`, see
-    `agent/entrypoint.py`): with `PROMETHEUS_MULTIPROC_DIR` set (the process executor) it
+    `agent/worker/job.py`): with `PROMETHEUS_MULTIPROC_DIR` set (the process executor) it
     reads every job process's files, otherwise this process's registry. The readiness check
-    (`agent/health.py`) reads the same source, so it sees what a scrape sees.
+    (`agent/worker/health.py`) reads the same source, so it sees what a scrape sees.
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory and Path(directory).is_dir():
@@ -215,7 +213,7 @@ def sample_values(name: str) -> list[tuple[dict[str, str], float]]:
 
 PYTHON_HEAP = Gauge(
     "firstword_python_heap_bytes",
-    "Python heap traced by tracemalloc (only with FIRSTWORD_TRACEMALLOC=1; see agent/heap.py).",
+    "Python heap traced by tracemalloc (only with FIRSTWORD_TRACEMALLOC=1; agent/worker/heap.py).",
     multiprocess_mode="livesum",
 )
 
@@ -223,17 +221,19 @@ PYTHON_HEAP = Gauge(
 HANDOFFS = Counter(
     "firstword_handoffs_total",
     "Handoffs to a person by end (desk, sip, none: no end could reach the caller) and outcome "
-    "(taken, not_taken, failed); see agent/handoff.py.",
+    "(taken, not_taken, failed); see agent/call/handoff/core.py.",
     ["end", "outcome"],
 )
 VOICES_WORKING = Gauge(
     "firstword_voices_working",
-    "Voices of this worker that synthesised a test word at prewarm (readiness, agent/health.py).",
+    "Voices of this worker that synthesised a test word at prewarm (readiness; worker/health.py).",
     multiprocess_mode="max",
 )
 
 
-def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
+def start_series(
+    accounts: Iterable[str], stages: Iterable[str], turn_stages: Iterable[str]
+) -> None:
     """Create the labelled series at zero before the first call (prewarm).
 
     A labelled series appears only when first observed, and Prometheus' `rate()` cannot count
@@ -245,7 +245,7 @@ def start_series(accounts: Iterable[str], stages: Iterable[str]) -> None:
         ANSWER_LATENCY.labels(account)
     for stage in stages:
         CALL_STAGE.labels(stage)
-    for stage in TURN_STAGES:
+    for stage in turn_stages:
         TURN_STAGE.labels(stage)
     for result in ("hit", "miss"):
         GREETING_CACHE.labels(result)

@@ -177,7 +177,7 @@ class Settings(BaseSettings):
         default=1.5, ge=0, le=10.0, validation_alias="FIRSTWORD_MAX_ENDPOINTING_DELAY"
     )
     # A transcript that reads unfinished ("So my question is...") waits this long for the
-    # rest (agent/turn_taking.py): callers pause 1-1.5 s there, and on a busy 2-core worker
+    # rest (agent/call/turn_taking.py): callers pause 1-1.5 s there, and on a busy 2-core worker
     # the VAD heard a 1.2 s pause end only after the 1.5 s `max_endpointing_delay` had run.
     unfinished_delay: float = Field(
         default=2.0, ge=0, le=10.0, validation_alias="FIRSTWORD_UNFINISHED_DELAY"
@@ -196,13 +196,13 @@ class Settings(BaseSettings):
     turn_threshold: float = Field(
         default=0.0, ge=0, lt=1.0, validation_alias="FIRSTWORD_TURN_THRESHOLD"
     )
-    # Early end of turn (agent/turn_taking.py): a transcript the FAQ answerer matches at or
+    # Early end of turn (agent/call/turn_taking.py): a transcript the FAQ answerer matches at or
     # above this score ends the turn after the short delay even when the turn detector is
     # unsure; 0 turns it off.
     early_turn_score: float = Field(
         default=0.8, ge=0, le=2.0, validation_alias="FIRSTWORD_EARLY_TURN_SCORE"
     )
-    # A whole question ends the turn (agent/turn_taking.py): a transcript Whisper closed with
+    # A whole question ends the turn (agent/call/turn_taking.py): a transcript Whisper closed with
     # a question mark, whose last words do not ask for more ("Could you tell me?"), ends the
     # turn after the short delay even when the turn detector is unsure and no FAQ matched
     # (off-topic questions, which are handed off).
@@ -221,7 +221,7 @@ class Settings(BaseSettings):
         default=0.6, gt=0, le=10.0, validation_alias="FIRSTWORD_FALSE_INTERRUPTION_TIMEOUT"
     )
     # Barge-in: a few words over the agent that do not ask it to stop ("mm-hmm", "okay",
-    # "right"; or none: a cough) leave it going (agent/barge_in.py); off, every transcript
+    # "right"; or none: a cough) leave it going (agent/call/barge_in.py); off, every transcript
     # over the agent interrupts it.
     backchannel_filter: bool = Field(default=True, validation_alias="FIRSTWORD_BACKCHANNEL_FILTER")
 
@@ -231,7 +231,7 @@ class Settings(BaseSettings):
     )
 
     # Every FAQ answer rendered in the account's voice at prewarm, so a matched answer
-    # plays with no synthesis (agent/answers.py).
+    # plays with no synthesis (agent/engines/answers.py).
     answer_audio_cache: bool = Field(default=True, validation_alias="FIRSTWORD_ANSWER_AUDIO_CACHE")
 
     # Worker: warm processes kept ready, and how many calls one worker takes before it
@@ -248,7 +248,8 @@ class Settings(BaseSettings):
     # capacity, and sizing a worker"); re-measure on the machine type you deploy.
     max_concurrent_calls: int = Field(default=2, ge=1, validation_alias="FIRSTWORD_MAX_CALLS")
     # Calls taken beyond FIRSTWORD_MAX_CALLS in a light hold mode (greeting and a hold line,
-    # no STT/VAD/LLM) until a conversation slot frees; 0 turns overflow off (agent/capacity.py).
+    # no STT/VAD/LLM) until a conversation slot frees; 0 turns overflow off
+    # (agent/worker/capacity.py).
     # Unset: HOLD_SLOTS_PER_CALL per conversation slot (`hold_slots`, below).
     hold_slots_setting: int | None = Field(
         default=None, ge=0, validation_alias="FIRSTWORD_HOLD_SLOTS"
@@ -291,7 +292,7 @@ class Settings(BaseSettings):
     # callers say names, numbers and health details; turn it on where logs may hold them.
     log_transcripts: bool = Field(default=False, validation_alias="FIRSTWORD_LOG_TRANSCRIPTS")
     # The longest a call may last (seconds; 0: no limit). At the limit the agent finishes its
-    # sentence, says the call must end, and ends it (agent/call_limit.py).
+    # sentence, says the call must end, and ends it (agent/call/call_limit.py).
     max_call_seconds: float = Field(
         default=1800.0, ge=0, validation_alias="FIRSTWORD_MAX_CALL_SECONDS"
     )
@@ -323,7 +324,7 @@ class Settings(BaseSettings):
         default=20.0, gt=0, validation_alias="FIRSTWORD_CALLER_WAIT_TIMEOUT"
     )
 
-    # Front desk and handoff (agent/handoff.py, agent/web/desk.py). Staff logins (name,
+    # Front desk and handoff (agent/call/handoff/core.py, agent/web/desk.py). Staff logins (name,
     # scrypt hash, accounts), written by `python -m agent.web add-staff`. The desk page and its
     # API are closed while it lists nobody, and the worker hands a web caller to the desk only
     # when someone there can see the call's account. Empty: no file, the desk stays closed.
@@ -348,7 +349,7 @@ class Settings(BaseSettings):
         default=None, validation_alias="FIRSTWORD_HANDOFF_RECORDS"
     )
 
-    # Crash recovery (agent/recovery.py): on when REDIS_URL is set. Each call holds a lease
+    # Crash recovery (agent/worker/recovery.py): on when REDIS_URL is set. Each call holds a lease
     # in Redis for this long; a call whose lease ran out (its worker died) is dispatched
     # again by a surviving worker, which says the resume line in the account's voice.
     redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
@@ -363,7 +364,7 @@ class Settings(BaseSettings):
     )
 
     # A caller left without an agent (their room's dispatch found no available worker) is
-    # dispatched again after this many seconds, by a worker with room (agent/unanswered.py);
+    # dispatched again after this many seconds, by a worker with room (agent/worker/unanswered.py);
     # 0 turns the sweep off. Rooms are swept every FIRSTWORD_UNANSWERED_SWEEP seconds.
     unanswered_after: float = Field(
         default=2.0, ge=0, le=60.0, validation_alias="FIRSTWORD_UNANSWERED_AFTER"
@@ -371,16 +372,16 @@ class Settings(BaseSettings):
     unanswered_sweep: float = Field(
         default=1.0, gt=0, le=60.0, validation_alias="FIRSTWORD_UNANSWERED_SWEEP"
     )
-    # glibc malloc arenas for the worker's threads (agent/native_memory.py); 0: glibc's
+    # glibc malloc arenas for the worker's threads (agent/worker/native_memory.py); 0: glibc's
     # default (8 per core). Measured: README "Memory per call".
     malloc_arenas: int = Field(default=2, ge=0, validation_alias="FIRSTWORD_MALLOC_ARENAS")
     # Give the allocator's free pages back to the system after each call.
     malloc_trim: bool = Field(default=True, validation_alias="FIRSTWORD_MALLOC_TRIM")
     # Trace the Python heap (tracemalloc) in every worker/job process and export it as
-    # firstword_python_heap_bytes (agent/heap.py): for sizing a worker with
+    # firstword_python_heap_bytes (agent/worker/heap.py): for sizing a worker with
     # scripts/bench-capacity.sh. Off by default: tracing slows every Python allocation.
     tracemalloc: bool = Field(default=False, validation_alias="FIRSTWORD_TRACEMALLOC")
-    # The caller's audio as the session hears it (agent/entrypoint.py): 16 kHz, the rate of
+    # The caller's audio as the session hears it (agent/call/session.py): 16 kHz, the rate of
     # the VAD, the turn detector and Whisper, so livekit-rtc's decoder resamples once in
     # native code instead of each of them again per frame in Python (was the framework's
     # 24 kHz); and no gain control on the agent's side: browsers and phone networks level the
@@ -400,12 +401,12 @@ class Settings(BaseSettings):
     # for every caller frame and every spoken frame's callback of the process, a cost that
     # grows with the square of the calls (compat.py, `route_ffi_events`).
     ffi_event_routing: bool = Field(default=True, validation_alias="FIRSTWORD_FFI_EVENT_ROUTING")
-    # Garbage collection (agent/stalls.py): freeze what prewarm loaded and collect the youngest
-    # generation 10x less often, so no collection stalls every call's audio at once; off
+    # Garbage collection (agent/worker/stalls.py): freeze what prewarm loaded and collect the
+    # youngest generation 10x less often, so no collection stalls every call's audio at once; off
     # keeps the interpreter's defaults (to measure against: scripts/bench-load.sh).
     gc_tuning: bool = Field(default=True, validation_alias="FIRSTWORD_GC_TUNING")
     # With it, when the last call on a process ends: collect and freeze again what lives on
-    # (what the first calls loaded after prewarm), at most once a minute (agent/stalls.py).
+    # (what the first calls loaded after prewarm), at most once a minute (agent/worker/stalls.py).
     gc_refreeze: bool = Field(default=True, validation_alias="FIRSTWORD_GC_REFREEZE")
     # Caches in front of the cloud engines (agent/cloud/caches.py). The response cache: a
     # repeated question skips the cloud model (entries live TTL seconds, per account
@@ -458,7 +459,7 @@ class Settings(BaseSettings):
     @field_validator("desk_secret")
     @classmethod
     def _empty_desk_secret_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
-        # Empty means unset. A set one is refused at start (agent/preflight.py), without
+        # Empty means unset. A set one is refused at start (agent/worker/preflight.py), without
         # printing it (a validation error here would).
         if secret is None or not secret.get_secret_value():
             return None

@@ -69,13 +69,13 @@ import yaml
 
 from agent.accounts import AccountRegistry, load_accounts
 from agent.accounts.models import CloudLLM, CloudSTT, CloudTTS, Providers
-from agent.caller.paused import paused_question
-from agent.caller.simulator import CallOptions, Question, run_call
-from agent.caller.telephone import telephone
+from agent.call.turns import STAGES
 from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT, Settings
-from agent.turns import STAGES
+from caller.paused import paused_question
+from caller.simulator import CallOptions, Question, run_call
+from caller.telephone import telephone
 
 HANDOFF = "handoff"
 # Said over an answer (issue 25 item 4): what must stop the agent, and what must not. Each
@@ -246,7 +246,7 @@ def classify(heard: str, account: str, registry: AccountRegistry) -> str:
 
 
 def render(voice: LocalTTS, item: Labelled, line: str, seed: int) -> Question:
-    """The question as the caller says it (a paused one: see `agent/caller/paused.py`)."""
+    """The question as the caller says it (a paused one: see `caller/paused.py`)."""
     if item.rest:
         audio = paused_question(voice, item.text, item.rest, item.pause_s)
     else:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from livekit.plugins import silero
 
 from agent.accounts import load_accounts
-from agent.assistant import Assistant
+from agent.call.assistant import Assistant
 from agent.engines.embedder import load_embedder
 from agent.engines.faq_llm import FaqIndex, FaqLLM
 from agent.engines.local_tts import load_hibari, load_piper

@@ -12,7 +12,7 @@ leave), timing the agent's first audible audio after joining. Per variant and bu
   callers heard it within 2 s (the issue's target);
 - held: calls the worker put on hold ("call on hold" in its log);
 - redispatched: callers who found every slot of the worker taken and waited for the
-  unanswered sweep (agent/unanswered.py) to dispatch their room again once a slot freed;
+  unanswered sweep (agent/worker/unanswered.py) to dispatch their room again once a slot freed;
 - lost: callers who heard nothing within --stay seconds.
 
 The callers run in this process on the same machine as the worker (light: no transcription).
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.caller.simulator import CallOptions, CallReport, run_call
 from agent.settings import HOLD_SLOTS_PER_CALL, PROJECT_ROOT, get_settings
 from benchmarks.capacity import Worker, _settled, stop_all_workers
+from caller.simulator import CallOptions, CallReport, run_call
 
 ACCOUNT = "harbor-dental"
 TARGET_S = 2.0

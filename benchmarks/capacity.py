@@ -48,10 +48,10 @@ from typing import Any
 import numpy as np
 import psutil
 
-from agent.caller.simulator import CallOptions, CallReport, Question, run_call
 from agent.engines.local_tts import LocalTTS, load_hibari
 from agent.settings import PROJECT_ROOT, get_settings
 from benchmarks.failover import _accounts
+from caller.simulator import CallOptions, CallReport, Question, run_call
 
 QUESTION = "What are your opening hours?"
 TTFW_P90_MAX_MS = 500.0

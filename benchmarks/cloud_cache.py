@@ -41,7 +41,7 @@ MODES: dict[str, dict[str, str]] = {
 
 
 def _calls(env: dict[str, str], runs: int, report: Path) -> list[float]:
-    args = [sys.executable, "-m", "agent.caller", "--account", "harbor-dental", "--quiet"]
+    args = [sys.executable, "-m", "caller", "--account", "harbor-dental", "--quiet"]
     args += ["--runs", str(runs), "--json", str(report), "--no-record"]
     for q in QUESTIONS:
         args += ["--question", q]

@@ -83,7 +83,7 @@ def _scenario(name: str, account: str, calls: int, env: dict[str, str], out: Pat
     proc = _worker(env, out / f"{name}.worker.log")
     try:
         report = out / f"{name}.calls.json"
-        args = [sys.executable, "-m", "agent.caller", "--account", account, "--quiet"]
+        args = [sys.executable, "-m", "caller", "--account", account, "--quiet"]
         args += ["--runs", str(calls), "--json", str(report), "--no-record"]
         for q in QUESTIONS:
             args += ["--question", q]

@@ -72,11 +72,11 @@ import numpy as np
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.caller.simulator import CallOptions, CallReport, Question, run_call
 from agent.engines.local_tts import LocalTTS, load_hibari
 from agent.settings import PROJECT_ROOT, get_settings
 from benchmarks.capacity import ACCOUNT, Worker, stop_all_workers
 from benchmarks.failover import _accounts
+from caller.simulator import CallOptions, CallReport, Question, run_call
 
 # The account's own questions, as a caller phrases them (each is matched by an FAQ).
 QUESTIONS = (
@@ -107,7 +107,7 @@ MODES = {
     "old": OLD_DEFAULTS,
     "new": {},
     "unrouted": {"FIRSTWORD_FFI_EVENT_ROUTING": "false"},
-    # No second freeze when a worker goes idle (agent/stalls.py, `refreeze_if_idle`).
+    # No second freeze when a worker goes idle (agent/worker/stalls.py, `refreeze_if_idle`).
     "norefreeze": {"FIRSTWORD_GC_REFREEZE": "false"},
 }
 MB = 1024 * 1024

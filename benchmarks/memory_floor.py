@@ -12,7 +12,7 @@ Two layouts side by side, in one invocation:
 - `loop`: every room on one event loop (the least a process can spend per call);
 - `threads`: each room on its own thread and event loop, as firstword's thread executor
   runs each call (per-thread stacks and allocator state come on top).
-Both with glibc limited to 2 malloc arenas, as firstword's worker (agent/native_memory.py).
+Both with glibc limited to 2 malloc arenas, as firstword's worker (agent/worker/native_memory.py).
 
     scripts/bench-memory-floor.sh [--steps 0,1,2,4,8,16] [--settle 4]
 """
@@ -35,8 +35,8 @@ import numpy as np
 from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent import native_memory
 from agent.settings import get_settings
+from agent.worker import native_memory
 
 RATE = 48000
 FRAME = RATE // 100  # 10 ms

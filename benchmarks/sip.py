@@ -2,7 +2,7 @@
 
 Run by `scripts/bench-sip.sh`, which starts Redis, livekit-server in Redis mode and LiveKit's
 SIP bridge (scripts/sip.sh) and one worker. Then, alternating, N WebRTC calls (the caller
-simulator) and N SIP calls (agent/caller/sip.py) to the same account, each hearing the
+simulator) and N SIP calls (caller/sip.py) to the same account, each hearing the
 greeting and asking one question. Every time is taken by the caller on `perf_counter`:
 
 - WebRTC "dial → first word" = `connect()` + joined → first audible frame;
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.caller.simulator import CallOptions, CallReport, Question, run_call
-from agent.caller.sip import SipCallOptions, SipCallReport, bridge_address, run_sip_call
 from agent.engines.local_tts import load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import get_settings
+from caller.simulator import CallOptions, CallReport, Question, run_call
+from caller.sip import SipCallOptions, SipCallReport, bridge_address, run_sip_call
 
 QUESTION = "Hi, what time do you open on Saturdays?"
 

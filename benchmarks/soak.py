@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import psutil
 
-from agent.caller.simulator import CallOptions, CallReport, Question, run_call
 from agent.engines.local_tts import load_hibari
 from agent.settings import PROJECT_ROOT, get_settings
 from benchmarks.capacity import Worker, _settled, stop_all_workers
+from caller.simulator import CallOptions, CallReport, Question, run_call
 
 KINDS = ("before", "first-word", "mid-answer", "after")
 HEARD_WITHIN_S = 3.0

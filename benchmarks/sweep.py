@@ -1,10 +1,11 @@
 """Server API calls per second of the unanswered-room sweep across a fleet, before and after
-the sweep lease (agent/unanswered.py, agent/sweep_lease.py), and how long a takeover takes.
+the sweep lease (agent/worker/unanswered.py, agent/worker/sweep_lease.py), and how long a
+takeover takes.
 
 A real livekit-server with ROOMS rooms, each with two light participants (rtc.Room
 connections without tracks): a caller and an agent-kind participant, i.e. an answered call
 as the sweep sees it, so each sweep costs one ListRooms plus one ListParticipants per room.
-WORKERS OS processes each run the real `agent.unanswered.Watcher` (the code a worker runs;
+WORKERS OS processes each run the real `agent.worker.unanswered.Watcher` (the code a worker runs;
 not full workers with engines, which would need ~1 GB each; `has_room` is always true), in
 two modes side by side in one invocation:
 
@@ -55,7 +56,7 @@ def child_main(state: Path) -> None:
     """Run the real Watcher; write `calls sweeps last_sweep_wall` to `state` 5 times a second."""
     from livekit.api import twirp_client
 
-    from agent import unanswered
+    from agent.worker import unanswered
 
     counts = {"calls": 0, "sweeps": 0, "last_sweep": 0.0}
     request = twirp_client.TwirpClient.request
@@ -330,7 +331,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     print(
         f"Unanswered-room sweep: {args.workers} sweeping processes (each the real "
-        f"agent.unanswered.Watcher; not full workers with engines, ~1 GB each), "
+        f"agent.worker.unanswered.Watcher; not full workers with engines, ~1 GB each), "
         f"{args.rooms} rooms (a caller and an agent each), sweep every "
         f"{get_settings().unanswered_sweep:g} s, {args.window:g} s window, one 2-core machine."
     )

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.caller.simulator import CallOptions, run_call
 from agent.settings import PROJECT_ROOT, get_settings
+from caller.simulator import CallOptions, run_call
 
 WORKERS = {
     "baseline": ["benchmarks/baseline_agent.py", "start"],

@@ -32,10 +32,10 @@ from typing import Any
 
 from playwright.async_api import Browser, async_playwright
 
-from agent.caller.browser import CHROMIUM, chromium_args, silent_wav
-from agent.caller.simulator import CallOptions, run_call
 from agent.settings import PROJECT_ROOT, get_settings
 from benchmarks.ttfw import WebApp, Worker, _stats
+from caller.browser import CHROMIUM, chromium_args, silent_wav
+from caller.simulator import CallOptions, run_call
 
 KINDS = (
     ("browser", "predispatched"),

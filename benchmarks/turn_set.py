@@ -7,7 +7,7 @@ answers in a pause has cut the caller off; the time from the last word to the ag
 decision is what the caller waits.
 
 The set is rendered with both local voices (hibari "heart" and Piper "joe"), clean and
-through a telephone line (`agent/caller/telephone.py`), at 16 kHz (what the VAD, Whisper and
+through a telephone line (`caller/telephone.py`), at 16 kHz (what the VAD, Whisper and
 both turn models take). Each turn is rendered in one breath and cut where its pauses go (see
 `_stretches`), so the pause is exactly the written one, the voice does not close the sentence
 before it, and the turn's end is a sample index.
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller.recorder import save_wav
-from agent.caller.telephone import telephone
 from agent.engines.audio import resample
 from agent.engines.local_tts import LocalTTS
+from caller.recorder import save_wav
+from caller.telephone import telephone
 
 RATE = 16000
 LEAD_S = 0.5  # silence before the caller speaks

@@ -27,7 +27,7 @@ cached audio, ~30-60 ms) comes on top, the same for every strategy.
 
 Strategies: `vad` (a fixed wait after the VAD), `v1-mini` and `smart-turn` alone (short
 delay when the model says the turn is over, long delay when not), `today` (the product:
-v1-mini plus the word rules of agent/turn_taking.py, `EarlyEndpointing`), and `words+audio`
+v1-mini plus the word rules of agent/call/turn_taking.py, `EarlyEndpointing`), and `words+audio`
 (see `words_audio`: designed on this set, so its figures flatter it; the live bench is the
 check). It prints, per strategy and line, the cut-off rate over the turns with
 pauses and the wait p50/p90 over every turn, for each point of the grid and for the
@@ -56,8 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.call.turn_taking import looks_unfinished, reads_as_question
 from agent.engines.audio import float_to_int16_bytes, frame_to_float
-from agent.turn_taking import looks_unfinished, reads_as_question
 
 from .turn_set import PAUSED_KINDS, RATE, TurnClip
 
@@ -270,7 +270,7 @@ def smart_turn(q: Quiet, short: float, long: float) -> tuple[float, float]:
 
 
 def today(q: Quiet, short: float, long: float) -> tuple[float, float]:
-    """The product's rules (agent/turn_taking.py `EarlyEndpointing` with v1-mini): a
+    """The product's rules (agent/call/turn_taking.py `EarlyEndpointing` with v1-mini): a
     transcript that reads unfinished waits the unfinished delay; the detector's "done" or
     a whole question or a confident FAQ match gets the short delay; else the long one."""
     wait = max(q.v1_s, _transcript_wait(q))

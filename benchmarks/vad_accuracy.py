@@ -176,8 +176,8 @@ async def _through_room(
 
     from livekit import api, rtc
 
-    from agent.caller.mic import Microphone
-    from agent.caller.recorder import Recorder
+    from caller.mic import Microphone
+    from caller.recorder import Recorder
 
     url = os.environ["LIVEKIT_URL"]
     key, secret = os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"]

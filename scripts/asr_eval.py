@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/asr_eval.py [--mode short --mode full] [--threads 2]
 
-Renders the labelled questions of `agent/caller/clips.py` with hibari and Piper, clean and
+Renders the labelled questions of `caller/clips.py` with hibari and Piper, clean and
 through a telephone line, transcribes each clip with every mode, and prints the word error
 rate and the per-utterance latency (p50/p90/max) per mode and line, then the clips a mode
 got wrong. Timings are of `WhisperSTT.transcribe_pcm`, the call the agent makes.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.caller.clips import render_clips, word_errors
 from agent.engines.local_tts import load_hibari, load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
+from caller.clips import render_clips, word_errors
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -29,4 +29,4 @@ for _ in $(seq 1 120); do
 done
 grep -q '"registered worker"' "$worker_log" || { echo "worker did not register in 60 s" >&2; exit 1; }
 
-.venv/bin/python -m agent.caller "$@"
+.venv/bin/python -m caller "$@"

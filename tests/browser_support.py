@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from agent.caller.browser import CHROMIUM, chromium_args
 from agent.settings import Settings
 from agent.web.app import app_from_settings
+from caller.browser import CHROMIUM, chromium_args
 
 
 def wait_for(page: Any, expression: str, timeout: float = 30_000) -> None:

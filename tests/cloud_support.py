@@ -12,7 +12,7 @@ from livekit.agents import llm, tts
 
 from agent.accounts import Account
 from agent.accounts.models import CloudLLM, CloudSTT, CloudTTS, Providers
-from agent.assistant import Assistant, grounded_instructions
+from agent.call.assistant import Assistant, grounded_instructions
 from agent.engines.audio import float_to_int16_bytes
 
 

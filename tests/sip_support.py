@@ -88,7 +88,7 @@ def write_wav_8k(path: Path, samples: object) -> None:
     """16-bit mono 8 kHz WAV (baresip's aufile wants the call's rate)."""
     import numpy as np
 
-    from agent.caller.recorder import save_wav
+    from caller.recorder import save_wav
 
     save_wav(path, np.asarray(samples, dtype=np.float32), 8000)
 

@@ -120,7 +120,7 @@ def test_console_stand_ins_are_not_account_hints(registry: AccountRegistry) -> N
     from types import SimpleNamespace
     from unittest.mock import MagicMock
 
-    from agent.entrypoint import _caller_hints
+    from agent.worker.job import _caller_hints
 
     ctx = SimpleNamespace(job=SimpleNamespace(metadata=MagicMock()), room=MagicMock())
     caller = SimpleNamespace(metadata=MagicMock(), attributes=MagicMock())

@@ -1,4 +1,4 @@
-"""agent/ahead.py without a server: a greeting's transcript said before the caller waits."""
+"""agent/call/ahead.py without a server: a greeting's transcript said before the caller waits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from livekit.agents.voice import io
 
 from agent.accounts import Resolution
 from agent.accounts.models import Account
-from agent.ahead import TextAfterCaller, named_before_caller
+from agent.call.ahead import TextAfterCaller, named_before_caller
 
 
 class _Collect(io.TextOutput):

@@ -13,10 +13,10 @@ from livekit.agents import Agent, ModelSettings
 
 from agent import metrics
 from agent.accounts import AccountRegistry
-from agent.answers import AnswerAudio, answer_texts, prepare_answers
-from agent.assistant import Assistant
+from agent.call.assistant import Assistant
+from agent.engines.answers import AnswerAudio, answer_texts, prepare_answers
+from agent.engines.greetings import GreetingCache, GreetingKey
 from agent.engines.local_tts import LocalTTS
-from agent.greetings import GreetingCache, GreetingKey
 
 
 def _count(result: str) -> float:

@@ -1,6 +1,10 @@
 """The modules' imports form no circle: each module of `agent/` can be read, tested and moved
 with what it imports below it. Every import counts, at module level or inside a function,
 type-only ones too: a circle hidden in a function is still one module needing the other.
+
+The rooms of `agent/` are ordered by what they serve (docs/architecture.md#layout): a room
+imports only rooms below it, so the call never reaches up into the worker that runs it, nor
+an engine into the call that leases it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from pathlib import Path
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "agent"
+
+# Top to bottom. The shared modules at the foot are the package's own top-level files.
+ROOMS = ("web", "worker", "call", "cloud", "sip", "engines", "accounts", "shared")
+SHARED = {"settings", "metrics", "compat", "process_wide", "shared_cache"}
 
 
 def _module(path: Path) -> str:
@@ -94,5 +102,50 @@ def test_the_circle_finder_finds_one() -> None:
 
 def test_agent_modules_import_in_no_circle() -> None:
     graph = import_graph()
-    assert "agent.handoff" in graph and "agent.desk_end" in graph["agent.handoff"], graph
+    assert (
+        "agent.call.handoff.core" in graph
+        and "agent.call.handoff.desk" in graph["agent.call.handoff.core"]
+    ), graph
     assert circles(graph) == []
+
+
+def room(module: str) -> str:
+    """`agent.call.session` -> "call"; a top-level module of `agent/` -> "shared"."""
+    parts = module.split(".")
+    if len(parts) == 2 and parts[1] in SHARED:
+        return "shared"
+    assert len(parts) > 2 or parts[1] in ROOMS, f"{module}: not in a room ({ROOMS}, {SHARED})"
+    return parts[1]
+
+
+def test_every_module_is_in_a_room_and_imports_only_rooms_below_its_own() -> None:
+    upward = [
+        f"{module} ({room(module)}) -> {target} ({room(target)})"
+        for module, targets in import_graph().items()
+        if module != "agent"
+        for target in targets - {"agent"}  # `from .. import metrics` also names the package
+        if ROOMS.index(room(target)) < ROOMS.index(room(module))
+    ]
+    assert upward == []
+
+
+def test_the_room_check_sees_an_arrow_going_up() -> None:
+    assert room("agent.call.session") == "call" and room("agent.metrics") == "shared"
+    assert ROOMS.index(room("agent.worker.job")) < ROOMS.index(room("agent.call.session"))
+
+
+def test_the_caller_simulator_is_not_in_the_product_package() -> None:
+    # A test tool (Whisper, Piper, a SIP user agent) that the worker and its image never need.
+    assert not (PACKAGE / "caller").exists()
+    assert (PROJECT_ROOT / "caller" / "simulator.py").exists()
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            assert not any(n.split(".")[0] == "caller" for n in names), path

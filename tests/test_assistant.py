@@ -12,7 +12,7 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.voice.run_result import RunResult
 
 from agent.accounts import AccountRegistry
-from agent.assistant import Assistant
+from agent.call.assistant import Assistant
 from agent.engines.faq_llm import FaqLLM
 
 
@@ -47,7 +47,8 @@ async def test_assistant_answers_from_faqs_or_hands_off(
 async def test_assistant_that_stepped_back_does_not_answer(
     registry: AccountRegistry, faq_llm_for: Callable[[str], FaqLLM]
 ) -> None:
-    """Once a person took the call (agent/handoff.py), a turn already under way gets no reply."""
+    """Once a person took the call (agent/call/handoff/), a turn already under way gets no
+    reply."""
     account = registry.accounts["bluebird-bikes"]
     assistant = Assistant(account)
     async with AgentSession(llm=faq_llm_for(account.id)) as session:
@@ -104,7 +105,7 @@ async def test_what_callers_say_reaches_the_log_only_when_asked(
     caplog: pytest.LogCaptureFixture,
     transcripts: bool,
 ) -> None:
-    from agent.call_log import attach_conversation_logs
+    from agent.call.call_log import attach_conversation_logs
 
     account = registry.accounts["bluebird-bikes"]
     caplog.set_level("DEBUG", logger="firstword")

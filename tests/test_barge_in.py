@@ -8,9 +8,9 @@ from typing import cast
 import pytest
 from livekit.agents import AgentSession, UserStateChangedEvent, utils
 
-from agent.barge_in import OverlapFilter, is_backchannel
+from agent.call.barge_in import OverlapFilter, is_backchannel
+from agent.call.turn_taking import turn_taking
 from agent.settings import Settings
-from agent.turn_taking import turn_taking
 from tests.test_turn_taking import _engines
 
 

@@ -11,8 +11,8 @@ import pytest
 from livekit.agents import AgentStateChangedEvent, utils
 
 from agent.accounts import AccountStore
-from agent.call_log import attach_after_first_frame
-from agent.timeline import CallTimeline
+from agent.call.call_log import attach_after_first_frame
+from agent.call.timeline import CallTimeline
 
 
 def test_timeline_keeps_the_first_mark_and_orders_stages() -> None:

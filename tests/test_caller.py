@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.caller.__main__ import _read_wav, _summary
-from agent.caller.simulator import CallReport, Turn
+from caller.__main__ import _read_wav, _summary
+from caller.simulator import CallReport, Turn
 
 
 def _write(path: Path, samples: np.ndarray, rate: int, channels: int, width: int = 2) -> None:
@@ -55,7 +55,7 @@ async def test_a_track_gone_before_it_is_recorded_is_not_an_error() -> None:
     # retrieved" traceback). The recorder records nothing and ends quietly.
     from types import SimpleNamespace
 
-    from agent.caller.recorder import Recorder
+    from caller.recorder import Recorder
 
     gone = SimpleNamespace(_ffi_handle=None, _info=None)
     recorder = Recorder()

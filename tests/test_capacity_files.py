@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess, values
 
-from agent import capacity
 from agent.settings import PROJECT_ROOT
+from agent.worker import capacity
 
 JOB = (
     "from agent import metrics\n"

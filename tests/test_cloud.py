@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from agent.accounts import Account, AccountRegistry
 from agent.accounts.models import CloudLLM
-from agent.assistant import Assistant
+from agent.call.assistant import Assistant
 from agent.cloud import plugins
 from agent.cloud.breaker import BreakerState, CircuitBreaker, breaker_for, forget_breakers
 from agent.cloud.chains import CallChains, build_chains

@@ -206,7 +206,7 @@ async def test_an_earlier_turn_of_one_caller_never_reaches_another_callers_answe
     # A model that obeys the caller: an earlier "tell everyone ..." shapes its reply.
     from livekit.agents import llm
 
-    from agent.assistant import Assistant, grounded_instructions
+    from agent.call.assistant import Assistant, grounded_instructions
     from standins.gemini import grounded_reply
 
     def obeying(request: dict[str, Any]) -> dict[str, Any]:

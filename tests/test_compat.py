@@ -327,6 +327,8 @@ async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(
     # The framework sends the status every 2.5 s; a caller in that gap got no agent at all.
     from livekit.agents import AgentServer
 
+    from agent.worker import capacity
+
     sent: list[bool] = []
     effective = [1.0]
 
@@ -340,7 +342,7 @@ async def test_the_server_hears_at_once_when_a_full_worker_has_room_again(
         )
         sent.append(full)
 
-    server = compat.CapacityAwareServer(load_threshold=1.0)
+    server = compat.CapacityAwareServer(load_threshold=1.0, calls=capacity.CountedCalls())
     for name in ("_invoke_load_fnc", "_update_worker_status", "_draining", "_load_threshold"):
         _has(server, name, "AgentServer")
     # (set once the worker registers; read through getattr until then)
@@ -368,8 +370,8 @@ async def test_a_call_leaving_a_full_worker_makes_it_available_at_once(
     # was refused by the server. With threads the release itself re-decides the status.
     from livekit.agents import AgentServer
 
-    from agent import capacity
     from agent.settings import get_settings
+    from agent.worker import capacity
 
     settings = get_settings()
     sent: list[int] = []
@@ -390,7 +392,7 @@ async def test_a_call_leaving_a_full_worker_makes_it_available_at_once(
         capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         for _ in range(settings.max_concurrent_calls + settings.hold_slots - base.live - base.held)
     ]
-    server = compat.CapacityAwareServer(load_threshold=1.0)
+    server = compat.CapacityAwareServer(load_threshold=1.0, calls=capacity.CountedCalls())
     _has(server, "run", "AgentServer")
     server._devmode = False
     server._previous_status = agent_proto.WorkerStatus.WS_FULL
@@ -438,8 +440,8 @@ async def test_a_status_carries_the_load_of_its_own_moment(monkeypatch: pytest.M
     # the server refused every caller until the next status, 2.5 s later.
     from livekit.agents import AgentServer
 
-    from agent import capacity
     from agent.settings import get_settings
+    from agent.worker import capacity
 
     settings = get_settings()
     slots = (settings.max_concurrent_calls, settings.hold_slots)
@@ -450,7 +452,7 @@ async def test_a_status_carries_the_load_of_its_own_moment(monkeypatch: pytest.M
     async def queue(msg: agent_proto.WorkerMessage) -> None:
         sent.append(msg.update_worker)
 
-    server = compat.CapacityAwareServer(load_threshold=1.0)
+    server = compat.CapacityAwareServer(load_threshold=1.0, calls=capacity.CountedCalls())
     for name in ("_queue_msg", "_simulation", "_draining"):
         _has(server, name, "AgentServer")
     assert "load=self._worker_load" in inspect.getsource(AgentServer._update_worker_status), (

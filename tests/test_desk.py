@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
 from agent.accounts import AccountStore
-from agent.desk_end import DeskEnd
-from agent.handoff import HandoffRecords
-from agent.handoff_types import HandoffOutcome, HandoffRequest
+from agent.accounts.staff import StaffFile
+from agent.call.handoff.core import HandoffRecords
+from agent.call.handoff.desk import DeskEnd
+from agent.call.handoff.types import HandoffOutcome, HandoffRequest
 from agent.web.app import build_app
 from agent.web.clients import NO_PROXIES, TrustedProxies
 from agent.web.desk import Desk, call_view
 from agent.web.ratelimit import RateLimiter
 from agent.web.sessions import COOKIE, LoginLockout
-from agent.web.staff import StaffFile
 from tests.conftest import ACCOUNTS_DIR
 from tests.test_web import Clock, FakeTickets
 

@@ -14,8 +14,8 @@ import pytest
 from livekit import api
 
 from agent.accounts import Account, AccountRegistry
-from agent.handoff import no_take_line
-from agent.handoff_types import HandoffRequest
+from agent.call.handoff.core import no_take_line
+from agent.call.handoff.types import HandoffRequest
 from agent.settings import PROJECT_ROOT
 from tests.e2e_support import ENV, URL, running_worker
 from tests.helpers import similarity
@@ -35,7 +35,7 @@ FIRST_WORD_WITHIN_S = 1.5
 def call(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / f"call-{time.monotonic_ns()}.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.caller", "--json", str(out), *args],
+        [sys.executable, "-m", "caller", "--json", str(out), *args],
         cwd=PROJECT_ROOT,
         env=ENV,
         capture_output=True,

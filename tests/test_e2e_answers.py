@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.call.turns import STAGES
 from agent.settings import PROJECT_ROOT
-from agent.turns import STAGES
 from tests.e2e_support import ENV, log_records, metrics_url, running_worker
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ def test_answers_are_cached_and_every_turn_is_measured(livekit_server: str, tmp_
         out = tmp_path / "call.json"
         subprocess.run(
             [
-                *(sys.executable, "-m", "agent.caller", "--json", str(out)),
+                *(sys.executable, "-m", "caller", "--json", str(out)),
                 *("--account", "harbor-dental"),
                 *("--question", "How much does a teeth cleaning cost?"),
                 *("--question", "Do you sell concert tickets?"),

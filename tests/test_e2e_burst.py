@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from agent import capacity
-from agent.caller.simulator import CallOptions, CallReport, run_call
 from agent.settings import HOLD_SLOTS_PER_CALL, Settings
+from agent.worker import capacity
+from caller.simulator import CallOptions, CallReport, run_call
 from tests.e2e_support import log_records, running_worker
 from tests.test_e2e_capacity import _assert_clean, _settings, _settled
 
@@ -60,7 +60,7 @@ def test_with_the_default_hold_slots_the_server_keeps_dispatching_until_every_sl
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # livekit-server offers a job only to workers under its target_load (0.7): every state
-    # short of all slots taken must read under it (agent/capacity.py).
+    # short of all slots taken must read under it (agent/worker/capacity.py).
     for max_calls in (1, 2, 5, 12):
         settings = _settings_with(monkeypatch, FIRSTWORD_MAX_CALLS=str(max_calls))
         holds = settings.hold_slots

@@ -12,9 +12,9 @@ from livekit import rtc
 
 from agent.accounts import AccountRegistry
 from agent.accounts.resolve import ACCOUNT_ATTRIBUTE
-from agent.call_limit import closing_line
-from agent.caller.simulator import caller_token
+from agent.call.call_limit import closing_line
 from agent.settings import Settings
+from caller.simulator import caller_token
 from tests.e2e_support import URL, log_records, running_worker
 
 pytestmark = pytest.mark.e2e

@@ -23,11 +23,11 @@ import pytest
 from livekit import api, rtc
 from prometheus_client import REGISTRY
 
-from agent import capacity
-from agent.caller.simulator import CallOptions, CallReport, Question, run_call
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
+from agent.worker import capacity
+from caller.simulator import CallOptions, CallReport, Question, run_call
 from tests.e2e_support import URL, log_records, metrics_url, running_worker
 from tests.helpers import similarity
 
@@ -297,7 +297,7 @@ async def test_a_caller_whose_dispatch_failed_is_answered_once_a_slot_frees(
 ) -> None:
     # One conversation slot, no hold: with one call the worker reports itself full, and the
     # server's job request for the next caller's room fails ("no servers available"). The
-    # server never retries it: without agent/unanswered.py this caller is never answered.
+    # server never retries it: without agent/worker/unanswered.py this caller is never answered.
     log = tmp_path / "worker.log"
     env = {"FIRSTWORD_MAX_CALLS": "1", "FIRSTWORD_HOLD_SLOTS": "0", "FIRSTWORD_IDLE_PROCESSES": "2"}
     with running_worker(log, env):
@@ -325,7 +325,7 @@ async def test_a_room_holding_only_another_agent_takes_no_slot(
 ) -> None:
     # A room sent to a worker again after its agent lost its connection can still hold that
     # agent when the new job joins, and its caller may be gone. Such a job used to count as
-    # a live call for the 20 s it waited for a caller (agent/entrypoint.py, `_callers_in`).
+    # a live call for the 20 s it waited for a caller (agent/worker/job.py, `_callers_in`).
     log = tmp_path / "worker.log"
     room = f"call-{uuid.uuid4().hex[:8]}"
     settings = _settings()

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.accounts.staff import StaffFile
+from agent.call.handoff.core import NO_ANSWER_REASON
 from agent.engines.local_tts import LocalTTS
-from agent.handoff import NO_ANSWER_REASON
 from agent.settings import Settings
-from agent.web.staff import StaffFile
 from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, log_records, worker_process
 from tests.test_e2e_web import SCREENSHOTS

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.caller.simulator import CallOptions, CallReport, run_call
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
+from caller.simulator import CallOptions, CallReport, run_call
 from tests.e2e_support import URL, log_records, metrics_url, running_worker
 from tests.helpers import similarity
 

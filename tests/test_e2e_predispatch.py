@@ -1,4 +1,4 @@
-"""A pre-dispatched room (agent/ahead.py): the agent's track is out before the caller joins,
+"""A pre-dispatched room (agent/call/ahead.py): the agent's track is out before the caller joins,
 and the caller hears the greeting once, whole, from its first word."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from livekit import api
 
-from agent.caller.simulator import CallOptions, run_call, web_ticket
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import Settings
 from agent.web.app import app_from_settings
+from caller.simulator import CallOptions, run_call, web_ticket
 from tests.e2e_support import URL, log_records, running_worker
 from tests.helpers import similarity, words
 

@@ -23,10 +23,10 @@ import pytest
 from livekit import api, rtc
 
 from agent.accounts import AccountRegistry
-from agent.caller.mic import Microphone
-from agent.caller.recorder import RATE, Recorder
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
+from caller.mic import Microphone
+from caller.recorder import RATE, Recorder
 from tests.e2e_support import PORT, log_records, metrics_url, worker_process
 from tests.helpers import similarity
 

@@ -1,6 +1,6 @@
 """End to end over a real SIP leg: phone → LiveKit's SIP bridge → Redis → server → worker.
 
-The caller is `agent.caller.sip_ua.SipPhone` (SIP over UDP, G.711 RTP), dialling the demo
+The caller is `caller.sip_ua.SipPhone` (SIP over UDP, G.711 RTP), dialling the demo
 accounts' trunk numbers; the bridge, Redis and the server in Redis mode come from
 `scripts/sip.sh` (which builds the bridge the first time and provisions trunks and dispatch
 rules). The person a caller is transferred to is a real baresip; a busy one is sipp.
@@ -19,15 +19,15 @@ import pytest
 from livekit import api
 
 from agent.accounts import AccountRegistry
-from agent.caller.simulator import Question, Transcribe
-from agent.caller.sip import SipCallOptions, SipCallReport, run_sip_call
-from agent.caller.sip_ua import SipPhone
+from agent.call.handoff.core import no_take_line
+from agent.call.handoff.types import HandoffRequest
 from agent.engines.audio import resample
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
-from agent.handoff import no_take_line
-from agent.handoff_types import HandoffRequest
 from agent.settings import PROJECT_ROOT
+from caller.simulator import Question, Transcribe
+from caller.sip import SipCallOptions, SipCallReport, run_sip_call
+from caller.sip_ua import SipPhone
 from tests.e2e_support import PORT, log_records, running_worker
 from tests.helpers import similarity
 from tests.sip_support import (

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from agent.accounts import AccountRegistry
-from agent.caller.paused import paused_question
 from agent.engines.audio import float_to_int16_bytes
 from agent.engines.local_tts import load_piper
 from benchmarks.answers import barge_in_outcome
+from caller.paused import paused_question
 from tests.e2e_support import running_worker
 from tests.test_e2e import assert_greeted, call
 

@@ -13,11 +13,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from livekit import api
 
-from agent.caller.simulator import CallOptions, run_call, web_ticket
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
 from agent.web.app import app_from_settings
+from caller.simulator import CallOptions, run_call, web_ticket
 from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, running_worker
 from tests.helpers import similarity

@@ -1,5 +1,5 @@
 """A browser caller who joins while no agent can take the call hears the line ring, not
-silence, until an agent is dispatched and greets (web/src/call.js, agent/unanswered.py).
+silence, until an agent is dispatched and greets (web/src/call.js, agent/worker/unanswered.py).
 
 A module of its own: it needs the server with no worker registered when the caller joins
 (as when every worker is full), and the web tests' module keeps a worker up throughout.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.caller.browser import silent_wav
 from agent.settings import Settings
+from caller.browser import silent_wav
 from tests.browser_support import launch_chromium, serve_web_app, wait_for
 from tests.e2e_support import URL, log_records, running_worker
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.engines.local_tts import LocalTTS
-from agent.engines.whisper_stt import WhisperSTT
-from agent.greetings import (
+from agent.engines.greetings import (
     GreetingCache,
     GreetingKey,
     LeadingSilenceTrimmer,
     trim_leading_silence,
 )
+from agent.engines.local_tts import LocalTTS
+from agent.engines.whisper_stt import WhisperSTT
 from tests.helpers import similarity
 
 GREETING = "Thank you for calling. How can I help?"

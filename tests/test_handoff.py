@@ -11,7 +11,7 @@ import pytest
 
 from agent import metrics
 from agent.accounts import Account, AccountRegistry
-from agent.handoff import (
+from agent.call.handoff.core import (
     CLOSE_GRACE_S,
     HANDOFF,
     HANDOFF_QUESTION,
@@ -23,7 +23,7 @@ from agent.handoff import (
     HandoffRecords,
     no_take_line,
 )
-from agent.handoff_types import HandoffOutcome, HandoffRequest, HandoffResult
+from agent.call.handoff.types import HandoffOutcome, HandoffRequest, HandoffResult
 
 
 class FakeCall:
@@ -201,7 +201,7 @@ async def test_no_end_means_the_no_take_line_at_once(account: Account, tmp_path:
 async def test_an_end_that_overruns_or_raises_does_not_hold_the_caller(
     account: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("agent.handoff.END_GRACE_S", 0.1)
+    monkeypatch.setattr("agent.call.handoff.core.END_GRACE_S", 0.1)
     slow = FakeEnd("desk", delay=10.0)
     handoff, call = _handoff(account, [slow], tmp_path, wait_s=0.2)
     handoff.request("x")

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent import capacity
 from agent.compat import EarlyRoomAudioOutput
+from agent.worker import capacity
 
 RATE = 22050  # the voice's rate; the output plays at 24 kHz (resampled)
 GREETING_S = 0.6
@@ -107,7 +107,7 @@ async def _held_call(
     account = SimpleNamespace(greeting="Hello", handoff_phrase="Bye", voice=None)
     caller = SimpleNamespace(identity="caller-1")
     first_frames: list[float] = []
-    # The call's track, published when the agent joined (agent/ahead.py's AgentTrack).
+    # The call's track, published when the agent joined (agent/call/ahead.py's AgentTrack).
     track = EarlyRoomAudioOutput(room)  # type: ignore[arg-type]
     publishing = asyncio.create_task(track.publish())
     holding = asyncio.create_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.caller.mic import Microphone
+from caller.mic import Microphone
 
 
 async def test_silence_is_digital_zeros_unless_a_noise_floor_is_asked_for() -> None:

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from agent import native_memory
+from agent.worker import native_memory
 
 _FREED_IN_THREADS = """
 import threading, resource
-from agent import native_memory
+from agent.worker import native_memory
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:

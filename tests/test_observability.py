@@ -27,8 +27,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from agent import metrics
 from agent.compat import AgentServerWithRoutes, server_connection
-from agent.health import Health, check_voices, ping_redis
 from agent.settings import PROJECT_ROOT
+from agent.worker.health import Health, check_voices, ping_redis
 
 PROMETHEUS_DIR = PROJECT_ROOT / "config" / "prometheus"
 DASHBOARD = PROJECT_ROOT / "config" / "grafana" / "firstword.json"
@@ -220,7 +220,7 @@ async def test_a_worker_is_ready_without_redis_and_not_without_the_server(
 ) -> None:
     """Redis down: calls go on (caches fail open), so it is reported, never gating; the
     LiveKit server or the engines are what readiness stands for."""
-    from agent import health as health_module
+    from agent.worker import health as health_module
 
     state = {"prewarms": 1, "voices": 2, "breakers": {"google-stt": "open"}}
     monkeypatch.setattr(health_module, "_registry_state", lambda: state)

@@ -9,7 +9,7 @@ import pytest
 
 from agent.accounts import AccountRegistry
 from agent.accounts.models import Voice
-from agent.pools import EnginePool, load_pool
+from agent.engines.pools import EnginePool, load_pool
 from agent.settings import Settings
 
 

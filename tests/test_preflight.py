@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.preflight import PreflightError, check_secrets, check_server_reachable
 from agent.settings import PROJECT_ROOT, Settings
+from agent.worker.preflight import PreflightError, check_secrets, check_server_reachable
 
 
 def _free_port() -> int:

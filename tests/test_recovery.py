@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 from livekit import api
 
-from agent import recovery
 from agent.settings import PROJECT_ROOT, Settings
+from agent.worker import recovery
 
 REDIS_PORT = int(os.environ.get("FIRSTWORD_TEST_LIVEKIT_PORT", "7980")) + 20
 

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from agent.accounts import AccountFileError, load_account_file
-from agent.caller.sip_ua import ALAW_DECODE, ULAW_DECODE, SipMessage, _alaw_encode, ulaw_encode
-from agent.handoff_types import HandoffOutcome, HandoffRequest
+from agent.call.handoff.transfer import SipTransferEnd, transfer_uri
+from agent.call.handoff.types import HandoffOutcome, HandoffRequest
 from agent.settings import Settings
 from agent.sip.provision import (
     ROOM_PREFIX,
@@ -22,7 +22,7 @@ from agent.sip.provision import (
     _wanted_rule,
     _wanted_trunk,
 )
-from agent.sip.transfer import SipTransferEnd, transfer_uri
+from caller.sip_ua import ALAW_DECODE, ULAW_DECODE, SipMessage, _alaw_encode, ulaw_encode
 from tests.conftest import ACCOUNTS_DIR
 
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.preflight import PreflightError, check_secrets
-from agent.settings import Settings
-from agent.web.__main__ import main
-from agent.web.sessions import LoginLockout, Sessions
-from agent.web.staff import (
+from agent.accounts.staff import (
     StaffFile,
     StaffFileError,
     hash_password,
     parse_accounts,
     verify_password,
 )
+from agent.settings import Settings
+from agent.web.__main__ import main
+from agent.web.sessions import LoginLockout, Sessions
+from agent.worker.preflight import PreflightError, check_secrets
 from tests.conftest import ACCOUNTS_DIR
 from tests.test_web import Clock
 

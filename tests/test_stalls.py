@@ -1,4 +1,4 @@
-"""The garbage collector's settings (agent/stalls.py), each in a fresh interpreter: what is
+"""The garbage collector's settings (agent/worker/stalls.py), each in a fresh interpreter: what is
 frozen and the thresholds are process-wide, and the test process must keep its own."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from agent.settings import PROJECT_ROOT
 
 _SCRIPT = """
 import gc, json
-from agent import stalls
+from agent.worker import stalls
 
 loaded = [[i] for i in range(5000)]  # what prewarm leaves behind (lists: tracked by the GC)
 frozen_at_prewarm = stalls.tune_gc()

@@ -1,4 +1,4 @@
-"""The unanswered-room sweep across a fleet (agent/unanswered.py, agent/sweep_lease.py).
+"""The unanswered-room sweep across a fleet (agent/worker/unanswered.py and sweep_lease.py).
 
 Several Watchers share a real Redis (scripts/redis-server.sh) as workers of a fleet would, each
 with its own lease client: one sweeps at a time, another takes over when the holder stops
@@ -23,10 +23,10 @@ import redis.asyncio as aioredis
 from livekit import api
 from livekit.agents import AgentServer, JobContext
 
-from agent import unanswered
 from agent.settings import PROJECT_ROOT, Settings
-from agent.sweep_lease import SweepLease, Turn
-from agent.unanswered import Watcher
+from agent.worker import unanswered
+from agent.worker.sweep_lease import SweepLease, Turn
+from agent.worker.unanswered import Watcher
 
 # REDIS_PORT when given (so that engineers sharing a machine pick their own), else the port the
 # other Redis tests derive from FIRSTWORD_TEST_LIVEKIT_PORT.

@@ -10,11 +10,16 @@ from unittest.mock import MagicMock
 from livekit.agents import stt
 
 from agent.accounts.models import FAQ
+from agent.call.turn_taking import (
+    EarlyEndpointing,
+    looks_unfinished,
+    reads_as_question,
+    turn_taking,
+)
 from agent.engines.faq_llm import FaqLLM, Match
+from agent.engines.pools import CallEngines
 from agent.engines.speculative_stt import SpeculativeSTT
-from agent.pools import CallEngines
 from agent.settings import Settings
-from agent.turn_taking import EarlyEndpointing, looks_unfinished, reads_as_question, turn_taking
 
 FAQ_ITEM = FAQ(
     id="cleaning", questions=["How much is a cleaning?", "Cleaning price?"], answer="120 dollars."

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.pools import turn_detector
+from agent.engines.pools import turn_detector
 
 
 async def test_the_threshold_is_the_models_own_unless_set(caplog: pytest.LogCaptureFixture) -> None:

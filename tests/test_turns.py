@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.turns import STAGES, TurnTimeline
+from agent.call.turns import STAGES, TurnTimeline
 
 
 def test_stages_follow_the_turn_in_order() -> None:

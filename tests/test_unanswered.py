@@ -1,4 +1,4 @@
-"""Which rooms the unanswered-room sweep dispatches again (agent/unanswered.py)."""
+"""Which rooms the unanswered-room sweep dispatches again (agent/worker/unanswered.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from livekit import api
 
-from agent.unanswered import may_have_people, unanswered
+from agent.worker.unanswered import may_have_people, unanswered
 
 NOW_MS = 1_800_000_000_000
 AFTER_MS = 2000

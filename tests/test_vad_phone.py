@@ -1,7 +1,7 @@
 """The VAD on telephone speech as a LiveKit room delivers it (phone thresholds, the VAD bench).
 
 tests/data/phone-question-after-opus.wav is "Are you open at 7:45 in the morning?" in the
-Piper voice through the telephone line of `agent/caller/telephone.py`, sent by the caller
+Piper voice through the telephone line of `caller/telephone.py`, sent by the caller
 simulator's microphone with a -65 dBFS floor through the local LiveKit server and received
 at 16 kHz, as the worker's session hears it (recorded 2026-12-07). With Silero's own
 thresholds (what web callers get) the pause-free question is cut in two after "open"
@@ -19,7 +19,7 @@ import pytest
 from livekit.plugins import silero
 from pydantic import ValidationError
 
-from agent.pools import call_vad, load_vad
+from agent.engines.pools import call_vad, load_vad
 from agent.settings import Settings
 from benchmarks.vad_accuracy import measure_clip, score
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import agent.engines.whisper_stt as whisper_stt
-from agent.caller.clips import QUESTIONS, render_clips, word_errors
-from agent.caller.telephone import PHONE_RATE, narrowband, telephone
 from agent.engines.local_tts import LocalTTS, load_piper
 from agent.engines.whisper_stt import WhisperMode, WhisperSTT, _repeats
+from caller.clips import QUESTIONS, render_clips, word_errors
+from caller.telephone import PHONE_RATE, narrowband, telephone
 from tests.helpers import similarity
 
 QUESTION = "Hi, what time do you open on Saturdays?"

@@ -103,7 +103,8 @@ class Account(BaseModel):
     handoff_phrase: str = Field(min_length=1)
     # SIP trunk numbers (E.164) whose calls belong to this business.
     phone_numbers: list[str] = Field(default_factory=list)
-    # Phone callers asking for a person are transferred here (SIP REFER, agent/sip/transfer.py):
+    # Phone callers asking for a person are transferred here (SIP REFER,
+    # agent/call/handoff/transfer.py):
     # "+15035550111" or "sip:frontdesk@pbx.example.com". Unset: no phone transfer.
     handoff_number: str | None = None
     faqs: list[FAQ] = Field(min_length=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..greetings import GreetingCache
+from ..engines.greetings import GreetingCache
 from ..settings import Settings
 from ..shared_cache import SharedCache
 from .response_cache import Embed, ResponseCache

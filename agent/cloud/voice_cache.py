@@ -9,7 +9,7 @@ Repeated texts are what this pays for: the handoff phrase, the answers a model g
 and again, and every answer replayed by the response cache (`response_cache.py`).
 
 Where the audio is kept: memory (`FIRSTWORD_CLOUD_VOICE_CACHE_MB`, least recently used
-first out), WAV files under `<cache dir>/voices` (the greetings' format, `agent.greetings`),
+first out), WAV files under `<cache dir>/voices` (the greetings' format, `agent.engines.greetings`),
 and Redis when configured (`agent.shared_cache`: blobs up to
 `FIRSTWORD_SHARED_AUDIO_MAX_KB`, kept `FIRSTWORD_SHARED_AUDIO_TTL` seconds), so every
 worker reuses what one rendered. Lookups: memory (no wait), disk (a thread), Redis (bounded
@@ -33,7 +33,12 @@ from livekit.agents import APIConnectOptions, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from .. import metrics
-from ..greetings import GreetingCache, GreetingKey, LeadingSilenceTrimmer, trim_leading_silence
+from ..engines.greetings import (
+    GreetingCache,
+    GreetingKey,
+    LeadingSilenceTrimmer,
+    trim_leading_silence,
+)
 from ..shared_cache import PREFIX, SharedCache
 
 logger = logging.getLogger("firstword.voice_cache")
@@ -138,7 +143,7 @@ class _CachedSentence(tts.ChunkedStream):
             return
         # Cloud voices start a sentence with up to a few hundred ms of near-silence; the
         # caller hears the answer that much later, so it is dropped as it streams (the
-        # local voices' stored audio is trimmed the same way, `agent.greetings`).
+        # local voices' stored audio is trimmed the same way, `agent.engines.greetings`).
         trimmer = LeadingSilenceTrimmer(cached.sample_rate)
         parts: list[bytes] = []
         stream: Any

@@ -119,7 +119,7 @@ class FaqLLM(llm.LLM):
         self._index = index
         self._min_score = min_score
         # Told every match (question, match) on the event loop; the early end of turn
-        # listens (agent/turn_taking.py).
+        # listens (agent/call/turn_taking.py).
         self.on_match: Callable[[str, Match | None], None] | None = None
         # The last few matches (see `match`); lru_cache is thread-safe, and both the turn-taking
         # and the answer call `match` from worker threads.

@@ -74,7 +74,7 @@ class SpeculativeSTT(stt.STT):
         self.speculate_after_s = speculate_after_s
         self.stats = SpeculationStats()
         # Told every transcript just before it is sent (final or preflight), on the event
-        # loop: the turn-taking reads it (agent/turn_taking.py).
+        # loop: the turn-taking reads it (agent/call/turn_taking.py).
         self.on_transcript: Callable[[str], None] | None = None
         # Told True when speech starts that has no transcript yet, False when its transcript
         # is told (or it had no words): the turn-taking does not end a turn on an earlier
@@ -83,7 +83,7 @@ class SpeculativeSTT(stt.STT):
         # Awaited with each final transcript before it is sent (at most
         # BEFORE_FINAL_TIMEOUT_S): the turn-taking matches it to the FAQs here, so that the
         # framework's turn decision, made as soon as the transcript arrives, already knows
-        # whether the question is a confident match (agent/turn_taking.py).
+        # whether the question is a confident match (agent/call/turn_taking.py).
         self.before_final: Callable[[str], Awaitable[None]] | None = None
         self._stt.on("metrics_collected", self._on_metrics_collected)
 

@@ -9,7 +9,7 @@
 - **The account** comes from the dialled number: the dispatch rule made by
   agent/sip/provision.py sets `firstword.account`, and `sip.trunkPhoneNumber` is the fallback
   (agent/accounts/resolve.py).
-- **Noise**: agent/noise.py picks BVCTelephony for SIP callers (on LiveKit Cloud only).
+- **Noise**: agent/call/noise.py picks BVCTelephony for SIP callers (on LiveKit Cloud only).
 - **Audio**: the bridge speaks G.711 at 8 kHz to the phone and Opus to the room; the agent
   hears band-limited audio and Whisper resamples it to 16 kHz as for any caller. Nothing else
   to set.
@@ -17,8 +17,8 @@
   nothing listens (no menus: the caller says what they want).
 - **Hanging up** (BYE) makes the bridge leave the room with CLIENT_INITIATED, which closes
   the session and ends the job at once (entrypoint's `_on_close`).
-- **Handoff to a person**: the shared mechanism (agent/handoff.py) hands a phone caller to
-  `SipTransferEnd` (agent/sip/transfer.py), which transfers the call by SIP REFER to the
+- **Handoff to a person**: the shared mechanism (agent/call/handoff/core.py) hands a phone caller to
+  `SipTransferEnd` (agent/call/handoff/transfer.py), which transfers the call by SIP REFER to the
   account's `handoff_number`; a busy or unanswered transfer leaves the caller with the agent,
   who says the no-take line.
 """

@@ -22,10 +22,10 @@ import sys
 from aiohttp import web
 
 from ..accounts import AccountFileError, load_accounts
-from ..preflight import PreflightError, check_secrets
+from ..accounts.staff import StaffFile, StaffFileError, check_password, parse_accounts
 from ..settings import Settings, get_settings
+from ..worker.preflight import PreflightError, check_secrets
 from .app import BUNDLE, app_from_settings
-from .staff import StaffFile, StaffFileError, check_password, parse_accounts
 
 
 def serve(settings: Settings) -> None:

@@ -1,6 +1,6 @@
 """The front desk: the business's staff see live calls and take the ones the agent hands off.
 
-Its other half runs in the worker: `agent/desk_end.py`, the handoff end that waits for the
+Its other half runs in the worker: `agent/call/handoff/desk.py`, the handoff end that waits for the
 staff member this page sends into the call's room.
 
 - The page and its API (in the web app, `python -m agent.web`), for staff logins
@@ -15,8 +15,8 @@ staff member this page sends into the call's room.
   - `POST /api/desk/take` `{"room": ...}`: a token for that room (one of theirs) as a staff
     participant named after the login; the browser joins with its microphone and the agent
     steps back; logged with who took it;
-  - `GET /api/desk/messages?account=<id>`: the account's handoff records (agent/handoff.py),
-    for the person's accounts only.
+  - `GET /api/desk/messages?account=<id>`: the account's handoff records
+    (agent/call/handoff/core.py), for the person's accounts only.
   Closed (404) while no staff login exists. Wrong passwords are limited per client and per
   login before any comparison; a locked login says so.
 
@@ -45,7 +45,15 @@ from livekit import api
 
 from ..accounts import AccountStore
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
-from ..handoff import (
+from ..accounts.staff import (
+    NAME_PATTERN,
+    Staff,
+    StaffFile,
+    StaffFileError,
+    dummy_hash,
+    verify_password,
+)
+from ..call.handoff.core import (
     CALL_ACCOUNT,
     CALL_CALLER_NUMBER,
     CALL_STARTED,
@@ -57,12 +65,11 @@ from ..handoff import (
     TRANSCRIPT,
     HandoffRecords,
 )
-from ..handoff_types import STAFF_PREFIX, is_staff
+from ..call.handoff.types import STAFF_PREFIX, is_staff
 from ..settings import Settings
 from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
 from .sessions import COOKIE, LoginLockout, Sessions
-from .staff import NAME_PATTERN, Staff, StaffFile, StaffFileError, dummy_hash, verify_password
 
 logger = logging.getLogger("firstword.desk")
 

@@ -80,7 +80,7 @@ function reportFirstWord() {
 // Ringback: a caller who has joined and hears no agent yet hears the line ring, as a phone
 // caller hears it ring until LiveKit's SIP bridge answers (agent/sip/phone.py), instead of
 // silence. The agent may still be on its way, or every worker may be full and the room waits
-// to be dispatched again when a slot frees (agent/unanswered.py). It starts 1 s after joining
+// to be dispatched again when a slot frees (agent/worker/unanswered.py). It starts 1 s after joining
 // (an agent that greets at once is heard before it would ring) and stops the moment the
 // agent's audio arrives. The two-tone ring (440 + 480 Hz, 2 s on, 4 s off) is made here with
 // WebAudio: nothing to download, nothing published to the room.
@@ -153,7 +153,7 @@ function watchLevel(mediaStreamTrack, identity) {
 }
 
 // The handoff as the agent publishes it (its participant attributes), and the staff member
-// who took the call (a participant whose identity starts `desk-`, see agent/handoff.py).
+// who took the call (a participant whose identity starts `desk-`, see agent/call/handoff/core.py).
 const HANDOFF_TEXT = {
   requested: 'connecting you with a person…',
   taken: 'connected with a person',
