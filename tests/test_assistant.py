@@ -106,6 +106,7 @@ async def test_what_callers_say_reaches_the_log_only_when_asked(
     transcripts: bool,
 ) -> None:
     from agent.call.call_log import attach_conversation_logs
+    from agent.call.record import CallRecord
 
     account = registry.accounts["bluebird-bikes"]
     caplog.set_level("DEBUG", logger="firstword")
@@ -113,7 +114,7 @@ async def test_what_callers_say_reaches_the_log_only_when_asked(
     async with AgentSession(llm=faq_llm_for(account.id)) as session:
         await session.start(Assistant(account))
         attach_conversation_logs(
-            session, {"room": "r", "account": account.id}, transcripts=transcripts
+            session, CallRecord(room="r", account=account.id), transcripts=transcripts
         )
         await session.run(user_input=said)
     assert ("Ada Quist" in caplog.text) is transcripts

@@ -142,13 +142,13 @@ async def test_a_watcher_that_stops_hands_the_lease_on_at_once(
     lkapi = _API()
 
     class _Made:  # what Watcher.run builds, in place of the server API
-        def __init__(self, *_args: object) -> None:
+        def __init__(self) -> None:
             self.room = lkapi.room
 
         async def aclose(self) -> None:
             return None
 
-    monkeypatch.setattr(unanswered.api, "LiveKitAPI", _Made)
+    monkeypatch.setattr(unanswered, "server_api", lambda *_args, **_kwargs: _Made())
     holder = _watcher(redis_url, key, ttl_s=30.0)
     task = asyncio.create_task(holder.run())
     async with asyncio.timeout(10):

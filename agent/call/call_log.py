@@ -20,6 +20,7 @@ from livekit.agents import (
 )
 
 from .. import metrics as firstword_metrics
+from .record import CallRecord
 from .turns import TurnTimeline
 
 logger = logging.getLogger("firstword.call")
@@ -40,7 +41,7 @@ def attach_after_first_frame(
 
 def attach_conversation_logs(
     session: AgentSession[Any],
-    call: dict[str, Any],
+    call: CallRecord,
     notes: dict[str, Any] | None = None,
     *,
     transcripts: bool = False,
@@ -52,8 +53,8 @@ def attach_conversation_logs(
     `notes`: what the call's engines noted about the current turn (the response cache's
     hit or miss); added to the turn's log line, then cleared."""
     usage = metrics.UsageCollector()
-    where = {"room": call.get("room"), "account": call.get("account")}
-    account = str(call.get("account", "unknown"))
+    where = {"room": call.room, "account": call.account}
+    account = call.account or "unknown"
     last_user: dict[str, Any] = {}
 
     @session.on("conversation_item_added")

@@ -30,6 +30,7 @@ from .assistant import Assistant
 from .barge_in import OverlapFilter
 from .call_log import attach_after_first_frame, attach_conversation_logs
 from .noise import noise_filter
+from .record import CallRecord
 from .timeline import CallTimeline, report
 from .turn_taking import turn_taking
 
@@ -68,7 +69,7 @@ async def prepare_session(
     first_line: str,
     caller_kind: Any,
     track: AgentTrack,
-    call: dict[str, Any],
+    call: CallRecord,
     timeline: CallTimeline,
     on_close: Callable[[CloseEvent], None],
 ) -> PreparedCall:
@@ -97,10 +98,10 @@ async def prepare_session(
     if caches is not None and chains.cloud:
         ctx.add_shutdown_callback(caches.shared.close_loop)
     if chains.cloud:
-        call["cloud"] = chains.names
+        call.cloud = chains.names
     cached, greeting_audio = await pool.greetings.stream(pool.voice_for(account.voice), first_line)
     metrics.GREETING_CACHE.labels("hit" if cached else "miss").inc()
-    call["greeting_cached"] = cached
+    call.greeting_cached = cached
     timeline.mark("account_ready")
 
     # Pre-rendered answers only where the FAQ answerer speaks in the local voice.
@@ -128,7 +129,7 @@ async def prepare_session(
         timeline.mark("first_frame")
         # A greeting said before the caller came can go out before the agent hears that
         # they joined; its timeline line waits for that (written at the caller's arrival).
-        if not call.get("ahead") or "caller_joined" in timeline.marks:
+        if not call.ahead or "caller_joined" in timeline.marks:
             report(timeline, call, reason="first word")
         attach_conversation_logs(session, call, turn_notes, transcripts=settings.log_transcripts)
         # The first answer is seconds away: time enough to open the cloud connections.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import metrics
+from .record import CallRecord
 
 logger = logging.getLogger("firstword.worker")
 
@@ -70,13 +70,13 @@ class CallTimeline:
         return self.marks["first_frame"] - self.origin
 
 
-def report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None:
+def report(timeline: CallTimeline, call: CallRecord, *, reason: str) -> None:
     """The call's one timeline log line, and its metrics (once; later calls do nothing)."""
     if timeline.reported:
         return
     timeline.reported = True
     ttfw = timeline.time_to_first_frame()
-    account = str(call.get("account", "unknown"))
+    account = call.account or "unknown"
     if ttfw is not None:
         metrics.TIME_TO_FIRST_WORD.labels(account).observe(ttfw)
     for stage, seconds in timeline.stage_seconds().items():
@@ -86,7 +86,7 @@ def report(timeline: CallTimeline, call: dict[str, Any], *, reason: str) -> None
         reason,
         f"{ttfw * 1000:.0f} ms after the job request" if ttfw is not None else "never sent",
         extra={
-            **call,
+            **call.log_fields(),
             "timeline_ms": timeline.since_origin_ms(),
             "origin_monotonic": round(timeline.origin, 4),
         },

@@ -19,8 +19,6 @@ from .. import metrics
 C = TypeVar("C")
 L = TypeVar("L")
 
-Winner = Literal["cloud", "local"]
-
 
 async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()

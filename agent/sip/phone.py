@@ -36,7 +36,6 @@ from .. import metrics
 logger = logging.getLogger("firstword.sip")
 
 CALL_STATUS = "sip.callStatus"
-CALLER_NUMBER = "sip.phoneNumber"
 
 
 def is_sip_caller(participant: rtc.RemoteParticipant) -> bool:

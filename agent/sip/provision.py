@@ -28,12 +28,12 @@ import logging
 import sys
 from dataclasses import dataclass
 
-import aiohttp
 from livekit import api
 from livekit.api.sip_service import SipService
 
 from ..accounts import Account, AccountFileError, load_accounts
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
+from ..server_api import server_api
 from ..settings import Settings, get_settings
 
 logger = logging.getLogger("firstword.sip")
@@ -151,12 +151,7 @@ def _same_rule(have: api.SIPDispatchRuleInfo, want: api.SIPDispatchRuleInfo) -> 
 async def provision(settings: Settings, accounts: list[Account]) -> list[Provisioned]:
     """Make the server's trunks and dispatch rules match `accounts`."""
     restrictions = Restrictions.from_settings(settings)
-    async with api.LiveKitAPI(
-        settings.livekit_url,
-        settings.livekit_api_key,
-        settings.livekit_api_secret.get_secret_value(),
-        timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
-    ) as lk:
+    async with server_api(settings, timeout_s=TIMEOUT_S) as lk:
         sip = lk.sip
         trunks = {
             t.name: t

@@ -39,7 +39,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
 from livekit import api
 
@@ -66,6 +65,7 @@ from ..call.handoff.core import (
     HandoffRecords,
 )
 from ..call.handoff.types import STAFF_PREFIX, is_staff
+from ..server_api import server_api
 from ..settings import Settings
 from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
@@ -177,10 +177,6 @@ class CallDirectory(Protocol):
     def staff_ticket(self, room: str, name: str) -> dict[str, str]: ...
 
 
-def _http_url(ws_url: str) -> str:
-    return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-
-
 class LiveKitDirectory:
     """The live calls from the server API, and tokens for staff to join them."""
 
@@ -191,12 +187,7 @@ class LiveKitDirectory:
 
     def _lk(self) -> api.LiveKitAPI:
         if self._api is None:
-            self._api = api.LiveKitAPI(
-                url=_http_url(self._settings.livekit_url),
-                api_key=self._settings.livekit_api_key,
-                api_secret=self._settings.livekit_api_secret.get_secret_value(),
-                timeout=aiohttp.ClientTimeout(total=LIST_TIMEOUT_S),
-            )
+            self._api = server_api(self._settings, timeout_s=LIST_TIMEOUT_S)
         return self._api
 
     async def aclose(self) -> None:

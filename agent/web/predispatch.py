@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aiohttp
 from livekit import api
 
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
+from ..server_api import server_api
 from ..settings import Settings
 from .grants import caller_grants
 
@@ -55,10 +55,6 @@ class Ticket:
         }
 
 
-def _http_url(ws_url: str) -> str:
-    return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-
-
 class Predispatcher:
     """Mints caller tokens; with `predispatch`, creates the room and dispatches the agent first."""
 
@@ -75,12 +71,7 @@ class Predispatcher:
 
     def _lk(self) -> api.LiveKitAPI:
         if self._api is None:
-            self._api = api.LiveKitAPI(
-                url=_http_url(self._settings.livekit_url),
-                api_key=self._settings.livekit_api_key,
-                api_secret=self._settings.livekit_api_secret.get_secret_value(),
-                timeout=aiohttp.ClientTimeout(total=5.0),
-            )
+            self._api = server_api(self._settings, timeout_s=5.0)
         return self._api
 
     async def live_rooms(self, names: list[str]) -> set[str]:

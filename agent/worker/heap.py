@@ -69,8 +69,3 @@ def log_top_files(limit: int = 12) -> None:
             },
         },
     )
-
-
-def traced_bytes() -> int | None:
-    """The Python heap traced now, or None when tracing is off."""
-    return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None

@@ -30,6 +30,7 @@ from ..call import call_limit
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
+from ..call.record import CallRecord
 from ..call.session import PreparedCall, prepare_session
 from ..call.timeline import CallTimeline, report
 from ..compat import job_dispatch_times
@@ -136,7 +137,7 @@ async def entrypoint(ctx: JobContext) -> None:
     pool: EnginePool = ctx.proc.userdata["pool"]
     settings = get_settings()
     slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
-    call: dict[str, Any] = {"room": ctx.room.name}
+    call = CallRecord(room=ctx.room.name)
     track: AgentTrack | None = None
     prepared: PreparedCall | None = None
 
@@ -197,7 +198,7 @@ async def entrypoint(ctx: JobContext) -> None:
             )
             if named is not None and named_before_caller(named):
                 account = named.account
-                call.update(account=account.id, account_source=named.source, ahead=True)
+                call.account, call.account_source, call.ahead = account.id, named.source, True
                 prepared = await prepare_session(
                     ctx,
                     account=account,
@@ -225,7 +226,7 @@ async def entrypoint(ctx: JobContext) -> None:
         if slot.released:
             slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         timeline.mark("caller_joined")
-        call["caller"] = caller.identity
+        call.caller = caller.identity
         # The call stops counting against capacity the moment its caller leaves. Not in
         # console mode (a fake job): its stand-in caller is never among the stand-in room's
         # participants, so the call ended as it began, before the greeting.
@@ -238,7 +239,7 @@ async def entrypoint(ctx: JobContext) -> None:
             if slot.released:  # gone already: nobody to talk to
                 ctx.shutdown(reason="caller left")
             else:
-                recovery.track_call(ctx, str(call["account"]))
+                recovery.track_call(ctx, account.id)
                 # The greeting is out (or on its way): the handoff can be wired now.
                 _attach_after_first_word(ctx, prepared.session, account, caller, slot)
             return
@@ -254,9 +255,9 @@ async def entrypoint(ctx: JobContext) -> None:
         await prepared.close_after_greeting(_on_close)
         prepared = None
     account = resolution.account
-    call.update(account=account.id, account_source=resolution.source)
+    call.account, call.account_source = account.id, resolution.source
     if slot.mode == "held":
-        call["held"] = True
+        call.held = True
         if greeted:  # a fresh output for the hold: the session made ahead had this one
             await track.aclose(unpublish=True)
             track = AgentTrack(ctx.room)
@@ -291,10 +292,10 @@ async def entrypoint(ctx: JobContext) -> None:
     # A call picked up after its worker died goes on with a short line, and one promoted
     # from hold has heard the greeting: both get a short line instead.
     resumed = recovery.is_resumed(_text(ctx.job.metadata))
-    call["resumed"] = resumed
+    call.resumed = resumed
     if resumed:
         first_line = settings.resume_line
-    elif call.get("held"):
+    elif call.held:
         first_line = capacity.PROMOTED_LINE
     else:
         first_line = account.greeting
@@ -311,12 +312,12 @@ async def entrypoint(ctx: JobContext) -> None:
     prepared.greet()
     recovery.track_call(ctx, account.id)
     if phone.is_sip_caller(caller):
-        call["sip"] = True
+        call.sip = True
         phone.watch_answer(ctx.room, caller)
     # Wired after the first frame, off its path (it publishes the call's attributes).
     session, taken = prepared.session, slot
     # A promoted call's first frame was the hold's: its session's first line comes first.
-    if "first_frame" in timeline.marks and not call.get("held"):
+    if "first_frame" in timeline.marks and not call.held:
         _attach_after_first_word(ctx, session, account, caller, taken)
     else:
         attach_after_first_frame(

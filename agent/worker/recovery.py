@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from .. import metrics
 from ..accounts import AccountRegistry
 from ..engines.pools import EnginePool
+from ..server_api import server_api
 from ..settings import Settings, get_settings
 
 logger = logging.getLogger("firstword.recovery")
@@ -177,11 +178,7 @@ class Watcher:
 
     async def run(self) -> None:
         client = _redis(self._settings)
-        lkapi = api.LiveKitAPI(
-            self._settings.livekit_url,
-            self._settings.livekit_api_key,
-            self._settings.livekit_api_secret.get_secret_value(),
-        )
+        lkapi = server_api(self._settings, timeout_s=10.0)
         logger.info("crash recovery watching", extra={"lease_ms": self._settings.recovery_lease_ms})
         try:
             while True:

@@ -67,6 +67,7 @@ from livekit import api
 from livekit.agents import AgentServer
 
 from .. import metrics
+from ..server_api import server_api
 from ..settings import Settings, get_settings
 from .sweep_lease import SweepLease, Turn
 
@@ -172,11 +173,7 @@ class Watcher:
         self.lease = lease
 
     async def run(self) -> None:
-        lkapi = api.LiveKitAPI(
-            self._settings.livekit_url,
-            self._settings.livekit_api_key,
-            self._settings.livekit_api_secret.get_secret_value(),
-        )
+        lkapi = server_api(self._settings, timeout_s=_SWEEP_TIMEOUT_S)
         try:
             while True:
                 # Jittered, so that workers started together do not ask in step.

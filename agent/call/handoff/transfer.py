@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import aiohttp
 from google.protobuf.duration_pb2 import Duration
 from livekit import api
 
+from ...server_api import server_api
 from ...settings import Settings
 from .types import HandoffEnd, HandoffOutcome, HandoffRequest, HandoffResult
 
@@ -69,12 +69,7 @@ class SipTransferEnd:
             extra={"room": request.room, "account": request.account_id, "transfer_to": uri},
         )
         try:
-            async with api.LiveKitAPI(
-                self._settings.livekit_url,
-                self._settings.livekit_api_key,
-                self._settings.livekit_api_secret.get_secret_value(),
-                timeout=aiohttp.ClientTimeout(total=wait_s + _API_SLACK_S),
-            ) as lk:
+            async with server_api(self._settings, timeout_s=wait_s + _API_SLACK_S) as lk:
                 response = await asyncio.wait_for(
                     lk.sip.transfer_sip_participant(transfer, timeout=wait_s + _API_SLACK_S),
                     timeout=wait_s + _API_SLACK_S,
