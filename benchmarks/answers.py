@@ -73,6 +73,7 @@ from agent.call.turns import STAGES
 from agent.engines.local_tts import LocalTTS, load_hibari, load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT, Settings
+from benchmarks.stats import percentiles, shown
 from caller.paused import paused_question
 from caller.simulator import CallOptions, Question, run_call
 from caller.telephone import telephone
@@ -312,16 +313,6 @@ def turn_lines(log: Path) -> list[dict[str, float]]:
     return marks
 
 
-def percentiles(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0, "p50": None, "p90": None, "p99": None}
-    arr = np.array(values)
-    return {
-        "n": len(values),
-        **{f"p{q}": round(float(np.percentile(arr, q))) for q in (50, 90, 99)},
-    }
-
-
 async def run_mode(
     mode: Mode,
     settings: Settings,
@@ -536,14 +527,16 @@ def _table(results: dict[str, dict[str, Any]], variants: dict[str, dict[str, str
         return f"{ours / theirs:.2f}" if ours and theirs else "-"
 
     lines = [
-        "| mode | n | p50 | p90 | p99 | ÷ before p50 | ÷ before p90 | right | cut off "
-        "| agent stopped | transcript_final | turn_decided | answer_text | first_audio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | n | unanswered | p50 | p90 | p99 | ÷ before p50 | ÷ before p90 | right "
+        "| cut off | agent stopped | transcript_final | turn_decided | answer_text | first_audio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         s = r["stages_p50_ms"]
         lines.append(
-            f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {ratio(name, 'p50')} "
+            f"| {name} | {r['n']} | {r['unanswered']} | {r['p50']} | {r['p90']} "
+            f"| {shown(r['p99'])} "
+            f"| {ratio(name, 'p50')} "
             f"| {ratio(name, 'p90')} | {r['right']}/{r['labelled']} "
             f"| {r['cut_off']}/{r['asked']} | {r['stopped']}/{r['asked']} | "
             + " | ".join(str(s[stage]) for stage in STAGES)

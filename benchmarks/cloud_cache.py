@@ -30,7 +30,8 @@ from typing import Any
 from agent.engines.local_tts import load_hibari
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT
-from benchmarks.failover import QUESTIONS, _accounts, _stats, _worker
+from benchmarks.failover import QUESTIONS, _accounts, _stats, _worker, turn_latencies_ms
+from benchmarks.stats import shown
 from standins import start_standins
 
 MODES: dict[str, dict[str, str]] = {
@@ -40,17 +41,16 @@ MODES: dict[str, dict[str, str]] = {
 }
 
 
-def _calls(env: dict[str, str], runs: int, report: Path) -> list[float]:
+def _calls(env: dict[str, str], runs: int, report: Path) -> list[float | None]:
     args = [sys.executable, "-m", "caller", "--account", "harbor-dental", "--quiet"]
     args += ["--runs", str(runs), "--json", str(report), "--no-record"]
     for q in QUESTIONS:
         args += ["--question", q]
     subprocess.run(args, cwd=PROJECT_ROOT, env=env, check=True, timeout=900)
-    data = json.loads(report.read_text())
-    return [t["latency_s"] * 1000 for c in data["calls"] for t in c["turns"] if t["latency_s"]]
+    return turn_latencies_ms(json.loads(report.read_text()))
 
 
-def _mode(name: str, calls: int, env: dict[str, str], out: Path) -> list[float]:
+def _mode(name: str, calls: int, env: dict[str, str], out: Path) -> list[float | None]:
     # One cache folder (the greetings are rendered once), the cloud voices' part emptied.
     cache = out / "cache"
     shutil.rmtree(cache / "voices", ignore_errors=True)
@@ -103,17 +103,19 @@ def main() -> None:
             results[name] = {
                 **_stats(latencies),
                 "gemini_requests": len(standins.gemini.requests) - asked,
-                "samples_ms": [round(v) for v in latencies],
+                "samples_ms": [None if v is None else round(v) for v in latencies],
             }
     (out / "cloud_cache.json").write_text(json.dumps(results, indent=2))
     miss = results.get("miss", {}).get("p50")
     print(f"\nanswer latency, ms (end of caller speech -> first audible answer); {out}")
-    print("| mode | n | p50 | p90 | p99 | max | p50 / miss | Gemini requests |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| mode | n | unanswered | p50 | p90 | p99 | max | p50 / miss | Gemini requests |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        ratio = f"{r['p50'] / miss:.2f}" if miss else "-"
+        ratio = f"{r['p50'] / miss:.2f}" if miss and r["p50"] is not None else "-"
         print(
-            f"| {name} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {r['max']} | {ratio} "
+            f"| {name} | {r['n']} | {r['unanswered']} | {r['p50']} | {r['p90']} "
+            f"| {shown(r['p99'])} | {r['max']} "
+            f"| {ratio} "
             f"| {r['gemini_requests']} |"
         )
 

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from agent.accounts import load_accounts
@@ -38,6 +37,7 @@ from agent.accounts.models import CloudLLM, CloudSTT, CloudTTS, Providers
 from agent.engines.local_tts import load_hibari
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.settings import PROJECT_ROOT
+from benchmarks.stats import percentiles, shown
 from standins import Standins, start_standins
 
 QUESTIONS = [
@@ -79,7 +79,9 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _scenario(name: str, account: str, calls: int, env: dict[str, str], out: Path) -> list[float]:
+def _scenario(
+    name: str, account: str, calls: int, env: dict[str, str], out: Path
+) -> list[float | None]:
     proc = _worker(env, out / f"{name}.worker.log")
     try:
         report = out / f"{name}.calls.json"
@@ -92,16 +94,21 @@ def _scenario(name: str, account: str, calls: int, env: dict[str, str], out: Pat
     finally:
         proc.send_signal(2)
         proc.wait(timeout=30)
-    return [t["latency_s"] * 1000 for c in data["calls"] for t in c["turns"] if t["latency_s"]]
+    return turn_latencies_ms(data)
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
-    arr = np.array(values) if values else np.array([np.nan])
-    return {
-        "n": len(values),
-        **{f"p{q}": round(float(np.percentile(arr, q))) for q in (50, 90, 99)},
-        "max": round(float(arr.max())),
-    }
+def turn_latencies_ms(data: dict[str, Any]) -> list[float | None]:
+    """Each asked turn's answer latency from a simulator report; None: never answered."""
+    return [
+        t["latency_s"] * 1000 if t["latency_s"] else None for c in data["calls"] for t in c["turns"]
+    ]
+
+
+def _stats(values: list[float | None]) -> dict[str, Any]:
+    """Percentiles of the answered turns, and how many turns went unanswered (counted, not
+    dropped: a mode that answers fewer turns must not look faster for it)."""
+    answered = [v for v in values if v is not None]
+    return {**percentiles(answered), "unanswered": len(values) - len(answered)}
 
 
 def _configure(standins: Standins, name: str, args: argparse.Namespace) -> None:
@@ -126,23 +133,25 @@ def _runs(scenarios: list[str], modes: list[str]) -> list[tuple[str, str]]:
     return runs + [(name, mode) for name in scenarios if name != "local" for mode in modes]
 
 
-def _ratio(after: int, before: int) -> str:
-    return f"{after / before:.2f}" if before else "-"
+def _ratio(after: int | None, before: int | None) -> str:
+    return f"{after / before:.2f}" if after is not None and before else "-"
 
 
 def _report(results: dict[str, dict[str, Any]], modes: list[str]) -> None:
     print(
-        "| scenario | mode | n | p50 | p90 | p99 | max "
+        "| scenario | mode | n | unanswered | p50 | p90 | p99 | max "
         "| p50 − cloud healthy | p90 − cloud healthy |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in results.items():
         name, mode = key.split("/")
         healthy = results.get(f"cloud/{mode}") or results.get("cloud/after") or {}
         d50 = f"{r['p50'] - healthy['p50']:+d}" if healthy else "-"
         d90 = f"{r['p90'] - healthy['p90']:+d}" if healthy else "-"
         print(
-            f"| {name} | {mode} | {r['n']} | {r['p50']} | {r['p90']} | {r['p99']} | {r['max']} "
+            f"| {name} | {mode} | {r['n']} | {r['unanswered']} | {r['p50']} | {r['p90']} "
+            f"| {shown(r['p99'])} "
+            f"| {r['max']} "
             f"| {d50} | {d90} |"
         )
     if {"before", "after"} <= set(modes):
@@ -157,11 +166,17 @@ def _report(results: dict[str, dict[str, Any]], modes: list[str]) -> None:
     for mode in modes:
         hang, base = results.get(f"hang/{mode}"), results.get(f"cloud/{mode}")
         if hang and base:
-            added = {q: hang[q] - base[q] for q in ("p50", "p90", "p99")}
-            verdict = "within" if added["p90"] <= HANG_BUDGET_MS else "OVER"
+            if hang["p90"] is None or base["p90"] is None:
+                print(f"hang, {mode}: no answer to compare")
+                continue
+            added = {
+                q: f"{hang[q] - base[q]:+d}" if hang[q] is not None and base[q] is not None else "-"
+                for q in ("p50", "p90", "p99")
+            }
+            verdict = "within" if hang["p90"] - base["p90"] <= HANG_BUDGET_MS else "OVER"
             print(
-                f"hang, {mode}: adds p50 {added['p50']:+d} / p90 {added['p90']:+d} / "
-                f"p99 {added['p99']:+d} ms to an answer vs the healthy cloud "
+                f"hang, {mode}: adds p50 {added['p50']} / p90 {added['p90']} / "
+                f"p99 {added['p99']} ms to an answer vs the healthy cloud "
                 f"(p90 {verdict} the {HANG_BUDGET_MS} ms budget)"
             )
 
@@ -209,7 +224,7 @@ def main() -> None:
             latencies = _scenario(f"{name}-{mode}", account, args.calls, run_env, out)
             results[f"{name}/{mode}"] = {
                 **_stats(latencies),
-                "samples_ms": [round(v) for v in latencies],
+                "samples_ms": [None if v is None else round(v) for v in latencies],
             }
     (out / "failover.json").write_text(json.dumps(results, indent=2))
     print(f"\nanswer latency, ms (end of caller speech -> first audible answer); {out}")

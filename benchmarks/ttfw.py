@@ -1,4 +1,4 @@
-"""Time to first word, side by side: baseline, firstword and the floor, in one invocation.
+"""Time to first word, side by side: baseline, starter, firstword and the floor, in one invocation.
 
 For each mode it starts that mode's worker against the local LiveKit server (one at a time,
 so each has the machine to itself), then calls it with the caller simulator:
@@ -10,7 +10,7 @@ agent (above -45 dBFS), then hangs up. Results go to a JSON and a CSV file; a ta
 the ratios between modes are printed.
 
     scripts/bench.sh [--warm 20] [--cold 3] [--concurrency 1,4,8] [--rounds 3]
-                     [--modes baseline,firstword,predispatched,floor]
+                     [--modes baseline,starter,firstword,predispatched,floor]
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ from typing import Any
 import numpy as np
 
 from agent.settings import PROJECT_ROOT, get_settings
+from benchmarks.stats import percentiles, shown
 from caller.simulator import CallOptions, run_call
 
 WORKERS = {
+    # Everything loaded inside the call: how the same agent is often first written.
     "baseline": ["benchmarks/baseline_agent.py", "start"],
+    # LiveKit's agent-starter-python's shape: engines prewarmed once per job process.
+    "starter": ["benchmarks/starter_agent.py", "start"],
     "firstword": ["agent.py", "start"],
     # The same worker, called the way the web page calls it: the caller first asks the web
     # app (python -m agent.web) for its token, which creates the room with the agent
@@ -260,17 +264,10 @@ def _progress(*samples: Sample) -> None:
         print(f"  {s.mode:9} {s.scenario:13} {value}", flush=True)
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: list[float]) -> dict[str, Any]:
     if not values:
         return {}
-    arr = np.asarray(values)
-    return {
-        "n": len(values),
-        "p50": round(float(np.percentile(arr, 50)), 1),
-        "p90": round(float(np.percentile(arr, 90)), 1),
-        "p99": round(float(np.percentile(arr, 99)), 1),
-        "mean": round(float(arr.mean()), 1),
-    }
+    return {**percentiles(values, digits=1), "mean": round(float(np.mean(values)), 1)}
 
 
 def _breakdown(
@@ -329,6 +326,10 @@ def _report(samples: list[Sample], workers: list[Worker], out: Path) -> dict[str
         row: dict[str, float] = {}
         if fw and base:
             row["baseline_over_firstword_p50"] = round(base["p50"] / fw["p50"], 2)
+        starter = table.get("starter", {}).get(scenario, {})
+        if fw and starter:
+            row["starter_over_firstword_p50"] = round(starter["p50"] / fw["p50"], 2)
+            row["starter_over_firstword_p90"] = round(starter["p90"] / fw["p90"], 2)
         pre = table.get("predispatched", {}).get(scenario, {})
         if fw and pre:
             row["firstword_over_predispatched_p50"] = round(fw["p50"] / pre["p50"], 2)
@@ -382,7 +383,7 @@ def _print_table(result: dict[str, Any], out: Path) -> None:
             if st:
                 print(
                     f"{scenario:14} {mode:10} {st['n']:>3} {st['p50']:>7.0f} {st['p90']:>7.0f}"
-                    f" {st['p99']:>7.0f} {lost:>5}"
+                    f" {shown(st['p99'], 7)} {lost:>5}"
                 )
         for name, value in result["comparisons"].get(scenario, {}).items():
             print(f"{'':14} {name} = {value}")
@@ -400,7 +401,7 @@ def _print_table(result: dict[str, Any], out: Path) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default="baseline,firstword,predispatched,floor")
+    parser.add_argument("--modes", default="baseline,starter,firstword,predispatched,floor")
     parser.add_argument("--cold", type=int, default=3, help="worker restarts (cold samples)")
     parser.add_argument("--warm", type=int, default=20, help="sequential warm calls")
     parser.add_argument("--concurrency", default="1,4,8", help="simultaneous calls per round")

@@ -33,6 +33,7 @@ from typing import Any
 from playwright.async_api import Browser, async_playwright
 
 from agent.settings import PROJECT_ROOT, get_settings
+from benchmarks.stats import shown
 from benchmarks.ttfw import WebApp, Worker, _stats
 from caller.browser import CHROMIUM, chromium_args, silent_wav
 from caller.simulator import CallOptions, run_call
@@ -112,7 +113,7 @@ def _print(summary: dict[str, Any], load: tuple[float, float], out: Path) -> Non
     for name, st in summary["ttfw_ms"].items():
         if "p50" in st:
             print(
-                f"{name:28} {st['n']:>3} {st['p50']:>6.0f} {st['p90']:>6.0f} {st['p99']:>6.0f}"
+                f"{name:28} {st['n']:>3} {st['p50']:>6.0f} {st['p90']:>6.0f} {shown(st['p99'], 6)}"
                 f" {st['lost']:>5}"
             )
         else:
