@@ -34,7 +34,15 @@ start_redis() {
 
 stop_redis() {
   if [[ -f "$STATE/pid" ]]; then
-    kill "$(cat "$STATE/pid")" 2>/dev/null || true
+    local pid
+    pid="$(cat "$STATE/pid")"
+    kill "$pid" 2>/dev/null || true
+    # Until it is gone (at most 5 s): a `start` right after a stop found the dying server
+    # still answering, reused it, and lost it a moment later (tests of two modules in turn).
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     rm -f "$STATE/pid"
   fi
 }

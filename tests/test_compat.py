@@ -249,7 +249,7 @@ def test_the_rtc_ffi_client_started_ahead_is_the_one_every_job_thread_gets() -> 
 
 
 _ROUTING = """
-import asyncio, json, os, sys
+import asyncio, json, os, sys, time
 import numpy as np
 from livekit import rtc
 from agent import compat
@@ -278,6 +278,12 @@ async def main() -> None:
         for source in sources:
             await source.capture_frame(silence)
     await asyncio.sleep(0.5)
+    if sys.argv[1] == "on":
+        # Each reader catches up with what was delivered to it (at most 5 s): on a loaded
+        # machine a reader cancelled mid-backlog left its own events unread.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(d - f > 1 for d, f in zip(delivered, frames)):
+            await asyncio.sleep(0.01)
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)

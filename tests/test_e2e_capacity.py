@@ -129,6 +129,24 @@ async def _settled(log: Path) -> None:
     raise AssertionError(f"calls still counted after the callers left: {live} live, {held} held")
 
 
+async def _counted(log: Path, *, live: int) -> None:
+    """The worker counts `live` conversations (its own gauge, as a scrape reads it)."""
+    for _ in range(80):
+        if await asyncio.to_thread(_metric, log, "firstword_active_calls") >= live:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the worker never counted {live} live calls")
+
+
+async def _told_full(log: Path) -> None:
+    """The framework logged the status it sends when it calls the worker full."""
+    for _ in range(80):
+        if "marking as unavailable" in await asyncio.to_thread(log.read_text):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the worker never told the server it was full")
+
+
 def _framework_job_end_race(line: str) -> bool:
     """livekit-agents 1.8 (`ipc/proc_client.py`, `_read_ipc_task`): a message the worker sends
     a job just as the job ends finds the job's channel closed and is logged as an error with
@@ -241,7 +259,7 @@ async def test_a_burst_of_twice_the_capacity_is_heard_and_held_calls_are_answere
         text = "What are your opening hours?"
         question = Question(text, await asyncio.to_thread(hibari.render, text), hibari.sample_rate)
         first = [asyncio.create_task(_short_call(5)) for _ in range(2)]
-        await asyncio.sleep(1.5)
+        await _counted(log, live=2)  # both slots taken before the next callers come
         waiting = await asyncio.gather(
             *[
                 run_call(
@@ -302,7 +320,7 @@ async def test_a_caller_whose_dispatch_failed_is_answered_once_a_slot_frees(
     env = {"FIRSTWORD_MAX_CALLS": "1", "FIRSTWORD_HOLD_SLOTS": "0", "FIRSTWORD_IDLE_PROCESSES": "2"}
     with running_worker(log, env):
         first = asyncio.create_task(_short_call(3))
-        await asyncio.sleep(1.5)  # its slot taken, the worker marked full
+        await _told_full(log)  # its slot taken, the server told the worker is full
         second = await run_call(
             _settings(), [], None, CallOptions(account="harbor-dental", hang_up_after_s=12.0)
         )

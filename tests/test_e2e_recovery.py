@@ -102,6 +102,22 @@ async def live_call(url: str, key: str, secret: str, account: str) -> AsyncItera
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _lease_written(redis_url: str, room: str) -> None:
+    from redis import asyncio as aioredis
+
+    from agent.worker.recovery import lease_key
+
+    client = aioredis.from_url(redis_url)
+    try:
+        for _ in range(100):
+            if await client.exists(lease_key(room)):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+    raise AssertionError(f"no recovery lease for {room} within 5 s")
+
+
 def _counter(url: str, name: str) -> float:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
@@ -128,7 +144,9 @@ async def test_killed_worker_call_is_picked_up_by_the_survivor(
             owner = next(i for i, log in enumerate(logs) if call.name in log.read_text())
             victim = proc_a if owner == 0 else proc_b
             survivor_log = logs[1 - owner]
-            await asyncio.sleep(0.5)  # the call's lease is written after its first word
+            # The call's lease is written after its first word: killed before it, there
+            # would be nothing to pick up.
+            await _lease_written(redis_url, call.name)
 
             killed_at, killed_wall = time.perf_counter(), time.time()
             os.kill(victim.pid, signal.SIGKILL)
