@@ -130,19 +130,57 @@ async def test_faq_phrase_starts_a_handoff_that_the_desk_takes(account: Account,
     assert not handoff.busy and len(desk.requests) == 1
 
 
-async def test_tool_handoff_starts_after_the_agents_line_and_says_the_phrase_if_missing(
+async def test_tool_handoff_is_requested_at_once_and_acted_on_after_the_agents_line(
     account: Account, tmp_path: Path
 ):
     desk = FakeEnd("desk")
     handoff, call = _handoff(account, [desk], tmp_path)
     handoff.caller_said("Can I talk to the dentist?")
     handoff.tool_called("wants the dentist")
-    assert not handoff.busy, "nothing starts before the agent's line is said"
+    assert handoff.busy, "the desk hears of it when the model decides"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert call.published[0][HANDOFF] == "requested" and desk.requests
+    assert call.said == [] and not call.stepped_back, "nothing before the agent's line is over"
     handoff.agent_said("Sure, one moment.")  # a cloud model's own words, not the phrase
     await handoff.wait()
-    assert desk.requests[0][0].reason == "wants the dentist"
+    assert desk.requests[0][0].reason == "wants the dentist" and len(desk.requests) == 1
     assert call.said == [account.handoff_phrase], "the caller is told they are being connected"
     assert call.stepped_back
+
+
+async def test_the_phrase_starts_the_handoff_as_the_agent_begins_saying_it(
+    account: Account, tmp_path: Path
+):
+    # The desk sees the request while the phrase plays; the caller hears the phrase to its end
+    # before the agent steps back for the person who took the call.
+    desk = FakeEnd("desk")
+    handoff, call = _handoff(account, [desk], tmp_path)
+    handoff.caller_said("Do you sell pet insurance?")
+    handoff.reply_started("We are open nine to five.")
+    assert not handoff.busy, "an answer starts nothing"
+    handoff.reply_started(account.handoff_phrase)
+    assert handoff.busy
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert call.published[0][HANDOFF] == "requested"
+    assert call.published[0][HANDOFF_REASON] == NO_ANSWER_REASON
+    assert desk.requests and not call.stepped_back, "taken, but the phrase is still playing"
+    assert call.attributes[HANDOFF] == "requested", "its outcome is shown once acted on"
+    handoff.agent_said(account.handoff_phrase)  # the phrase is over
+    await handoff.wait()
+    assert call.attributes[HANDOFF] == "taken" and call.stepped_back and call.said == []
+    assert len(desk.requests) == 1, "the phrase's own line starts no second handoff"
+
+
+async def test_a_line_that_never_ends_holds_the_outcome_only_so_long(
+    account: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("agent.call.handoff.core.LINE_WAIT_S", 0.05)
+    handoff, call = _handoff(account, [FakeEnd("desk")], tmp_path)
+    handoff.reply_started(account.handoff_phrase)
+    await asyncio.wait_for(handoff.wait(), 2.0)
+    assert call.stepped_back and call.attributes[HANDOFF] == "taken"
 
 
 async def test_nobody_takes_it_the_caller_hears_the_no_take_line_and_the_record_is_kept(

@@ -69,6 +69,13 @@ class Assistant(Agent):
         self._answer_audio = answer_audio
         # Set by agent/call/handoff/core.py once a person has taken the call: no more answers.
         self.stepped_back = False
+        # The text of the reply being synthesised, as far as it has come: read when the agent
+        # starts speaking, so the handoff is seen as its phrase begins (handoff/core.py).
+        self._reply: list[str] = []
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self._reply)
 
     async def on_user_turn_completed(
         self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
@@ -119,11 +126,13 @@ class Assistant(Agent):
         Preemptive generation runs this node too (before the turn is confirmed); its frames
         are only played once the turn is, so a cached answer is ready either way.
         """
+        reply: list[str] = []
+        self._reply = reply
         if self._answer_audio is None:
-            async for frame in Agent.default.tts_node(self, text, model_settings):
+            async for frame in Agent.default.tts_node(self, _noted(text, reply), model_settings):
                 yield frame
             return
-        chunks = [chunk async for chunk in text]
+        chunks = [chunk async for chunk in _noted(text, reply)]
         cached = self._answer_audio.frames("".join(chunks))
         metrics.ANSWER_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
@@ -148,6 +157,13 @@ class Assistant(Agent):
         # of first token, before every handoff; the phrase plays from the voice's cache.
         # Not awaited: the handle belongs to a speech that plays after this tool's turn.
         context.session.say(self.account.handoff_phrase)
+
+
+async def _noted(text: AsyncIterable[str], into: list[str]) -> AsyncIterator[str]:
+    """`text`, each chunk also kept in `into` as it passes."""
+    async for chunk in text:
+        into.append(chunk)
+        yield chunk
 
 
 async def _replay(chunks: list[str]) -> AsyncIterator[str]:

@@ -4,9 +4,13 @@ What starts a handoff, on a call that has a session:
 - the `hand_off_to_person` tool (a cloud model calls it; the session's
   `function_tools_executed` event carries its `reason`), and
 - the FAQ answerer speaking the account's handoff phrase (it has no tools: the phrase *is* its
-  handoff). Both are noticed on the session's `conversation_item_added`, once the agent's line
-  ("let me connect you with someone...") has been said, so the caller never hears the
-  no-take line before the promise it answers.
+  handoff), noticed the moment the agent starts saying it (`agent_state_changed` to speaking,
+  with the reply's text from the Assistant), and otherwise when the line has been said
+  (`conversation_item_added`).
+The request is published at once, so the desk sees it while the phrase plays (it used to
+appear ~4.7 s after the question, once the phrase was over); what follows the outcome (the
+agent stepping back, the no-take line) waits until the agent's line has been said, so the
+caller never hears the no-take line before the promise it answers, nor loses its end.
 
 What it does (`Handoff._run`):
 1. publishes the request on the agent participant's attributes (LiveKit's own state, which the
@@ -55,6 +59,7 @@ from .types import CallerKind, HandoffEnd, HandoffOutcome, HandoffRequest, Hando
 if TYPE_CHECKING:  # the web app imports this module for its names; it needs no agents runtime
     from livekit.agents import (
         AgentSession,
+        AgentStateChangedEvent,
         ConversationItemAddedEvent,
         FunctionToolsExecutedEvent,
     )
@@ -87,6 +92,10 @@ TRANSCRIPT_CHARS = 3000
 END_GRACE_S = 5.0
 # Time limits on the call's own steps (every wait has a timeout).
 PUBLISH_TIMEOUT_S = 5.0
+# The longest wait for the agent's handoff line to be said before the outcome is acted on
+# (the phrases last ~3-5 s; a line cut short by the caller still ends the wait when its
+# conversation item comes).
+LINE_WAIT_S = 10.0
 SAY_TIMEOUT_S = 30.0
 # When the call ends while an end is connecting, that end's answer may already be on its
 # way: a SIP transfer the person answered ends the caller's leg, and the bridge's "left the
@@ -183,7 +192,9 @@ class Handoff:
         # The transcript as published on the attributes (the last lines, bounded in size).
         self.published_transcript = "[]"
         self._question = ""
-        self._tool_reason: str | None = None
+        # Set when the agent's line that announced the handoff under way has been said.
+        self._line_said = asyncio.Event()
+        self._line_said.set()
         self.closers: list[Callable[[], Awaitable[None]]] = []
 
     # What the session tells us -----------------------------------------------------------
@@ -193,16 +204,22 @@ class Handoff:
         self._add_line("caller", text)
 
     def tool_called(self, reason: str) -> None:
-        """The model called `hand_off_to_person`; the handoff starts once its line is said."""
-        self._tool_reason = reason or "the caller asked for a person"
+        """The model called `hand_off_to_person`: the handoff starts now; its outcome is acted
+        on once the agent's line (the phrase the tool says) has been said."""
+        self.request(reason or "the caller asked for a person", line_pending=True)
+
+    def reply_started(self, text: str) -> None:
+        """The agent started speaking a reply whose text is `text`: the handoff phrase starts
+        the handoff now, while it plays."""
+        if _said(self.call.account.handoff_phrase, text):
+            self.request(NO_ANSWER_REASON, line_pending=True)
 
     def agent_said(self, text: str) -> None:
         self._add_line("agent", text)
         phrase = _said(self.call.account.handoff_phrase, text)
         self.phrase_said = self.phrase_said or phrase
-        if self._tool_reason is not None:
-            reason, self._tool_reason = self._tool_reason, None
-            self.request(reason)
+        if not self._line_said.is_set():
+            self._line_said.set()  # the line of the handoff under way is over
         elif phrase:
             self.request(NO_ANSWER_REASON)
 
@@ -219,10 +236,15 @@ class Handoff:
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def request(self, reason: str) -> bool:
-        """Start a handoff; False when one is already under way or the call is taken."""
+    def request(self, reason: str, *, line_pending: bool = False) -> bool:
+        """Start a handoff; False when one is already under way or the call is taken.
+
+        `line_pending`: the agent is saying (or about to say) its handoff line; the outcome
+        waits for it (at most LINE_WAIT_S)."""
         if self.busy or self.state == HandoffOutcome.TAKEN:
             return False
+        if line_pending:
+            self._line_said.clear()
         request = HandoffRequest(
             account_id=self.call.account.id,
             room=self.call.room,
@@ -302,6 +324,12 @@ class Handoff:
         await self._record(request, end_name, result)
         if self._outcome is not None:
             self._outcome.set()
+        # The caller hears the agent's line to its end before what follows it.
+        try:
+            await asyncio.wait_for(self._line_said.wait(), LINE_WAIT_S)
+        except TimeoutError:
+            logger.warning("the handoff line was not said within %.0f s", LINE_WAIT_S)
+        self._line_said.set()
         await self._publish({HANDOFF: result.outcome.value, TAKEN_BY: result.taken_by or ""})
         if result.outcome == HandoffOutcome.TAKEN:
             if not self.phrase_said:
@@ -320,6 +348,7 @@ class Handoff:
 
     async def _step_back(self) -> None:
         await self._side.step_back()
+        logger.info("agent stepped back", extra={"room": self.call.room})
         if self._on_taken is not None:
             self._on_taken()
 
@@ -491,6 +520,11 @@ def attach(
         else:
             return
         publisher.update({TRANSCRIPT: handoff.published_transcript})
+
+    @session.on("agent_state_changed")
+    def _on_state(event: AgentStateChangedEvent) -> None:
+        if event.new_state == "speaking":
+            handoff.reply_started(str(getattr(session.current_agent, "reply_text", "")))
 
     @session.on("function_tools_executed")
     def _on_tools(event: FunctionToolsExecutedEvent) -> None:
