@@ -55,8 +55,10 @@ class FakeEnd:
         kinds: tuple[str, ...] = ("web", "app", "sip"),
         delay: float = 0.0,
         raises: bool = False,
+        moves_the_caller: bool = False,
     ) -> None:
         self.name = name
+        self.moves_the_caller = moves_the_caller
         self._result = result or HandoffResult(HandoffOutcome.TAKEN, taken_by="desk-1")
         self._kinds = kinds
         self._delay = delay
@@ -171,6 +173,20 @@ async def test_the_phrase_starts_the_handoff_as_the_agent_begins_saying_it(
     await handoff.wait()
     assert call.attributes[HANDOFF] == "taken" and call.stepped_back and call.said == []
     assert len(desk.requests) == 1, "the phrase's own line starts no second handoff"
+
+
+async def test_a_transfer_waits_for_the_phrase_the_desk_does_not(account: Account, tmp_path: Path):
+    # A SIP transfer ends the caller's leg with the agent: it starts once the phrase is over.
+    transfer = FakeEnd("sip", moves_the_caller=True)
+    handoff, call = _handoff(account, [transfer], tmp_path, kind="sip", number="+15035550123")
+    handoff.reply_started(account.handoff_phrase)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert call.attributes[HANDOFF] == "requested", "published at once all the same"
+    assert transfer.requests == [], "the caller is not moved while the phrase plays"
+    handoff.agent_said(account.handoff_phrase)
+    await handoff.wait()
+    assert len(transfer.requests) == 1 and call.attributes[HANDOFF] == "taken"
 
 
 async def test_a_line_that_never_ends_holds_the_outcome_only_so_long(

@@ -299,6 +299,8 @@ class Handoff:
         else:
             self._outcome = asyncio.Event()
             try:
+                if end.moves_the_caller:  # the caller hears the whole line before leaving
+                    await self._line_over()
                 result = await _connect(end, request, self._wait_s)
             except asyncio.CancelledError:
                 # The caller hung up while waiting: the business still gets the message.
@@ -324,12 +326,7 @@ class Handoff:
         await self._record(request, end_name, result)
         if self._outcome is not None:
             self._outcome.set()
-        # The caller hears the agent's line to its end before what follows it.
-        try:
-            await asyncio.wait_for(self._line_said.wait(), LINE_WAIT_S)
-        except TimeoutError:
-            logger.warning("the handoff line was not said within %.0f s", LINE_WAIT_S)
-        self._line_said.set()
+        await self._line_over()  # the caller hears the agent's line to its end before the rest
         await self._publish({HANDOFF: result.outcome.value, TAKEN_BY: result.taken_by or ""})
         if result.outcome == HandoffOutcome.TAKEN:
             if not self.phrase_said:
@@ -338,6 +335,16 @@ class Handoff:
             await self._step_back()
         else:
             await self._side.say(no_take_line(self.call.account, request))
+
+    async def _line_over(self) -> None:
+        """Until the agent's handoff line has been said (at most LINE_WAIT_S)."""
+        if self._line_said.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._line_said.wait(), LINE_WAIT_S)
+        except TimeoutError:
+            logger.warning("the handoff line was not said within %.0f s", LINE_WAIT_S)
+        self._line_said.set()
 
     async def _taken_directly(self, identity: str) -> None:
         self.state = HandoffOutcome.TAKEN.value

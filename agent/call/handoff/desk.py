@@ -19,6 +19,7 @@ class DeskEnd:
     """A staff member takes the call from the desk page by joining its room."""
 
     name = "desk"
+    moves_the_caller = False  # the person joins the caller's room
 
     def __init__(self, room: rtc.Room, staff: StaffFile | None = None) -> None:
         self._room = room

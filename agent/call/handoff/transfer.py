@@ -37,6 +37,7 @@ class SipTransferEnd:
     """Reaches a person for phone callers by transferring the call (SIP REFER)."""
 
     name = "sip"
+    moves_the_caller = True  # the transfer ends the caller's leg with the agent
 
     def __init__(
         self,

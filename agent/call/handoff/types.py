@@ -71,6 +71,9 @@ class HandoffEnd(Protocol):
     """One way of reaching a person. `connect` never raises: failures are a FAILED result."""
 
     name: str
+    # True where connecting takes the caller away from the agent (a SIP transfer ends their
+    # leg with it): such an end starts only once the agent's handoff line has been said.
+    moves_the_caller: bool
 
     def handles(self, request: HandoffRequest) -> bool:
         """Whether this end can reach the caller of `request` (e.g. SIP needs a SIP caller)."""
