@@ -44,7 +44,7 @@ scripts/os-packages.sh chromium
 # time bound: beside another test on 2 cores, two of six callers in a burst went unheard)
 # then run in one process, alone. Extra arguments go to both phases (a `-m` of your own
 # replaces the phases' own: use it with FIRSTWORD_TEST_PROCESSES=0, which runs everything in
-# one process).
+# one process). Each phase ends with its slowest tests (--durations), where the suite's time goes.
 processes="${FIRSTWORD_TEST_PROCESSES:-2}"
 set +e
 if [[ "$processes" == 0 ]]; then
@@ -52,9 +52,9 @@ if [[ "$processes" == 0 ]]; then
   parallel_status=$?
   serial_status=5
 else
-  .venv/bin/python -m pytest -n "$processes" --dist loadgroup -m "not serial" "$@"
+  .venv/bin/python -m pytest -n "$processes" --dist loadgroup -m "not serial" --durations=15 "$@"
   parallel_status=$?
-  .venv/bin/python -m pytest -m serial "$@"
+  .venv/bin/python -m pytest -m serial --durations=5 "$@"
   serial_status=$?
 fi
 set -e
