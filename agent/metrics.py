@@ -218,6 +218,13 @@ PYTHON_HEAP = Gauge(
 )
 
 
+KEYPAD_PRESSES = Counter(
+    "firstword_keypad_presses_total",
+    "Keys phone callers pressed, by what they did: person (0: a handoff started), answer (a key "
+    "the account gives an answer), ignored (no answer on that key, or a handoff already under "
+    "way); see agent/call/keypad.py.",
+    ["kind"],
+)
 HANDOFFS = Counter(
     "firstword_handoffs_total",
     "Handoffs to a person by end (desk, sip, none: no end could reach the caller) and outcome "
@@ -252,6 +259,8 @@ def start_series(
         ANSWER_CACHE.labels(result)
         RESPONSE_CACHE.labels(result)
         CLOUD_VOICE_CACHE.labels(result)
+    for kind in ("person", "answer", "ignored"):
+        KEYPAD_PRESSES.labels(kind)
     for end in ("desk", "sip", "none"):
         for outcome in ("taken", "not_taken", "failed"):
             HANDOFFS.labels(end, outcome)

@@ -242,6 +242,10 @@ class SipPhone:
         self._rtp_to: tuple[str, int] | None = None
         self._rtp_from: set[tuple[str, int]] = set()
         self._pending: list[np.ndarray] = []
+        # Key presses waiting to go out: (event code, RFC 4733 packets of 4 bytes each).
+        self._keys: list[tuple[int, list[bytes]]] = []
+        self._keys_sent = asyncio.Event()
+        self._telephone_events = False  # the far end's answer accepted telephone-event
         self._spoken = asyncio.Event()
         self.last_speech_end = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -422,6 +426,7 @@ class SipPhone:
                 if media is None or not {PCMU, PCMA} & set(payloads):
                     return DialResult(488, "no G.711 in the answer", invite_at, None, None)
                 self._payload = PCMU if PCMU in payloads else PCMA
+                self._telephone_events = TELEPHONE_EVENT in payloads
                 self._rtp_to = media
                 return DialResult(200, reason, invite_at, answered_at, dialog)
         finally:
@@ -468,11 +473,64 @@ class SipPhone:
         await self._spoken.wait()
         return self.last_speech_end
 
+    async def press(self, key: str, *, duration_s: float = 0.16) -> None:
+        """Press a phone key: RFC 4733 telephone-events (PT 101) in place of the audio for
+        `duration_s`, then the three end packets, as a phone sends them. Returns once sent."""
+        if self._rtp_to is None or not self._telephone_events:
+            raise RuntimeError("no call up whose answer accepted telephone-event")
+        code = "0123456789*#".index(key)
+        steps = max(1, round(duration_s * PHONE_RATE / FRAME_SAMPLES))
+        volume = 10  # -10 dBm0
+        packets = [
+            struct.pack("!BBH", code, volume, step * FRAME_SAMPLES) for step in range(1, steps + 1)
+        ]
+        packets += [struct.pack("!BBH", code, 0x80 | volume, steps * FRAME_SAMPLES)] * 3
+        self._keys_sent.clear()
+        self._keys.append((code, packets))
+        await self._keys_sent.wait()
+
+    def _send_key(self, packets: list[bytes]) -> bool:
+        """One packet of the key under way (its first carries the marker; every packet the
+        event's start timestamp); True once its last went out and the timestamp moved on."""
+        assert self._rtp is not None and self._rtp_to is not None
+        first = len(packets) == self._key_packets
+        payload = packets.pop(0)
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            (0x80 if first else 0) | TELEPHONE_EVENT,
+            self._seq,
+            self._ts,
+            self._ssrc,
+        )
+        self._rtp.sendto(header + payload, self._rtp_to)
+        self._seq = (self._seq + 1) & 0xFFFF
+        if packets:
+            return False
+        duration = struct.unpack("!H", payload[2:4])[0]
+        self._ts = (self._ts + duration) & 0xFFFFFFFF
+        return True
+
+    _key_packets = 0
+
     async def _send_audio(self) -> None:
         silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         next_at = time.perf_counter()
         marker = True
         while True:
+            if self._keys and self._rtp_to is not None and self._rtp is not None:
+                _code, packets = self._keys[0]
+                if self._key_packets == 0:
+                    self._key_packets = len(packets)
+                if self._send_key(packets):
+                    self._keys.pop(0)
+                    self._key_packets = 0
+                    marker = True  # the audio after an event starts a new talkspurt
+                    if not self._keys:
+                        self._keys_sent.set()
+                next_at += FRAME_SAMPLES / PHONE_RATE
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                continue
             speaking = bool(self._pending) and self._rtp_to is not None
             chunk = self._pending.pop(0) if speaking else silence
             if self._rtp_to is not None and self._rtp is not None:

@@ -211,6 +211,52 @@ async def test_off_topic_question_is_transferred_to_the_person(
     assert any(r.get("message") == "handoff taken" and r.get("end") == "sip" for r in records)
 
 
+async def test_phone_keys_say_an_answer_and_zero_transfers_to_the_person(
+    worker_log: Path,
+    registry: AccountRegistry,
+    whisper: WhisperSTT,
+    person: Path,
+    quiet_between_calls: None,
+) -> None:
+    # Real RFC 4733 telephone-events from the caller's phone, through LiveKit's SIP bridge.
+    account = registry.accounts["harbor-dental"]
+    hours = next(f.answer for f in account.faqs if f.id == account.keypad["1"])
+    phone = SipPhone()
+    await phone.start()
+    try:
+        target = f"sip:{account.phone_numbers[0]}@127.0.0.1:{PORTS.sip}"
+        dialled = await phone.dial(target, ("127.0.0.1", PORTS.sip), within_s=20.0)
+        assert dialled.answered_at is not None, dialled
+        greeting = await phone.recorder.wait_speech_start(dialled.invite_at, 20.0)
+        assert greeting is not None, "no greeting"
+        await phone.recorder.wait_speech_end(greeting[0], 2.0, 30.0)
+        pressed_at = time.perf_counter()
+        await phone.press("1")
+        start = await phone.recorder.wait_speech_start(pressed_at, 10.0)
+        assert start is not None, "nothing said after the caller pressed 1"
+        end = await phone.recorder.wait_speech_end(start[0], 2.0, 30.0)
+        said = await asyncio.to_thread(
+            whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
+        )
+        assert similarity(said, hours) >= 0.6, said
+        await phone.press("0")
+        for _ in range(200):  # the phrase plays first: the transfer follows it
+            if phone.transfers and phone.transfers[-1].finished_at is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert phone.transfers and phone.transfers[-1].refer_to == PERSON, phone.transfers
+        assert phone.transfers[-1].status == 200, phone.transfers
+    finally:
+        await phone.hang_up()
+        await phone.aclose()
+    records = await asyncio.to_thread(log_records, worker_log)
+    assert any(r.get("message") == "caller pressed 0" for r in records)
+    taken = [r for r in records if r.get("message") == "handoff taken" and r.get("end") == "sip"]
+    assert taken, "the transfer was not recorded as taken"
+    requested = [r for r in records if r.get("message") == "handoff requested"]
+    assert requested[-1]["reason"] == "the caller pressed 0 for a person", requested[-1]
+
+
 async def test_busy_transfer_returns_the_caller_to_the_agent(
     worker_log: Path,
     registry: AccountRegistry,

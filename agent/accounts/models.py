@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Where a phone caller is transferred for a person: an E.164 number (the carrier dials it) or
 # a SIP URI (a desk phone or PBX the carrier can reach).
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SIP_URI = re.compile(r"^sips?:[^\s@<>]+@[^\s@<>]+$")
+# The keys an account may give an answer to (0 is the handoff, agent/call/keypad.py).
+KEYPAD_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#")
 
 
 class FAQ(BaseModel):
@@ -114,6 +116,10 @@ class Account(BaseModel):
     # Web callers may type to the agent (LiveKit's `lk.chat` text input, handled like speech).
     # Off: a caller's token cannot publish data either (agent/web/grants.py).
     typed_text: bool = False
+    # Phone keys a caller may press (agent/call/keypad.py): a key -> the id of the FAQ whose
+    # answer the agent then says, e.g. {"1": "hours"}. "0" is always "a person" (the handoff)
+    # and cannot be given here.
+    keypad: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("handoff_number")
     @classmethod
@@ -137,3 +143,16 @@ class Account(BaseModel):
                 raise ValueError(f"duplicate FAQ id {faq.id!r}")
             seen.add(faq.id)
         return faqs
+
+    @model_validator(mode="after")
+    def _keys_name_faqs(self) -> Account:
+        known = {faq.id for faq in self.faqs}
+        for key, faq_id in self.keypad.items():
+            if key not in KEYPAD_KEYS:
+                raise ValueError(
+                    f"keypad: {key!r} is not a key a caller can press for an answer "
+                    f"(one of {' '.join(KEYPAD_KEYS)}; 0 always asks for a person)"
+                )
+            if faq_id not in known:
+                raise ValueError(f"keypad: key {key!r} names FAQ {faq_id!r}, which is not in faqs")
+        return self

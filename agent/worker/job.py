@@ -26,7 +26,7 @@ from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 
 from .. import compat
 from ..accounts import Account, AccountStore, CallHints, resolve_account
-from ..call import call_limit
+from ..call import call_limit, keypad
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
@@ -332,9 +332,12 @@ def _attach_after_first_word(
     caller: rtc.RemoteParticipant,
     slot: capacity.CallSlot,
 ) -> None:
-    """The handoff to a person (agent/call/handoff/core.py; a call a person took stops counting) and
-    the call's time limit (agent/call/call_limit.py; not for a call taken or left)."""
+    """The handoff to a person (agent/call/handoff/core.py; a call a person took stops counting),
+    a phone's keys (agent/call/keypad.py) and the call's time limit (agent/call/call_limit.py;
+    not for a call taken or left)."""
     settings = get_settings()
     handoffs = handoff.attach(session, ctx.room, account, caller, settings, on_taken=slot.release)
     ctx.add_shutdown_callback(handoffs.aclose)
+    if phone.is_sip_caller(caller):  # the phone's keys: 0 for a person, the account's answers
+        keypad.attach(ctx.room, caller, keypad.Keypad(account, session, handoffs))
     call_limit.attach(ctx, session, account, settings.max_call_seconds, taken=lambda: slot.released)
