@@ -348,6 +348,15 @@ class Settings(BaseSettings):
     handoff_records_dir: Path | None = Field(
         default=None, validation_alias="FIRSTWORD_HANDOFF_RECORDS"
     )
+    # The call history (agent/call/history.py): one record per call with what was asked and
+    # answered and the questions the agent could not answer, kept per account in
+    # <dir>/<account>.jsonl and shown to the account's staff on the desk. Off: no record.
+    call_history: bool = Field(default=True, validation_alias="FIRSTWORD_CALL_HISTORY")
+    # Where the call history is kept. Empty: <FIRSTWORD_CACHE_DIR>/history. The worker writes
+    # it and the desk reads it (a shared volume where they run apart).
+    call_history_dir_setting: Path | None = Field(
+        default=None, validation_alias="FIRSTWORD_CALL_HISTORY_DIR"
+    )
 
     # Crash recovery (agent/worker/recovery.py): on when REDIS_URL is set. Each call holds a lease
     # in Redis for this long; a call whose lease ran out (its worker died) is dispatched
@@ -480,6 +489,10 @@ class Settings(BaseSettings):
     @property
     def handoff_records(self) -> Path:
         return self.handoff_records_dir or self.cache_dir / "handoffs"
+
+    @property
+    def call_history_dir(self) -> Path:
+        return self.call_history_dir_setting or self.cache_dir / "history"
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from agent.accounts.staff import StaffFile
 from agent.call.handoff.core import HandoffRecords
 from agent.call.handoff.desk import DeskEnd
 from agent.call.handoff.types import HandoffOutcome, HandoffRequest
+from agent.call.history import CallHistory
 from agent.web.app import build_app
 from agent.web.clients import NO_PROXIES, TrustedProxies
 from agent.web.desk import Desk, call_view
@@ -80,6 +81,7 @@ async def _client(
         directory,
         HandoffRecords(tmp_path / "records"),
         store,
+        history=CallHistory(tmp_path / "history"),
         limiter=RateLimiter(3, 1),
         lockout=lockout,
     )
@@ -225,6 +227,33 @@ async def test_a_removed_or_repassworded_login_ends_its_sessions(
     assert (await _login(desk, "maria", "a brand new password")).status == 200
     staff_file.remove("maria")
     assert (await desk.get("/api/desk/calls")).status == 401
+
+
+async def test_staff_read_the_call_history_of_their_accounts_only(desk: TestClient, tmp_path: Path):
+    history = CallHistory(tmp_path / "history")
+    for question in ("Do you take pets?", "Do you take pets", "Is there parking?"):
+        history.append(
+            {
+                "account": "harbor-dental",
+                "ended_at": 1.0,
+                "turns": [{"question": question, "answer": "...", "answered": False}],
+                "unanswered": [question],
+            }
+        )
+    history.append({"account": "bluebird-bikes", "unanswered": ["the other business's caller"]})
+    assert (await desk.get("/api/desk/history?account=harbor-dental")).status == 401
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    reply = await desk.get("/api/desk/history?account=bluebird-bikes")
+    assert reply.status == 403 and "other business" not in await reply.text()
+    assert (await desk.get("/api/desk/history")).status == 400
+    body = await (await desk.get("/api/desk/history?account=harbor-dental")).json()
+    assert len(body["calls"]) == 3
+    assert body["calls"][0]["turns"][0]["question"] == "Is there parking?", "newest first"
+    # The most asked first; the same question asked with or without its "?" counts once.
+    assert [(q["question"], q["times"]) for q in body["unanswered"]] == [
+        ("Do you take pets", 2),
+        ("Is there parking?", 1),
+    ]
 
 
 async def test_staff_see_take_and_read_only_their_accounts(

@@ -16,6 +16,7 @@ from livekit import api
 from agent.accounts import Account, AccountRegistry
 from agent.call.handoff.core import no_take_line
 from agent.call.handoff.types import HandoffRequest
+from agent.call.history import CallHistory
 from agent.settings import PROJECT_ROOT
 from tests.e2e_support import ENV, URL, running_worker
 from tests.helpers import similarity
@@ -77,6 +78,20 @@ def test_call_is_greeted_answered_and_handed_off(
     request = HandoffRequest(account.id, "", "", "app", None, "no stored answer matched", "", 0.0)
     expected = f"{account.handoff_phrase} {no_take_line(account, request)}"
     assert similarity(off_topic["answer"], expected) >= 0.7, off_topic["answer"]
+    # The call left its record in the account's call history once it ended: both questions
+    # as the agent heard them, the second the one it could not answer.
+    history = CallHistory(Path(ENV["FIRSTWORD_CACHE_DIR"]) / "history")
+    record: dict = {}
+    for _ in range(50):
+        record = next((r for r in history.latest(account.id) if r["room"] == report["room"]), {})
+        if record:
+            break
+        time.sleep(0.2)
+    assert record, "no call history record"
+    assert record["caller_kind"] == "web" and record["ttfw_ms"] is not None
+    assert [t["answered"] for t in record["turns"]] == [True, False], record["turns"]
+    assert record["unanswered"] == [record["turns"][1]["question"]]
+    assert "concert" in record["unanswered"][0].lower(), record["unanswered"]
 
 
 def test_room_name_picks_the_account_and_its_voice(

@@ -66,6 +66,8 @@ def worker_log(
         "FIRSTWORD_STAFF_FILE": str(staff_file),
         "FIRSTWORD_HANDOFF_TIMEOUT": str(HANDOFF_TIMEOUT_S),
         "FIRSTWORD_HANDOFF_RECORDS": str(records_dir),
+        # The call history next to the records, where the web app reads it too.
+        "FIRSTWORD_CALL_HISTORY_DIR": str(records_dir / "history"),
     }
     # Its prewarm renders every greeting into the test's fresh cache: minutes when the shared
     # machine is busy (load 25+ seen), so a longer bound than the default 120 s.
@@ -83,6 +85,7 @@ def web_base(worker_log: Path, records_dir: Path, staff_file: Path) -> Iterator[
         LIVEKIT_API_SECRET="secret",
         FIRSTWORD_STAFF_FILE=staff_file,
         FIRSTWORD_HANDOFF_RECORDS=records_dir,
+        FIRSTWORD_CALL_HISTORY_DIR=records_dir / "history",
         FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,  # every test caller is this machine
     )
     with serve_web_app(settings) as base:
@@ -275,6 +278,16 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         desk.screenshot(path=str(SCREENSHOTS / "desk-call-taken.png"))
         desk.click("#hangup")
         caller.click("#hangup")
+        # Once over, the call is in the desk's call history (read every 10 s), with the
+        # question the agent could not answer.
+        wait_for(
+            desk,
+            f"window.firstwordDesk.history.some(c => c.room === {json.dumps(room)})",
+            timeout=40_000,
+        )
+        assert desk.evaluate("window.firstwordDesk.unanswered.length") >= 1
+        assert "Questions it could not answer" in desk.inner_text("body")
+        desk.screenshot(path=str(SCREENSHOTS / "desk-history.png"))
     finally:
         desk_browser.close()
         caller_browser.close()

@@ -67,6 +67,10 @@ def attach_conversation_logs(
         item_metrics = dict(getattr(item, "metrics", None) or {})
         if role == "assistant" and getattr(item, "interrupted", False):
             logger.info("agent interrupted by the caller", extra=where)
+        if role == "user" and text:
+            call.turns.append({"question": text, "answer": ""})
+        elif role == "assistant" and text and call.turns and not call.turns[-1]["answer"]:
+            call.turns[-1]["answer"] = text
         if role == "user":
             last_user.clear()
             last_user.update(item_metrics)

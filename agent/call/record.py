@@ -8,7 +8,7 @@ sets it, and a None field is left out of the log line.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -19,13 +19,20 @@ class CallRecord:
     # Where the account came from: dispatch, room metadata, caller attributes, room name...
     account_source: str | None = None
     caller: str | None = None  # the caller's participant identity
+    caller_number: str | None = None  # a phone caller's number (`sip.phoneNumber`)
+    started_at: float | None = None  # unix seconds: the job started
     ahead: bool | None = None  # the session was started before the caller came (pre-dispatch)
     held: bool | None = None  # the call went on hold: every conversation slot was taken
     resumed: bool | None = None  # picked up after its worker died (agent/worker/recovery.py)
     sip: bool | None = None  # a phone caller through the SIP bridge
     cloud: list[str] | None = None  # the cloud engines in the call's chains
     greeting_cached: bool | None = None  # the first line's audio was pre-rendered
+    # What was asked and answered, {"question", "answer"} per turn, for the call history
+    # (agent/call/history.py); not in log lines (callers' words stay out of the logs).
+    turns: list[dict[str, str]] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, Any]:
         """The fields set so far, for a log line's `extra`."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        fields = asdict(self)
+        del fields["turns"]
+        return {key: value for key, value in fields.items() if value is not None}

@@ -16,7 +16,10 @@ staff member this page sends into the call's room.
     participant named after the login; the browser joins with its microphone and the agent
     steps back; logged with who took it;
   - `GET /api/desk/messages?account=<id>`: the account's handoff records
-    (agent/call/handoff/core.py), for the person's accounts only.
+    (agent/call/handoff/core.py), for the person's accounts only;
+  - `GET /api/desk/history?account=<id>`: the account's newest calls (agent/call/history.py:
+    who, when, how it ended, the first word's time, what was asked and answered) and the
+    questions the agent could not answer, the most asked first; for the person's accounts.
   Closed (404) while no staff login exists. Wrong passwords are limited per client and per
   login before any comparison; a locked login says so.
 
@@ -65,6 +68,7 @@ from ..call.handoff.core import (
     HandoffRecords,
 )
 from ..call.handoff.types import STAFF_PREFIX, is_staff
+from ..call.history import CallHistory
 from ..server_api import server_api
 from ..settings import Settings
 from .clients import PROXIES_KEY, client_address, is_https
@@ -242,6 +246,7 @@ class Desk:
         records: HandoffRecords,
         accounts: AccountStore,
         *,
+        history: CallHistory | None = None,
         limiter: RateLimiter | None = None,
         lockout: LoginLockout | None = None,
         session_ttl_s: float = 8 * 3600.0,
@@ -249,6 +254,7 @@ class Desk:
         self._staff = staff
         self._directory = directory
         self._records = records
+        self._history = history
         self._accounts = accounts
         self._failures = limiter or RateLimiter(AUTH_FAILURE_BURST, AUTH_FAILURES_PER_MINUTE)
         self._lockout = lockout or LoginLockout()
@@ -265,6 +271,7 @@ class Desk:
         app.router.add_get("/api/desk/calls", self.list_calls)
         app.router.add_post("/api/desk/take", self.take)
         app.router.add_get("/api/desk/messages", self.messages)
+        app.router.add_get("/api/desk/history", self.history)
 
     async def _roster(self) -> dict[str, Staff] | web.Response:
         """Everyone who may log in, or the response to send when nobody may."""
@@ -428,6 +435,24 @@ class Desk:
         return web.json_response(ticket)
 
     async def messages(self, request: web.Request) -> web.Response:
+        account = await self._their_account(request)
+        if isinstance(account, web.Response):
+            return account
+        records = await asyncio.to_thread(self._records.latest, account)
+        return web.json_response({"account": account, "records": records})
+
+    async def history(self, request: web.Request) -> web.Response:
+        account = await self._their_account(request)
+        if isinstance(account, web.Response):
+            return account
+        if self._history is None:
+            return web.json_response({"account": account, "calls": [], "unanswered": []})
+        calls = await asyncio.to_thread(self._history.latest, account)
+        unanswered = await asyncio.to_thread(self._history.unanswered, account)
+        return web.json_response({"account": account, "calls": calls, "unanswered": unanswered})
+
+    async def _their_account(self, request: web.Request) -> str | web.Response:
+        """The `account` the request names, when the signed-in person sees it."""
         staff = await self._signed_in(request)
         if isinstance(staff, web.Response):
             return staff
@@ -436,8 +461,7 @@ class Desk:
             return _error(400, "query parameter 'account' (an account id) is required")
         if not staff.sees(account):
             return _error(403, f"account {account!r} is not one of yours")
-        records = await asyncio.to_thread(self._records.latest, account)
-        return web.json_response({"account": account, "records": records})
+        return account
 
 
 def _locked(name: str, seconds: float) -> web.Response:
@@ -465,6 +489,7 @@ def desk_from_settings(settings: Settings, accounts: AccountStore) -> tuple[Desk
         directory,
         HandoffRecords(settings.handoff_records),
         accounts,
+        history=CallHistory(settings.call_history_dir) if settings.call_history else None,
         session_ttl_s=settings.desk_session_hours * 3600.0,
     )
     return desk, directory

@@ -26,7 +26,7 @@ from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 
 from .. import compat
 from ..accounts import Account, AccountStore, CallHints, resolve_account
-from ..call import call_limit, keypad
+from ..call import call_limit, history, keypad
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
@@ -137,13 +137,16 @@ async def entrypoint(ctx: JobContext) -> None:
     pool: EnginePool = ctx.proc.userdata["pool"]
     settings = get_settings()
     slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
-    call = CallRecord(room=ctx.room.name)
+    call = CallRecord(room=ctx.room.name, started_at=time.time())
+    account_of_call: Account | None = None  # once resolved: the call history needs it
     track: AgentTrack | None = None
     prepared: PreparedCall | None = None
 
     async def _end_of_call(reason: str) -> None:
         slot.release()
         report(timeline, call, reason=reason)  # unless written at the first word
+        if settings.call_history and account_of_call is not None:
+            await _keep_in_history(call, account_of_call, timeline, reason)
         if settings.gc_tuning and settings.gc_refreeze:  # the last call gone: nobody stalls
             stalls.refreeze_if_idle(lambda: capacity.current_counts() == capacity.CallCounts(0, 0))
         if settings.malloc_trim:  # what the call freed goes back to the system
@@ -197,7 +200,7 @@ async def entrypoint(ctx: JobContext) -> None:
                 else None
             )
             if named is not None and named_before_caller(named):
-                account = named.account
+                account = account_of_call = named.account
                 call.account, call.account_source, call.ahead = account.id, named.source, True
                 prepared = await prepare_session(
                     ctx,
@@ -227,6 +230,8 @@ async def entrypoint(ctx: JobContext) -> None:
             slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         timeline.mark("caller_joined")
         call.caller = caller.identity
+        if phone.is_sip_caller(caller):
+            call.caller_number = caller.attributes.get("sip.phoneNumber") or None
         # The call stops counting against capacity the moment its caller leaves. Not in
         # console mode (a fake job): its stand-in caller is never among the stand-in room's
         # participants, so the call ended as it began, before the greeting.
@@ -254,7 +259,7 @@ async def entrypoint(ctx: JobContext) -> None:
         # goes on hold like any other.
         await prepared.close_after_greeting(_on_close)
         prepared = None
-    account = resolution.account
+    account = account_of_call = resolution.account
     call.account, call.account_source = account.id, resolution.source
     if slot.mode == "held":
         call.held = True
@@ -323,6 +328,25 @@ async def entrypoint(ctx: JobContext) -> None:
         attach_after_first_frame(
             session, lambda _event: _attach_after_first_word(ctx, session, account, caller, taken)
         )
+
+
+async def _keep_in_history(
+    call: CallRecord, account: Account, timeline: CallTimeline, ended: str
+) -> None:
+    """The call's record in the account's call history (agent/call/history.py); a failure to
+    write it is logged and costs the caller nothing (the call is over)."""
+    record = history.entry(
+        call,
+        handoff_phrase=account.handoff_phrase,
+        ended_at=time.time(),
+        ended=ended,
+        ttfw_s=timeline.time_to_first_frame(),
+    )
+    book = history.CallHistory(get_settings().call_history_dir)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(book.append, record), 5.0)
+    except Exception:
+        logger.exception("could not keep the call in the history", extra={"room": call.room})
 
 
 def _attach_after_first_word(

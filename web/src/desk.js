@@ -10,12 +10,15 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let account = params.get('account') || '';
 // What the page knows, for people (the DOM) and for tests (window.firstwordDesk).
-const desk = { open: false, who: '', accounts: [], calls: [], records: [], onCall: null, callState: '', heard: 0, error: '' };
+const desk = { open: false, who: '', accounts: [], calls: [], records: [], history: [], unanswered: [], onCall: null, callState: '', heard: 0, error: '' };
 window.firstwordDesk = desk;
 // One second: the calls live in LiveKit, read through its server API (no push of attribute
 // changes without joining every room); a second is well inside a person's reaction time.
 const POLL_MS = 1000;
+// The call history changes when a call ends, and is read from files: every 10th poll.
+const HISTORY_EVERY = 10;
 let timer = null;
+let polls = 0;
 
 async function request(path, options = {}) {
   const response = await fetch(path, {
@@ -100,6 +103,28 @@ function renderRecords(records) {
   }
 }
 
+function renderHistory(reply) {
+  const calls = $('history');
+  calls.replaceChildren();
+  if (!reply.calls.length) calls.append(el('li', { className: 'muted', textContent: 'No calls yet.' }));
+  for (const c of reply.calls) {
+    const who = c.caller_number || c.caller || '?';
+    const first = c.ttfw_ms == null ? 'no first word' : `first word ${c.ttfw_ms} ms`;
+    const asked = c.turns.map((t) => `${t.answered ? '' : '✗ '}“${t.question}”`).join(' ');
+    calls.append(el('li', {},
+      el('b', { textContent: `${clock(c.started_at)} · ${who} · ${c.caller_kind} · ${Math.round(c.seconds)} s` }),
+      el('span', { className: 'muted', textContent: ` — ${c.ended}, ${first}` }),
+      el('div', { className: 'line', textContent: asked || '(asked nothing)' })));
+  }
+  const missed = $('unanswered');
+  missed.replaceChildren();
+  if (!reply.unanswered.length) missed.append(el('li', { className: 'muted', textContent: 'None so far.' }));
+  for (const q of reply.unanswered) {
+    missed.append(el('li', {}, el('span', { textContent: `“${q.question}”` }),
+      el('span', { className: 'muted', textContent: ` — asked ${q.times}×, last at ${clock(q.last_at)}` })));
+  }
+}
+
 async function refresh() {
   const query = account ? `?account=${encodeURIComponent(account)}` : '';
   const reply = await api(`/api/desk/calls${query}`);
@@ -109,6 +134,12 @@ async function refresh() {
     const records = await api(`/api/desk/messages${query}`);
     desk.records = records.records;
     renderRecords(records.records);
+    if (polls++ % HISTORY_EVERY === 0) {
+      const history = await api(`/api/desk/history${query}`);
+      desk.history = history.calls;
+      desk.unanswered = history.unanswered;
+      renderHistory(history);
+    }
   }
 }
 
@@ -202,7 +233,12 @@ $('account').onchange = () => {
   account = $('account').value;
   $('scope').textContent = account ? `· ${account}` : '';
   $('messages').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to see its messages.' }));
+  $('history').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to see its calls.' }));
+  $('unanswered').replaceChildren();
   desk.records = [];
+  desk.history = [];
+  desk.unanswered = [];
+  polls = 0;
   refresh().catch(() => {});
 };
 // Still logged in from earlier (the cookie): straight to the calls.

@@ -43,13 +43,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from livekit import rtc
 
 from ... import metrics
 from ...accounts import Account
+from ...accounts.books import AccountBook
 from ...accounts.staff import StaffFile
 from ...settings import Settings
 from .desk import DeskEnd
@@ -132,35 +132,13 @@ class CallInfo:
     caller_number: str | None
 
 
-class HandoffRecords:
-    """The business's record of handoffs: one JSON line per handoff, one file per account.
-
-    A plain append-only file because the worker writes a line per handoff and the desk reads the
-    latest ones; the folder can be a shared volume where the web app runs elsewhere.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path(self, account_id: str) -> Path:
-        return self.directory / f"{account_id}.jsonl"
+class HandoffRecords(AccountBook):
+    """The business's record of handoffs (its message book, which the desk shows): one JSON
+    line per handoff, one file per account (agent/accounts/books.py)."""
 
     def append(self, record: dict[str, Any]) -> None:
         """Blocking (a small append): call it off the event loop."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with self.path(str(record["account_id"])).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def latest(self, account_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest `limit` records of an account, newest first. Blocking."""
-        path = self.path(account_id)
-        if not path.is_file():
-            return []
-        records: list[dict[str, Any]] = []
-        for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
-            with contextlib.suppress(ValueError):
-                records.append(json.loads(line))
-        return records[::-1]
+        self.write(str(record["account_id"]), record)
 
 
 class Handoff:
