@@ -179,7 +179,14 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
     desk_browser = launch_chromium(playwright, wavs["staff"])
     caller_browser = launch_chromium(playwright, wavs["question"])
     try:
-        desk = desk_browser.new_page()
+        # Notifications allowed, as the staff member would by the page's "Notify me" button;
+        # each one the page shows is counted (headless Chromium shows none on a screen).
+        desk = desk_browser.new_context(permissions=["notifications"]).new_page()
+        desk.add_init_script(
+            "window.shown = []; const Shown = window.Notification;"
+            "window.Notification = class extends Shown {"
+            "  constructor(title, options) { super(title, options); window.shown.push(title); } };"
+        )
         # A wrong password: refused, and nothing about calls on the page.
         desk.goto(f"{web_base}/desk")
         _log_in(desk, "maria", "not-the-password")
@@ -225,6 +232,9 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
             timeout=90_000,
         )
         requested_at = time.monotonic()
+        # New since the page first listed the calls: a chime and a notification.
+        assert room in desk.evaluate("window.firstwordDesk.alerted")
+        assert desk.evaluate("window.shown.length") == 1, desk.evaluate("window.shown")
         row = desk.locator(f"tr[data-room='{room}']")
         assert "handoff" in (row.get_attribute("class") or "")
         assert NO_ANSWER_REASON in row.inner_text()

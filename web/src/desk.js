@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let account = params.get('account') || '';
 // What the page knows, for people (the DOM) and for tests (window.firstwordDesk).
-const desk = { open: false, who: '', accounts: [], calls: [], records: [], history: [], unanswered: [], onCall: null, callState: '', heard: 0, error: '' };
+const desk = { open: false, who: '', accounts: [], calls: [], records: [], history: [], unanswered: [], onCall: null, callState: '', heard: 0, error: '', alerted: [] };
 window.firstwordDesk = desk;
 // One second: the calls live in LiveKit, read through its server API (no push of attribute
 // changes without joining every room); a second is well inside a person's reaction time.
@@ -60,6 +60,46 @@ function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
+}
+
+// A new handoff request: a browser notification and a short chime, where the staff member
+// allowed notifications (the "Notify me" button asks; browsers let only a click ask). The
+// first list after logging in alerts nothing: those requests are on the screen already.
+const alerted = new Set();
+let listed = false;
+function alertNewHandoffs(calls) {
+  for (const call of calls) {
+    if (call.state !== 'handoff requested' || alerted.has(call.room + call.handoff.at)) continue;
+    alerted.add(call.room + call.handoff.at);
+    if (!listed) continue;
+    desk.alerted.push(call.room);
+    chime();
+    if (window.Notification && Notification.permission === 'granted') {
+      const who = call.caller.number || call.caller.name || call.caller.identity;
+      new Notification(`A caller asks for a person (${call.account || 'call'})`, {
+        body: `${who}: ${call.handoff.question || call.handoff.reason}`,
+        tag: call.room,
+      });
+    }
+  }
+  listed = true;
+}
+
+function chime() {
+  try {
+    const context = new AudioContext();
+    const tone = context.createOscillator();
+    const gain = context.createGain();
+    tone.frequency.value = 880;
+    gain.gain.setValueAtTime(0.2, context.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, context.currentTime + 0.4);
+    tone.connect(gain).connect(context.destination);
+    tone.start();
+    tone.stop(context.currentTime + 0.4);
+    tone.onended = () => context.close();
+  } catch {
+    // No audio output (or none allowed yet): the notification and the highlight remain.
+  }
 }
 
 function render(calls, now) {
@@ -129,6 +169,7 @@ async function refresh() {
   const query = account ? `?account=${encodeURIComponent(account)}` : '';
   const reply = await api(`/api/desk/calls${query}`);
   desk.calls = reply.calls;
+  alertNewHandoffs(reply.calls);
   render(reply.calls, reply.now);
   if (account) {
     const records = await api(`/api/desk/messages${query}`);
@@ -224,6 +265,11 @@ $('login').onsubmit = async (event) => {
     return;
   }
   open(body).catch((error) => { $('error').textContent = error.message; });
+};
+$('notify').onclick = async () => {
+  if (!window.Notification) return;
+  const permission = await Notification.requestPermission();
+  $('notify').textContent = permission === 'granted' ? 'Notifications on' : 'Notifications blocked';
 };
 $('logout').onclick = async () => {
   await request('/api/desk/logout', { method: 'POST', body: '{}' });
