@@ -22,10 +22,7 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from livekit import api
@@ -34,6 +31,7 @@ from agent.engines.local_tts import load_piper
 from agent.engines.whisper_stt import WhisperSTT, load_whisper
 from agent.server_api import server_api
 from agent.settings import PROJECT_ROOT, get_settings
+from benchmarks.failover import _worker
 from benchmarks.stats import percentiles, shown
 from caller.simulator import CallOptions, Question, run_call
 
@@ -95,20 +93,6 @@ async def _call(
     }
 
 
-def _worker(log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "agent.py", "start"], cwd=PROJECT_ROOT, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while '"registered worker"' not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start; see {log}")
-        time.sleep(0.2)
-    return proc
-
-
 async def _main(args: argparse.Namespace) -> None:
     out = PROJECT_ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S-handoff")
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +102,7 @@ async def _main(args: argparse.Namespace) -> None:
     question = Question(
         QUESTION, await asyncio.to_thread(voice.render, QUESTION), voice.sample_rate
     )
-    proc = _worker(out / "worker.log")
+    proc = _worker(dict(os.environ), out / "worker.log")
     rows: list[dict[str, Any]] = []
     try:
         async with server_api(settings, timeout_s=2.0) as lkapi:
