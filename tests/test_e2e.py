@@ -89,6 +89,7 @@ def test_call_is_greeted_answered_and_handed_off(
         time.sleep(0.2)
     assert record, "no call history record"
     assert record["caller_kind"] == "web" and record["ttfw_ms"] is not None
+    assert record["handoff"] == "not_taken" and record["ended"] == "caller hung up", record
     assert [t["answered"] for t in record["turns"]] == [True, False], record["turns"]
     assert record["unanswered"] == [record["turns"][1]["question"]]
     assert "concert" in record["unanswered"][0].lower(), record["unanswered"]

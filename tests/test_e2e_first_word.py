@@ -47,7 +47,10 @@ async def _call(whisper: WhisperSTT, account: str, *, hang_up: bool = False) -> 
     def transcribe(audio: np.ndarray, rate: int) -> str:
         return whisper.transcribe_pcm(audio, rate, "en") if audio.size else ""
 
-    options = CallOptions(account=account, end_silence_s=1.0)
+    # 2 s of quiet ends the greeting: one not cached yet is synthesised sentence by sentence
+    # while it plays, and beside another test process a sentence came 1-2 s after the one
+    # before (the caller heard "Hello, this is Green Gym." and stopped listening).
+    options = CallOptions(account=account, end_silence_s=2.0)
     return await run_call(_settings(), [], None if hang_up else transcribe, options)
 
 

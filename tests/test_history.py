@@ -12,7 +12,7 @@ PHRASE = "I'm not sure about that one, so let me connect you with someone from o
 
 def _call() -> CallRecord:
     call = CallRecord(room="r1", account="harbor-dental", caller="sip_1", sip=True)
-    call.started_at, call.caller_number = 100.0, "+15035550123"
+    call.started_at, call.caller_number, call.handoff = 100.0, "+15035550123", "not_taken"
     call.turns = [
         {"question": "When are you open?", "answer": "We are open nine to five."},
         {"question": "Do you sell concert tickets?", "answer": PHRASE + " Sorry, nobody..."},
@@ -24,9 +24,12 @@ def test_an_entry_says_who_when_how_it_ended_and_what_went_unanswered() -> None:
     record = entry(_call(), handoff_phrase=PHRASE, ended_at=130.5, ended="caller left", ttfw_s=0.41)
     assert record["caller_kind"] == "sip" and record["caller_number"] == "+15035550123"
     assert (
-        record["seconds"] == 30.5 and record["ttfw_ms"] == 410 and record["ended"] == "caller left"
+        record["seconds"] == 30.5
+        and record["ttfw_ms"] == 410
+        and record["ended"] == "caller hung up"
     )
     assert [t["answered"] for t in record["turns"]] == [True, False]
+    assert record["handoff"] == "not_taken"
     assert record["unanswered"] == ["Do you sell concert tickets?"]
 
 

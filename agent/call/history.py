@@ -22,6 +22,21 @@ from .record import CallRecord
 UNANSWERED_WINDOW = 500
 
 
+# How a call ended, as the business reads it, from the job's shutdown reason.
+_ENDINGS = {
+    "caller left": "caller hung up",
+    "session closed: participant_disconnected": "caller hung up",
+    "left hold": "caller hung up on hold",
+    "held too long: handed off": "held too long",
+    "session closed: error": "ended by an error",
+}
+
+
+def ending(reason: str) -> str:
+    """The business's words for a job's shutdown reason (the reason itself when unknown)."""
+    return _ENDINGS.get(reason, reason)
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -50,7 +65,9 @@ def entry(
         "started_at": round(started, 3),
         "ended_at": round(ended_at, 3),
         "seconds": round(max(0.0, ended_at - started), 1),
-        "ended": ended,
+        "ended": ending(ended),
+        # The handoff's last state: requested, taken, not_taken, failed; None: none asked.
+        "handoff": call.handoff,
         "ttfw_ms": None if ttfw_s is None else round(ttfw_s * 1000),
         "held": bool(call.held),
         "resumed": bool(call.resumed),

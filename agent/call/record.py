@@ -27,6 +27,7 @@ class CallRecord:
     sip: bool | None = None  # a phone caller through the SIP bridge
     cloud: list[str] | None = None  # the cloud engines in the call's chains
     greeting_cached: bool | None = None  # the first line's audio was pre-rendered
+    handoff: str | None = None  # the handoff's last state (agent/call/handoff/core.py)
     # What was asked and answered, {"question", "answer"} per turn, for the call history
     # (agent/call/history.py); not in log lines (callers' words stay out of the logs).
     turns: list[dict[str, str]] = field(default_factory=list)

@@ -154,7 +154,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     def _on_close(event: CloseEvent) -> None:
         slot.release()
-        ctx.shutdown(reason=f"session closed: {event.reason}")
+        ctx.shutdown(reason=f"session closed: {event.reason.value}")
 
     async def _close_track() -> None:
         if track is not None:
@@ -246,7 +246,7 @@ async def entrypoint(ctx: JobContext) -> None:
             else:
                 recovery.track_call(ctx, account.id)
                 # The greeting is out (or on its way): the handoff can be wired now.
-                _attach_after_first_word(ctx, prepared.session, account, caller, slot)
+                _attach_after_first_word(ctx, prepared.session, account, caller, slot, call)
             return
         resolution = resolve_account(await accounts, _caller_hints(ctx, caller))
     finally:
@@ -323,10 +323,11 @@ async def entrypoint(ctx: JobContext) -> None:
     session, taken = prepared.session, slot
     # A promoted call's first frame was the hold's: its session's first line comes first.
     if "first_frame" in timeline.marks and not call.held:
-        _attach_after_first_word(ctx, session, account, caller, taken)
+        _attach_after_first_word(ctx, session, account, caller, taken, call)
     else:
         attach_after_first_frame(
-            session, lambda _event: _attach_after_first_word(ctx, session, account, caller, taken)
+            session,
+            lambda _event: _attach_after_first_word(ctx, session, account, caller, taken, call),
         )
 
 
@@ -355,12 +356,21 @@ def _attach_after_first_word(
     account: Account,
     caller: rtc.RemoteParticipant,
     slot: capacity.CallSlot,
+    call: CallRecord,
 ) -> None:
     """The handoff to a person (agent/call/handoff/core.py; a call a person took stops counting),
     a phone's keys (agent/call/keypad.py) and the call's time limit (agent/call/call_limit.py;
     not for a call taken or left)."""
     settings = get_settings()
-    handoffs = handoff.attach(session, ctx.room, account, caller, settings, on_taken=slot.release)
+    handoffs = handoff.attach(
+        session,
+        ctx.room,
+        account,
+        caller,
+        settings,
+        on_taken=slot.release,
+        on_state=lambda state: setattr(call, "handoff", state),
+    )
     ctx.add_shutdown_callback(handoffs.aclose)
     if phone.is_sip_caller(caller):  # the phone's keys: 0 for a person, the account's answers
         keypad.attach(ctx.room, caller, keypad.Keypad(account, session, handoffs))

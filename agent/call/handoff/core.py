@@ -153,6 +153,7 @@ class Handoff:
         wait_s: float,
         records: HandoffRecords | None,
         on_taken: Callable[[], None] | None = None,
+        on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.call = call
         self._side = side
@@ -163,7 +164,8 @@ class Handoff:
         self._task: asyncio.Task[None] | None = None
         # Set while an end's `connect` is under way, and set once its outcome is recorded.
         self._outcome: asyncio.Event | None = None
-        self.state = ""  # the value of `firstword.handoff`; "" before any handoff
+        self._on_state = on_state
+        self._state = ""
         self.phrase_said = False
         self.results: list[tuple[str, HandoffResult]] = []
         self.transcript: list[dict[str, str]] = []
@@ -174,6 +176,17 @@ class Handoff:
         self._line_said = asyncio.Event()
         self._line_said.set()
         self.closers: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def state(self) -> str:
+        """The value of `firstword.handoff`; "" before any handoff."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if self._on_state is not None:
+            self._on_state(value)
 
     # What the session tells us -----------------------------------------------------------
 
@@ -461,6 +474,7 @@ def attach(
     settings: Settings,
     *,
     on_taken: Callable[[], None] | None = None,
+    on_state: Callable[[str], None] | None = None,
 ) -> Handoff:
     """Wire the mechanism to a started session (after the first frame: not on its path)."""
     kind: CallerKind = "sip" if caller.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP else "web"
@@ -480,6 +494,7 @@ def attach(
         wait_s=settings.handoff_timeout,
         records=HandoffRecords(settings.handoff_records),
         on_taken=on_taken,
+        on_state=on_state,
     )
     publisher = _Publisher(side)
     publisher.update(
