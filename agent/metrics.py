@@ -218,6 +218,12 @@ PYTHON_HEAP = Gauge(
 )
 
 
+SPEECH_OVER_AGENT = Counter(
+    "firstword_speech_over_agent_total",
+    "What callers said while the agent was speaking: backchannel (not passed on, the agent "
+    "went on) or interruption (passed on: it stopped the agent); see agent/call/barge_in.py.",
+    ["kind"],
+)
 KEYPAD_PRESSES = Counter(
     "firstword_keypad_presses_total",
     "Keys phone callers pressed, by what they did: person (0: a handoff started), answer (a key "
@@ -261,6 +267,8 @@ def start_series(
         CLOUD_VOICE_CACHE.labels(result)
     for kind in ("person", "answer", "ignored"):
         KEYPAD_PRESSES.labels(kind)
+    for kind in ("backchannel", "interruption"):
+        SPEECH_OVER_AGENT.labels(kind)
     for end in ("desk", "sip", "none"):
         for outcome in ("taken", "not_taken", "failed"):
             HANDOFFS.labels(end, outcome)

@@ -25,7 +25,8 @@ import re
 from typing import Any
 
 from livekit.agents import AgentSession, UserStateChangedEvent
-from prometheus_client import Counter
+
+from .. import metrics
 
 logger = logging.getLogger("firstword.barge_in")
 
@@ -40,13 +41,6 @@ STOP_WORDS = frozenset(
     " somebody representative help cancel".split()
 )
 MAX_BACKCHANNEL_WORDS = 3
-
-OVER_AGENT = Counter(
-    "firstword_speech_over_agent_total",
-    "What callers said while the agent was speaking: backchannel (not passed on, the agent "
-    "went on) or interruption (passed on: it stopped the agent).",
-    ["kind"],
-)
 
 
 def is_backchannel(text: str) -> bool:
@@ -85,8 +79,8 @@ class OverlapFilter:
         if not over_agent:
             return False
         if self._enabled and is_backchannel(text):
-            OVER_AGENT.labels("backchannel").inc()
+            metrics.SPEECH_OVER_AGENT.labels("backchannel").inc()
             logger.info("backchannel over the agent not passed on", extra=self._where)
             return True
-        OVER_AGENT.labels("interruption").inc()
+        metrics.SPEECH_OVER_AGENT.labels("interruption").inc()
         return False
