@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess, cli, inference
+from livekit.agents import AgentServer, JobContext, JobProcess, cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from livekit.plugins import silero
@@ -28,11 +27,10 @@ from livekit.plugins import silero
 from agent.accounts import load_accounts
 from agent.call.assistant import Assistant
 from agent.engines.embedder import load_embedder
-from agent.engines.faq_llm import FaqIndex, FaqLLM
-from agent.engines.local_tts import load_hibari, load_piper
-from agent.engines.whisper_stt import WhisperSTT, load_whisper
+from agent.engines.faq_llm import FaqIndex
+from agent.engines.whisper_stt import load_whisper
 from agent.settings import get_settings
-from benchmarks.common import worker_options
+from benchmarks.common import account_voice, local_session, worker_options
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -42,11 +40,7 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["account"] = account
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["whisper"] = load_whisper(None, threads=2, verify=False)
-    proc.userdata["tts"] = (
-        load_piper(None, threads=2, verify=False)
-        if account.voice.engine == "piper"
-        else load_hibari(threads=2, verify=False)
-    )
+    proc.userdata["voice"] = account_voice(account)
     proc.userdata["index"] = FaqIndex(load_embedder(None, verify=False), list(account.faqs))
 
 
@@ -55,17 +49,10 @@ server = AgentServer(setup_fnc=prewarm, **worker_options())
 
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
-    settings = get_settings()
-    account = ctx.proc.userdata["account"]
-    session: AgentSession[Any] = AgentSession(
-        vad=ctx.proc.userdata["vad"],
-        stt=WhisperSTT(ctx.proc.userdata["whisper"]),
-        llm=FaqLLM(account, ctx.proc.userdata["index"], min_score=settings.faq_min_score),
-        tts=ctx.proc.userdata["tts"],
-        turn_handling={
-            "turn_detection": inference.TurnDetector(version="v1-mini"),
-            "interruption": {"mode": "vad"},
-        },
+    data = ctx.proc.userdata
+    account = data["account"]
+    session = local_session(
+        account, vad=data["vad"], whisper=data["whisper"], voice=data["voice"], index=data["index"]
     )
     await session.start(agent=Assistant(account), room=ctx.room)
     await ctx.connect()
