@@ -18,7 +18,15 @@ PACKAGE = PROJECT_ROOT / "agent"
 
 # Top to bottom. The shared modules at the foot are the package's own top-level files.
 ROOMS = ("web", "worker", "call", "cloud", "sip", "engines", "accounts", "shared")
-SHARED = {"settings", "metrics", "compat", "process_wide", "shared_cache", "server_api"}
+SHARED = {
+    "settings",
+    "metrics",
+    "compat",
+    "process_wide",
+    "shared_cache",
+    "server_api",
+    "healthcheck",
+}
 
 
 def _module(path: Path) -> str:

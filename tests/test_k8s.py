@@ -71,8 +71,14 @@ def test_the_manifests_agree_with_the_code() -> None:
     ]
     assert grace >= float(env["FIRSTWORD_MAX_CALL_SECONDS"]) + 30
     assert float(env["FIRSTWORD_MAX_CALL_SECONDS"]) == Settings().max_call_seconds
+    # Each Deployment runs its own image of the Dockerfile, with the image's own command.
+    assert worker["image"].endswith("/firstword:latest") and "command" not in worker
     web = _container("firstword-web")
-    assert web["command"] == ["python", "-m", "agent.web"]
+    assert web["image"].endswith("/firstword-web:latest") and "command" not in web
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    web_stage = dockerfile.split("AS web\n", 1)[1].split("\nFROM ", 1)[0]
+    assert 'CMD ["python", "-m", "agent.web"]' in web_stage
+    assert dockerfile.rstrip().endswith('CMD ["python", "agent.py", "start"]')
     assert web["readinessProbe"]["httpGet"]["path"] == "/healthz"
     hpa = _find("HorizontalPodAutoscaler", "firstword-worker")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "firstword-worker"
