@@ -49,13 +49,16 @@ processes="${FIRSTWORD_TEST_PROCESSES:-2}"
 # The container images (tests/test_e2e_image.py, serial phase) build in the background at the
 # lowest CPU and I/O priority while the two-process phase runs: that phase leaves about half
 # of the machine idle (it waits on real-time audio), so the build's minutes cost the run
-# little. The test waits for it and reads its log and exit status from this folder.
-image_build="$(mktemp -d -t firstword-image-build.XXXXXX)"
-export FIRSTWORD_TEST_IMAGE_BUILD="$image_build"
-( nice -n 19 ionice -c 2 -n 7 bash scripts/image-build.sh --local-bases >"$image_build/log" 2>&1
-  echo $? >"$image_build/rc" ) &
-image_pid=$!
-trap 'kill "$image_pid" 2>/dev/null || true' EXIT
+# little. The test waits for it and reads its log and exit status from this folder. Only for
+# the whole suite: a run with arguments (a file, -k) leaves the test to build if it is chosen.
+if [[ $# == 0 ]]; then
+  image_build="$(mktemp -d -t firstword-image-build.XXXXXX)"
+  export FIRSTWORD_TEST_IMAGE_BUILD="$image_build"
+  ( nice -n 19 ionice -c 2 -n 7 bash scripts/image-build.sh --local-bases >"$image_build/log" 2>&1
+    echo $? >"$image_build/rc" ) &
+  image_pid=$!
+  trap 'kill "$image_pid" 2>/dev/null || true' EXIT
+fi
 set +e
 if [[ "$processes" == 0 ]]; then
   .venv/bin/python -m pytest "$@"
