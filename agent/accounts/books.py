@@ -8,7 +8,10 @@ another machine. Blocking: call from a thread, off the event loop.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import re
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,73 @@ class AccountBook:
             out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     def latest(self, account_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest `limit` entries of an account, newest first (a damaged line is skipped)."""
+        """The newest `limit` entries of an account, newest first (a damaged line is skipped).
+
+        Read from the end of the file, a block at a time, until it holds `limit` lines: the
+        desk asks every few seconds, and a busy account's book grows by a line per call for
+        as long as it is kept (the whole file was read before)."""
         path = self.path(account_id)
-        if not path.is_file():
+        if not path.is_file() or limit <= 0:
             return []
         entries: list[dict[str, Any]] = []
-        for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
+        for line in _last_lines(path, limit):
             with contextlib.suppress(ValueError):
                 entries.append(json.loads(line))
         return entries[::-1]
+
+
+READ_BLOCK = 64 * 1024
+
+
+def _last_lines(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a UTF-8 file, oldest first, reading only its tail."""
+    with path.open("rb") as book:
+        book.seek(0, 2)
+        position = book.tell()
+        tail = b""
+        # One line more than asked: the first may be cut by the block boundary.
+        while position > 0 and tail.count(b"\n") <= count:
+            step = min(READ_BLOCK, position)
+            position -= step
+            book.seek(position)
+            tail = book.read(step) + tail
+    lines = tail.decode("utf-8", errors="replace").splitlines()
+    if position > 0:
+        lines = lines[1:]  # started mid-line
+    return lines[-count:]
+
+
+# A voice message's id: the file name of its audio, and what the desk asks for.
+MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# Voice messages are kept as 16-bit mono at Whisper's rate: plenty for a voice.
+MESSAGE_RATE = 16000
+
+
+class MessageBook(AccountBook):
+    """The account's voice messages: a JSON line each in `<dir>/<account>.jsonl` (newest read
+    first, agent/accounts/books.py) and its audio in `<dir>/<account>/<id>.wav`."""
+
+    def audio_path(self, account_id: str, message_id: str) -> Path:
+        """Where a message's audio is; a ValueError for an id that is not one of ours (the
+        desk passes ids from requests: no other file can be named through it)."""
+        if not MESSAGE_ID.match(message_id):
+            raise ValueError(f"not a message id: {message_id!r}")
+        return self.directory / account_id / f"{message_id}.wav"
+
+    def save(self, account_id: str, entry: dict[str, Any], pcm: bytes) -> None:
+        """Blocking: the audio first, then the line that points to it."""
+        path = self.audio_path(account_id, str(entry["id"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(wav_bytes(pcm, MESSAGE_RATE))
+        self.write(account_id, entry)
+
+
+def wav_bytes(pcm: bytes, rate: int) -> bytes:
+    """16-bit mono PCM as a WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return out.getvalue()
