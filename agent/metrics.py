@@ -237,6 +237,12 @@ HANDOFFS = Counter(
     "(taken, not_taken, failed); see agent/call/handoff/core.py.",
     ["end", "outcome"],
 )
+VOICE_MESSAGES = Counter(
+    "firstword_voice_messages_total",
+    "After a handoff nobody took: voice messages kept, none (the caller said nothing after the "
+    "tone), lost (could not be written; the log has it); see agent/call/voicemail.py.",
+    ["outcome"],
+)
 VOICES_WORKING = Gauge(
     "firstword_voices_working",
     "Voices of this worker that synthesised a test word at prewarm (readiness; worker/health.py).",
@@ -269,6 +275,8 @@ def start_series(
         KEYPAD_PRESSES.labels(kind)
     for kind in ("backchannel", "interruption"):
         SPEECH_OVER_AGENT.labels(kind)
+    for outcome in ("kept", "none", "lost"):
+        VOICE_MESSAGES.labels(outcome)
     for end in ("desk", "sip", "none"):
         for outcome in ("taken", "not_taken", "failed"):
             HANDOFFS.labels(end, outcome)

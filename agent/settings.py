@@ -357,6 +357,28 @@ class Settings(BaseSettings):
     call_history_dir_setting: Path | None = Field(
         default=None, validation_alias="FIRSTWORD_CALL_HISTORY_DIR"
     )
+    # Voice messages (agent/call/voicemail.py): after a handoff nobody took, the caller is
+    # asked to leave a message after a tone; it is recorded from their own track, transcribed
+    # and kept per account (<dir>/<account>.jsonl + a WAV each), and the desk plays it. Off:
+    # the caller hears that someone will get back to them, and the call goes on with the agent.
+    voice_messages: bool = Field(default=True, validation_alias="FIRSTWORD_VOICE_MESSAGES")
+    # Where voice messages are kept. Empty: <FIRSTWORD_CACHE_DIR>/messages. The worker writes
+    # them and the desk reads them (a shared volume where they run apart).
+    voice_messages_dir_setting: Path | None = Field(
+        default=None, validation_alias="FIRSTWORD_VOICE_MESSAGES_DIR"
+    )
+    # A message ends this long after the caller's last word, ...
+    voice_message_silence_seconds: float = Field(
+        default=3.0, gt=0, le=30, validation_alias="FIRSTWORD_VOICE_MESSAGE_SILENCE_SECONDS"
+    )
+    # ... at this length at the latest, ...
+    voice_message_max_seconds: float = Field(
+        default=120.0, gt=0, le=600, validation_alias="FIRSTWORD_VOICE_MESSAGE_MAX_SECONDS"
+    )
+    # ... and is not taken when the caller says nothing this long after the tone.
+    voice_message_start_seconds: float = Field(
+        default=8.0, gt=0, le=60, validation_alias="FIRSTWORD_VOICE_MESSAGE_START_SECONDS"
+    )
 
     # Crash recovery (agent/worker/recovery.py): on when REDIS_URL is set. Each call holds a lease
     # in Redis for this long; a call whose lease ran out (its worker died) is dispatched
@@ -493,6 +515,10 @@ class Settings(BaseSettings):
     @property
     def call_history_dir(self) -> Path:
         return self.call_history_dir_setting or self.cache_dir / "history"
+
+    @property
+    def voice_messages_dir(self) -> Path:
+        return self.voice_messages_dir_setting or self.cache_dir / "messages"
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
 from agent.accounts import AccountStore
+from agent.accounts.books import MessageBook
 from agent.accounts.staff import StaffFile
 from agent.call.handoff.core import HandoffRecords
 from agent.call.handoff.desk import DeskEnd
@@ -82,6 +83,7 @@ async def _client(
         HandoffRecords(tmp_path / "records"),
         store,
         history=CallHistory(tmp_path / "history"),
+        voice_messages=MessageBook(tmp_path / "messages"),
         limiter=RateLimiter(3, 1),
         lockout=lockout,
     )
@@ -399,3 +401,35 @@ async def test_the_desk_end_answers_at_once_when_no_login_sees_the_account(tmp_p
     assert not task.done(), "someone could take it: the end waits"
     room.join("desk-ana-1")
     assert (await asyncio.wait_for(task, 1.0)).outcome == HandoffOutcome.TAKEN
+
+
+async def test_staff_hear_the_voice_messages_of_their_accounts_only(
+    desk: TestClient, tmp_path: Path
+) -> None:
+    book = MessageBook(tmp_path / "messages")
+    pcm = b"\x01\x00" * 16000
+    mine = {"id": "call-a-1", "text": "please call me back", "caller_number": "+15035550123"}
+    book.save("harbor-dental", mine, pcm)
+    book.save("bluebird-bikes", {"id": "call-b-1", "text": "the other business's caller"}, pcm)
+    url = "/api/desk/voice-messages?account=harbor-dental"
+    assert (await desk.get(url)).status == 401
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    body = await (await desk.get(url)).json()
+    (message,) = body["messages"]
+    assert message["text"] == "please call me back" and message["caller_number"] == "+15035550123"
+    audio = await desk.get(message["audio_url"])
+    assert audio.status == 200 and audio.headers["Content-Type"] == "audio/wav"
+    wav = await audio.read()
+    assert wav[:4] == b"RIFF" and len(wav) == 44 + len(pcm)
+    # Another business's: neither the list nor the audio, by any name.
+    reply = await desk.get("/api/desk/voice-messages?account=bluebird-bikes")
+    assert reply.status == 403 and "other business" not in await reply.text()
+    reply = await desk.get("/api/desk/voice-messages/audio?account=bluebird-bikes&id=call-b-1")
+    assert reply.status == 403
+    for bad in ("../bluebird-bikes/call-b-1", "call-b-1.wav", ""):
+        reply = await desk.get(
+            "/api/desk/voice-messages/audio", params={"account": "harbor-dental", "id": bad}
+        )
+        assert reply.status == 400, bad
+    reply = await desk.get("/api/desk/voice-messages/audio?account=harbor-dental&id=call-x-9")
+    assert reply.status == 404

@@ -14,7 +14,8 @@ import pytest
 from livekit import api
 
 from agent.accounts import Account, AccountRegistry
-from agent.call.handoff.core import no_take_line
+from agent.accounts.books import MessageBook
+from agent.call import voicemail
 from agent.call.handoff.types import HandoffRequest
 from agent.call.history import CallHistory
 from agent.settings import PROJECT_ROOT
@@ -73,10 +74,11 @@ def test_call_is_greeted_answered_and_handed_off(
     assert price["latency_s"] is not None and off_topic["latency_s"] is not None
     heard = price["answer"].lower()
     assert "cleaning" in heard and ("120" in heard or "hundred" in heard), heard
-    # This worker has no staff end (no FIRSTWORD_DESK_SECRET) and the caller is not on SIP, so
-    # nobody can take the handoff: the no-take line follows the handoff phrase at once.
-    request = HandoffRequest(account.id, "", "", "app", None, "no stored answer matched", "", 0.0)
-    expected = f"{account.handoff_phrase} {no_take_line(account, request)}"
+    # This worker has no staff end (no staff logins) and the caller is not on SIP, so nobody
+    # can take the handoff: the invitation to leave a message follows the handoff phrase at
+    # once (the caller then hangs up without leaving one).
+    request = HandoffRequest(account.id, "", "", "web", None, "no stored answer matched", "", 0.0)
+    expected = f"{account.handoff_phrase} {voicemail.invitation(account, request)}"
     assert similarity(off_topic["answer"], expected) >= 0.7, off_topic["answer"]
     # The call left its record in the account's call history once it ended: both questions
     # as the agent heard them, the second the one it could not answer.
@@ -93,6 +95,35 @@ def test_call_is_greeted_answered_and_handed_off(
     assert [t["answered"] for t in record["turns"]] == [True, False], record["turns"]
     assert record["unanswered"] == [record["turns"][1]["question"]]
     assert "concert" in record["unanswered"][0].lower(), record["unanswered"]
+
+
+def test_a_caller_nobody_can_take_leaves_a_voice_message(
+    worker_log: Path, registry: AccountRegistry, tmp_path: Path
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    message = "Hi, this is Sam Lee. Please call me back on five five five, zero one nine nine."
+    report = call(
+        tmp_path,
+        "--account",
+        account.id,
+        "--question",
+        "Do you sell concert tickets?",
+        "--question",
+        message,
+    )
+    handoff, after_message = report["turns"]
+    assert "message after the tone" in handoff["answer"].lower(), handoff["answer"]
+    # The agent waited for the caller to stop, kept the message, thanked them and ended the call.
+    assert similarity(after_message["answer"], voicemail.saved_line(account)) >= 0.7, report
+    book = MessageBook(Path(ENV["FIRSTWORD_CACHE_DIR"]) / "messages")
+    entries = [e for e in book.latest(account.id) if e["room"] == report["room"]]
+    assert len(entries) == 1, entries
+    (entry,) = entries
+    assert entry["ended"] == "silence" and entry["caller_kind"] == "web"
+    assert "concert" in entry["question"].lower(), entry
+    assert similarity(entry["text"], message) >= 0.6, entry["text"]
+    assert book.audio_path(account.id, entry["id"]).stat().st_size > 2 * 16000 * 2  # > 2 s
+    assert "voice message kept" in worker_log.read_text()
 
 
 def test_room_name_picks_the_account_and_its_voice(

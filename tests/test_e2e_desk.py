@@ -362,7 +362,24 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         )
         assert records[0]["question"] in desk.inner_text("#messages")
         desk.screenshot(path=str(SCREENSHOTS / "desk-messages.png"))
+        # After the invitation and its tone, what the caller says (their looping question) is
+        # their voice message; hanging up ends it, and the desk lists it with its audio.
+        caller.wait_for_timeout(4000)
         caller.click("#hangup")
+        wait_for(
+            desk,
+            "window.firstwordDesk.voiceMessages.some(m => m.ended === 'caller left')",
+            timeout=40_000,
+        )
+        assert desk.locator("#voice-messages audio").count() >= 1
+        src = desk.locator("#voice-messages audio").first.get_attribute("src")
+        assert src and src.startswith("/api/desk/voice-messages/audio?account=harbor-dental")
+        # The audio plays with the desk's login (the session cookie), and only with it.
+        played = desk.evaluate(
+            f"fetch({src!r}).then(r => [r.status, r.headers.get('content-type')])"
+        )
+        assert played == [200, "audio/wav"], played
+        desk.screenshot(path=str(SCREENSHOTS / "desk-voice-messages.png"))
     finally:
         caller_browser.close()
         desk_browser.close()

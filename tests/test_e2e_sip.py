@@ -19,7 +19,7 @@ import pytest
 from livekit import api
 
 from agent.accounts import AccountRegistry
-from agent.call.handoff.core import no_take_line
+from agent.call import voicemail
 from agent.call.handoff.types import HandoffRequest
 from agent.engines.audio import resample
 from agent.engines.local_tts import LocalTTS
@@ -285,9 +285,9 @@ async def test_busy_transfer_returns_the_caller_to_the_agent(
         said = await asyncio.to_thread(
             whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
         )
-        # A phone caller has a number, so the line promises a call back.
+        # The invitation to leave a message (a phone caller is not asked for a number).
         request = HandoffRequest(account.id, "", "", "sip", "+15550100", "", "", 0.0)
-        assert similarity(said, no_take_line(account, request)) >= 0.5, said
+        assert similarity(said, voicemail.invitation(account, request)) >= 0.5, said
         assert phone.dialog is not None and not phone.dialog.ended.is_set()
     finally:
         await phone.hang_up()

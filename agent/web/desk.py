@@ -17,6 +17,11 @@ staff member this page sends into the call's room.
     steps back; logged with who took it;
   - `GET /api/desk/messages?account=<id>`: the account's handoff records
     (agent/call/handoff/core.py), for the person's accounts only;
+  - `GET /api/desk/voice-messages?account=<id>`: the account's voice messages (left after a
+    handoff nobody took, agent/call/voicemail.py: who, their number, the question, the
+    transcript), each with the address of its audio,
+    `GET /api/desk/voice-messages/audio?account=<id>&id=<message>` (a WAV file); for the
+    person's accounts only;
   - `GET /api/desk/history?account=<id>`: the account's newest calls (agent/call/history.py:
     who, when, how it ended, the first word's time, what was asked and answered) and the
     questions the agent could not answer, the most asked first; for the person's accounts.
@@ -41,11 +46,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from aiohttp import web
 from livekit import api
 
 from ..accounts import AccountStore
+from ..accounts.books import MessageBook
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..accounts.staff import (
     NAME_PATTERN,
@@ -247,6 +254,7 @@ class Desk:
         accounts: AccountStore,
         *,
         history: CallHistory | None = None,
+        voice_messages: MessageBook | None = None,
         limiter: RateLimiter | None = None,
         lockout: LoginLockout | None = None,
         session_ttl_s: float = 8 * 3600.0,
@@ -255,6 +263,7 @@ class Desk:
         self._directory = directory
         self._records = records
         self._history = history
+        self._voice_messages = voice_messages
         self._accounts = accounts
         self._failures = limiter or RateLimiter(AUTH_FAILURE_BURST, AUTH_FAILURES_PER_MINUTE)
         self._lockout = lockout or LoginLockout()
@@ -272,6 +281,8 @@ class Desk:
         app.router.add_post("/api/desk/take", self.take)
         app.router.add_get("/api/desk/messages", self.messages)
         app.router.add_get("/api/desk/history", self.history)
+        app.router.add_get("/api/desk/voice-messages", self.voice_messages)
+        app.router.add_get("/api/desk/voice-messages/audio", self.voice_message_audio)
 
     async def _roster(self) -> dict[str, Staff] | web.Response:
         """Everyone who may log in, or the response to send when nobody may."""
@@ -451,6 +462,36 @@ class Desk:
         unanswered = await asyncio.to_thread(self._history.unanswered, account)
         return web.json_response({"account": account, "calls": calls, "unanswered": unanswered})
 
+    async def voice_messages(self, request: web.Request) -> web.Response:
+        account = await self._their_account(request)
+        if isinstance(account, web.Response):
+            return account
+        if self._voice_messages is None:
+            return web.json_response({"account": account, "messages": []})
+        messages = await asyncio.to_thread(self._voice_messages.latest, account)
+        for message in messages:
+            message["audio_url"] = "/api/desk/voice-messages/audio?" + urlencode(
+                {"account": account, "id": str(message.get("id", ""))}
+            )
+        return web.json_response({"account": account, "messages": messages})
+
+    async def voice_message_audio(self, request: web.Request) -> web.StreamResponse:
+        account = await self._their_account(request)
+        if isinstance(account, web.Response):
+            return account
+        message_id = request.query.get("id", "")
+        if self._voice_messages is None:
+            return _error(404, "voice messages are off")
+        try:
+            path = self._voice_messages.audio_path(account, message_id)
+        except ValueError:
+            return _error(400, f"not a message id: {message_id!r}")
+        if not await asyncio.to_thread(path.is_file):
+            return _error(404, f"no voice message {message_id!r} for {account!r}")
+        return web.FileResponse(
+            path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"}
+        )
+
     async def _their_account(self, request: web.Request) -> str | web.Response:
         """The `account` the request names, when the signed-in person sees it."""
         staff = await self._signed_in(request)
@@ -484,12 +525,14 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 def desk_from_settings(settings: Settings, accounts: AccountStore) -> tuple[Desk, LiveKitDirectory]:
     directory = LiveKitDirectory(settings)
+    messages = MessageBook(settings.voice_messages_dir) if settings.voice_messages else None
     desk = Desk(
         StaffFile(settings.staff_file),
         directory,
         HandoffRecords(settings.handoff_records),
         accounts,
         history=CallHistory(settings.call_history_dir) if settings.call_history else None,
+        voice_messages=messages,
         session_ttl_s=settings.desk_session_hours * 3600.0,
     )
     return desk, directory

@@ -26,7 +26,7 @@ from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 
 from .. import compat
 from ..accounts import Account, AccountStore, CallHints, resolve_account
-from ..call import call_limit, history, keypad
+from ..call import call_limit, history, keypad, voicemail
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
@@ -36,7 +36,7 @@ from ..call.timeline import CallTimeline, report
 from ..compat import job_dispatch_times
 from ..engines.pools import EnginePool
 from ..process_wide import process_wide
-from ..settings import get_settings
+from ..settings import Settings, get_settings
 from ..sip import phone
 from . import capacity, native_memory, recovery, stalls
 
@@ -370,8 +370,43 @@ def _attach_after_first_word(
         settings,
         on_taken=slot.release,
         on_state=lambda state: setattr(call, "handoff", state),
+        messages=_voice_mail(ctx, session, account, caller, settings),
     )
     ctx.add_shutdown_callback(handoffs.aclose)
     if phone.is_sip_caller(caller):  # the phone's keys: 0 for a person, the account's answers
         keypad.attach(ctx.room, caller, keypad.Keypad(account, session, handoffs))
     call_limit.attach(ctx, session, account, settings.max_call_seconds, taken=lambda: slot.released)
+
+
+def _voice_mail(
+    ctx: JobContext,
+    session: AgentSession[Any],
+    account: Account,
+    caller: rtc.RemoteParticipant,
+    settings: Settings,
+) -> voicemail.VoiceMail | None:
+    """The call's voice message after a handoff nobody took (agent/call/voicemail.py), over
+    the process's loaded engines: a VAD of its own on Silero's session, the shared Whisper."""
+    if not settings.voice_messages:
+        return None
+    pool: EnginePool = ctx.proc.userdata["pool"]
+
+    async def end_call() -> None:
+        await ctx.delete_room()
+        ctx.shutdown(reason="voice message taken")
+
+    return voicemail.VoiceMail(
+        session=session,
+        caller=caller,
+        account=account,
+        book=voicemail.MessageBook(settings.voice_messages_dir),
+        vad=compat.silero_vad_sharing_model(pool.vad),
+        transcriber=pool.stt,
+        limits=voicemail.MessageLimits(
+            max_s=settings.voice_message_max_seconds,
+            silence_s=settings.voice_message_silence_seconds,
+            start_s=settings.voice_message_start_seconds,
+        ),
+        voice_rate=pool.voice_for(account.voice).sample_rate,
+        end_call=end_call,
+    )

@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let account = params.get('account') || '';
 // What the page knows, for people (the DOM) and for tests (window.firstwordDesk).
-const desk = { open: false, who: '', accounts: [], calls: [], records: [], history: [], unanswered: [], onCall: null, callState: '', heard: 0, error: '', alerted: [] };
+const desk = { open: false, who: '', accounts: [], calls: [], records: [], voiceMessages: [], history: [], unanswered: [], onCall: null, callState: '', heard: 0, error: '', alerted: [] };
 window.firstwordDesk = desk;
 // One second: the calls live in LiveKit, read through its server API (no push of attribute
 // changes without joining every room); a second is well inside a person's reaction time.
@@ -143,6 +143,25 @@ function renderRecords(records) {
   }
 }
 
+// Voice messages left after handoffs nobody took: each with its audio. Redrawn only when the
+// list changed, so that a message being played is not cut off by the next poll.
+function renderVoiceMessages(messages) {
+  const ids = messages.map((m) => m.id).join(' ');
+  if (ids === desk.voiceMessages.map((m) => m.id).join(' ') && $('voice-messages').childElementCount) return;
+  desk.voiceMessages = messages;
+  const list = $('voice-messages');
+  list.replaceChildren();
+  if (!messages.length) list.append(el('li', { className: 'muted', textContent: 'No voice messages.' }));
+  for (const m of messages) {
+    const who = m.caller_number || 'a web caller (no number)';
+    list.append(el('li', {},
+      el('b', { textContent: `${clock(m.recorded_at)} · ${who} · ${Math.round(m.duration_s)} s` }),
+      el('span', { className: 'muted', textContent: m.question ? ` — asked “${m.question}”` : '' }),
+      el('div', { className: 'line', textContent: m.text ? `“${m.text}”` : '(no transcript)' }),
+      el('audio', { controls: true, preload: 'none', src: m.audio_url })));
+  }
+}
+
 function renderHistory(reply) {
   const calls = $('history');
   calls.replaceChildren();
@@ -181,6 +200,8 @@ async function refresh() {
       desk.history = history.calls;
       desk.unanswered = history.unanswered;
       renderHistory(history);
+      const voice = await api(`/api/desk/voice-messages${query}`);
+      renderVoiceMessages(voice.messages);
     }
   }
 }
@@ -282,6 +303,8 @@ $('account').onchange = () => {
   $('messages').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to see its messages.' }));
   $('history').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to see its calls.' }));
   $('unanswered').replaceChildren();
+  $('voice-messages').replaceChildren(el('li', { className: 'muted', textContent: 'Pick one account to hear its voice messages.' }));
+  desk.voiceMessages = [];
   desk.records = [];
   desk.history = [];
   desk.unanswered = [];

@@ -22,7 +22,8 @@ What it does (`Handoff._run`):
    and output are switched off: the agent stays in the room, silent and deaf, so the call stays
    up with the caller and the person in it, and the desk still sees the call's state) and marks
    the call taken;
-4. NOT_TAKEN / FAILED: marks it, and the caller hears the no-take line instead of silence.
+4. NOT_TAKEN / FAILED: marks it, and the caller hears the no-take line instead of silence, or,
+   with voice messages on, is asked to leave a message after a tone (agent/call/voicemail.py).
 Every handoff is appended to `<FIRSTWORD_HANDOFF_RECORDS>/<account>.jsonl` (the question, the
 caller's number if any, the outcome, the transcript so far): the business's message book,
 which the desk shows.
@@ -113,6 +114,12 @@ def no_take_line(account: Account, request: HandoffRequest) -> str:
     )
 
 
+class MessageTaker(Protocol):
+    """Takes the caller's message after a handoff nobody took (agent/call/voicemail.py)."""
+
+    async def take(self, request: HandoffRequest) -> None: ...
+
+
 class CallSide(Protocol):
     """What the mechanism does to the call (LiveKit's in `_LiveKitCall`; a fake in the tests)."""
 
@@ -154,8 +161,10 @@ class Handoff:
         records: HandoffRecords | None,
         on_taken: Callable[[], None] | None = None,
         on_state: Callable[[str], None] | None = None,
+        messages: MessageTaker | None = None,
     ) -> None:
         self.call = call
+        self._messages = messages
         self._side = side
         self._ends = list(ends)
         self._wait_s = wait_s
@@ -324,6 +333,8 @@ class Handoff:
                 await self._side.say(self.call.account.handoff_phrase)
                 self.phrase_said = True
             await self._step_back()
+        elif self._messages is not None:
+            await self._messages.take(request)
         else:
             await self._side.say(no_take_line(self.call.account, request))
 
@@ -475,6 +486,7 @@ def attach(
     *,
     on_taken: Callable[[], None] | None = None,
     on_state: Callable[[str], None] | None = None,
+    messages: MessageTaker | None = None,
 ) -> Handoff:
     """Wire the mechanism to a started session (after the first frame: not on its path)."""
     kind: CallerKind = "sip" if caller.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP else "web"
@@ -495,6 +507,7 @@ def attach(
         records=HandoffRecords(settings.handoff_records),
         on_taken=on_taken,
         on_state=on_state,
+        messages=messages,
     )
     publisher = _Publisher(side)
     publisher.update(

@@ -1,0 +1,313 @@
+"""Voice messages: when nobody takes a handoff, the caller leaves a message after the tone.
+
+After a handoff nobody took (agent/call/handoff/core.py: not taken, or the transfer failed),
+the caller used to hear only "someone will get back to you", and what they said next was
+answered by the agent, not kept. Now (FIRSTWORD_VOICE_MESSAGES, on by default) the agent says
+`invitation()`, plays a tone, and records what the caller says from the caller's own audio
+track, while the session hears nothing (its audio input is switched off, so nothing is
+answered or handed off again), until:
+- they stop speaking: FIRSTWORD_VOICE_MESSAGE_SILENCE_SECONDS after their last word (Silero's
+  end of speech, on a VAD stream of its own over the recorded audio);
+- they hang up: what was recorded is kept, the usual way to end a message on a phone;
+- the message reaches FIRSTWORD_VOICE_MESSAGE_MAX_SECONDS;
+- they say nothing for FIRSTWORD_VOICE_MESSAGE_START_SECONDS after the tone: no message.
+The recording is transcribed (the worker's Whisper, in a thread) and kept in the account's
+message book (`MessageBook`: `<FIRSTWORD_VOICE_MESSAGES_DIR>/<account>.jsonl` and a WAV file per
+message beside it), with who called (the number on a phone line), the question that led to
+the handoff, how long it is and how it ended. The desk lists and plays them
+(agent/web/desk.py). Then the agent thanks the caller and ends the call (the room is deleted,
+which ends a SIP caller's leg too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import AgentSession
+from livekit.agents import vad as vad_api
+
+from .. import metrics
+from ..accounts import Account
+from ..accounts.books import MESSAGE_RATE, MessageBook
+from .handoff.types import HandoffRequest
+
+logger = logging.getLogger("firstword.voicemail")
+
+RATE = MESSAGE_RATE  # what is recorded and kept
+TONE_HZ = 1000.0
+TONE_S = 0.4
+SAY_TIMEOUT_S = 30.0
+# Bounds on what follows the recording: a long message's transcription, the file writes.
+TRANSCRIBE_TIMEOUT_S = 20.0
+SAVE_TIMEOUT_S = 10.0
+DELETE_TIMEOUT_S = 5.0
+
+
+def invitation(account: Account, request: HandoffRequest) -> str:
+    """What the caller hears when nobody could take the call and a message can be left.
+    ("I've noted your question" as before: the question is in the handoff record already.)"""
+    reach = "" if request.caller_number else ", with a number where we can reach you"
+    return (
+        f"I'm sorry, nobody from {account.business_name} is free to take your call right now. "
+        f"I've noted your question. Please leave a message after the tone{reach}, and someone "
+        "will get back to you as soon as they can."
+    )
+
+
+def saved_line(account: Account) -> str:
+    return f"Thank you, your message is saved for {account.business_name}. Goodbye."
+
+
+def nothing_heard_line(account: Account) -> str:
+    return f"I didn't hear a message. Thank you for calling {account.business_name}. Goodbye."
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    max_s: float
+    silence_s: float
+    start_s: float
+
+
+class EndOfMessage:
+    """When a message is over, from the caller's starts and ends of speech and the clock
+    (seconds on any one clock). `over()` says why, or None while it goes on."""
+
+    def __init__(self, limits: MessageLimits, started_at: float) -> None:
+        self._limits = limits
+        self._started_at = started_at
+        self.spoke = False
+        self._speaking = False
+        self._last_end = started_at
+
+    def speech_started(self, _at: float) -> None:
+        self.spoke = True
+        self._speaking = True
+
+    def speech_ended(self, at: float) -> None:
+        self._speaking = False
+        self._last_end = at
+
+    def over(self, now: float) -> str | None:
+        if now - self._started_at >= self._limits.max_s:
+            return "max length"
+        if not self.spoke and now - self._started_at >= self._limits.start_s:
+            return "no message"
+        if self.spoke and not self._speaking and now - self._last_end >= self._limits.silence_s:
+            return "silence"
+        return None
+
+
+def tone_frames(rate: int, *, seconds: float = TONE_S) -> list[rtc.AudioFrame]:
+    """The tone after the invitation, 20 ms frames at the voice's rate, faded in and out."""
+    samples = int(rate * seconds)
+    t = np.arange(samples) / rate
+    envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.02)
+    wave_ = 0.3 * np.sin(2 * math.pi * TONE_HZ * t) * envelope
+    pcm = (wave_ * 32767).astype(np.int16)
+    step = rate // 50
+    return [
+        rtc.AudioFrame(pcm[i : i + step].tobytes(), rate, 1, len(pcm[i : i + step]))
+        for i in range(0, samples, step)
+    ]
+
+
+class Transcriber(Protocol):
+    def transcribe_pcm(self, samples: np.ndarray, sample_rate: int, language: str) -> str: ...
+
+
+@dataclass
+class _Recording:
+    pcm: bytearray
+    ended: str
+    spoke: bool
+
+
+class VoiceMail:
+    """One call's voice message, taken when its handoff was not taken (`take`)."""
+
+    def __init__(
+        self,
+        *,
+        session: AgentSession[Any],
+        caller: rtc.RemoteParticipant,
+        account: Account,
+        book: MessageBook,
+        vad: vad_api.VAD,
+        transcriber: Transcriber,
+        limits: MessageLimits,
+        voice_rate: int,
+        end_call: Callable[[], Awaitable[None]],
+        audio: Callable[[], AsyncIterator[rtc.AudioFrame]] | None = None,
+    ) -> None:
+        self._session = session
+        self._caller = caller
+        self._account = account
+        self._book = book
+        self._vad = vad
+        self._transcriber = transcriber
+        self._limits = limits
+        self._voice_rate = voice_rate
+        self._end_call = end_call
+        self._audio = audio or self._caller_audio
+        self._saved: asyncio.Task[dict[str, Any] | None] | None = None
+        self.entry: dict[str, Any] | None = None
+
+    async def take(self, request: HandoffRequest) -> None:
+        """Invite, record, keep, thank, end the call. Cancelled (the caller hung up and the
+        job is closing): what was recorded is still kept."""
+        await self._say(invitation(self._account, request))
+        # From here the session hears nothing: what the caller says is the message.
+        self._session.input.set_audio_enabled(False)
+        recording = _Recording(bytearray(), "caller left", False)
+        try:
+            await self._say("(tone)", audio=_frames(tone_frames(self._voice_rate)))
+            await self._record(recording)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    asyncio.shield(self._keep(request, recording)),
+                    TRANSCRIBE_TIMEOUT_S + SAVE_TIMEOUT_S,
+                )
+            raise
+        entry = await self._keep(request, recording)
+        if recording.ended == "caller left":
+            return
+        await self._say(
+            saved_line(self._account) if entry is not None else nothing_heard_line(self._account)
+        )
+        try:
+            await asyncio.wait_for(self._end_call(), DELETE_TIMEOUT_S)
+        except Exception:  # the caller can still hang up; the server reaps the room
+            logger.warning("voice message: could not end the call", exc_info=True)
+
+    async def _say(self, text: str, **kwargs: Any) -> None:
+        handle = self._session.say(text, allow_interruptions=False, add_to_chat_ctx=False, **kwargs)
+        try:
+            await asyncio.wait_for(handle.wait_for_playout(), SAY_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("a voice-message line did not finish playing in %.0f s", SAY_TIMEOUT_S)
+
+    async def _caller_audio(self) -> AsyncIterator[rtc.AudioFrame]:
+        stream = rtc.AudioStream.from_participant(
+            participant=self._caller,
+            track_source=rtc.TrackSource.SOURCE_MICROPHONE,
+            sample_rate=RATE,
+            num_channels=1,
+        )
+        try:
+            async for event in stream:
+                yield event.frame
+        finally:
+            await stream.aclose()
+
+    async def _record(self, into: _Recording) -> None:
+        """Until the message is over (`EndOfMessage`) or the caller's audio ends (they left)."""
+        loop = asyncio.get_running_loop()
+        end = EndOfMessage(self._limits, loop.time())
+        vad_stream = self._vad.stream()
+
+        async def hear() -> None:
+            async for event in vad_stream:
+                if event.type == vad_api.VADEventType.START_OF_SPEECH:
+                    end.speech_started(loop.time())
+                elif event.type == vad_api.VADEventType.END_OF_SPEECH:
+                    end.speech_ended(loop.time())
+
+        async def listen() -> None:
+            async for frame in self._audio():
+                into.pcm += bytes(frame.data)
+                vad_stream.push_frame(frame)
+
+        tasks = [
+            asyncio.create_task(hear(), name="voicemail-vad"),
+            asyncio.create_task(listen(), name="voicemail-audio"),
+        ]
+        try:
+            while (why := end.over(loop.time())) is None:
+                if tasks[1].done():  # the caller's audio ended: they left
+                    why = "caller left"
+                    break
+                await asyncio.sleep(0.1)
+            into.ended = why
+        finally:
+            into.spoke = end.spoke
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await vad_stream.aclose()
+
+    def _keep(self, request: HandoffRequest, recording: _Recording) -> asyncio.Task[Any]:
+        """The message kept once (a second call, from a cancellation, joins the first)."""
+        if self._saved is None:
+            self._saved = asyncio.create_task(self._save(request, recording), name="voicemail-save")
+        return self._saved
+
+    async def _save(self, request: HandoffRequest, recording: _Recording) -> dict[str, Any] | None:
+        duration_s = len(recording.pcm) / 2 / RATE
+        if not recording.spoke:
+            metrics.VOICE_MESSAGES.labels("none").inc()
+            logger.info("no voice message left", extra={"room": request.room})
+            return None
+        samples = np.frombuffer(bytes(recording.pcm), dtype=np.int16).astype(np.float32) / 32768
+        try:
+            text = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self._transcriber.transcribe_pcm, samples, RATE, self._account.language
+                ),
+                TRANSCRIBE_TIMEOUT_S,
+            )
+        except Exception:  # the audio is the message; its transcript only helps
+            logger.warning("voice message: transcription failed", exc_info=True)
+            text = ""
+        recorded_at = time.time()
+        entry = {
+            # The audio's file name: the room's name (a SIP room's has a "+") made safe.
+            "id": f"{re.sub(r'[^A-Za-z0-9_-]', '_', request.room)[:60]}-{int(recorded_at * 1000)}",
+            "account_id": request.account_id,
+            "room": request.room,
+            "caller_identity": request.caller_identity,
+            "caller_kind": request.caller_kind,
+            "caller_number": request.caller_number,
+            "question": request.question,
+            "reason": request.reason,
+            "text": text,
+            "duration_s": round(duration_s, 2),
+            "ended": recording.ended,
+            "recorded_at": recorded_at,
+        }
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self._book.save, request.account_id, entry, bytes(recording.pcm)),
+                SAVE_TIMEOUT_S,
+            )
+        except Exception:  # logged with what it said, so the message is not lost
+            logger.exception("could not keep the voice message", extra=entry)
+            metrics.VOICE_MESSAGES.labels("lost").inc()
+            return None
+        metrics.VOICE_MESSAGES.labels("kept").inc()
+        logger.info(
+            "voice message kept",
+            extra={
+                "room": request.room,
+                "duration_s": entry["duration_s"],
+                "ended": entry["ended"],
+            },
+        )
+        self.entry = entry
+        return entry
+
+
+async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame

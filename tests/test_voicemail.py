@@ -1,0 +1,215 @@
+"""Voice messages (agent/call/voicemail.py): what ends a message, and a message taken end to end
+on a spoken clip with the real Silero VAD and Whisper (the session is a fake that records what
+the agent said and whether it still listens)."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.plugins import silero
+
+from agent import metrics
+from agent.accounts import Account, AccountRegistry
+from agent.accounts.books import MESSAGE_RATE, MessageBook
+from agent.call import voicemail
+from agent.call.handoff.types import HandoffRequest
+from agent.engines.audio import resample
+from agent.engines.local_tts import LocalTTS
+from agent.engines.whisper_stt import WhisperSTT
+
+pytestmark = pytest.mark.slow
+
+LIMITS = voicemail.MessageLimits(max_s=20.0, silence_s=1.0, start_s=2.0)
+MESSAGE = "Hi, this is Sam. Please call me back about my cleaning."
+
+
+def test_a_message_ends_on_silence_after_speech_on_no_speech_or_at_its_length() -> None:
+    end = voicemail.EndOfMessage(LIMITS, started_at=0.0)
+    assert end.over(1.9) is None
+    assert end.over(2.0) == "no message"
+    end = voicemail.EndOfMessage(LIMITS, started_at=0.0)
+    end.speech_started(1.5)
+    assert end.over(5.0) is None  # still speaking: no silence limit
+    end.speech_ended(6.0)
+    assert end.over(6.9) is None
+    assert end.over(7.0) == "silence"
+    end.speech_started(6.5)  # speaking again before the silence was long enough
+    assert end.over(7.5) is None
+    assert end.over(20.0) == "max length"
+
+
+def test_the_invitation_asks_a_web_caller_for_a_number_and_names_the_business(
+    registry: AccountRegistry,
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    web = HandoffRequest(account.id, "call-x", "caller", "web", None, "", "", 0.0)
+    phone = HandoffRequest(account.id, "call-x", "caller", "sip", "+15035550123", "", "", 0.0)
+    assert "number where we can reach you" in voicemail.invitation(account, web)
+    assert "number" not in voicemail.invitation(account, phone)
+    for line in (voicemail.invitation(account, web), voicemail.saved_line(account)):
+        assert account.business_name in line
+
+
+class _Handle:
+    async def wait_for_playout(self) -> None:
+        await asyncio.sleep(0)
+
+
+class _Input:
+    def __init__(self) -> None:
+        self.audio_enabled = True
+
+    def set_audio_enabled(self, enabled: bool) -> None:
+        self.audio_enabled = enabled
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.said: list[str] = []
+        self.input = _Input()
+
+    def say(self, text: str, *, audio: Any = None, **_kwargs: Any) -> _Handle:
+        self.said.append(text)
+        return _Handle()
+
+
+def _frames(samples: np.ndarray) -> list[rtc.AudioFrame]:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    step = MESSAGE_RATE // 50
+    return [
+        rtc.AudioFrame(pcm[i : i + step].tobytes(), MESSAGE_RATE, 1, len(pcm[i : i + step]))
+        for i in range(0, len(pcm) - step + 1, step)
+    ]
+
+
+def _caller(speech: list[rtc.AudioFrame], *, then_silence: bool) -> Callable[[], Any]:
+    """The caller's track: the speech, then (unless they hang up) a quiet line, at 4x real time."""
+
+    async def audio() -> AsyncIterator[rtc.AudioFrame]:
+        quiet = _frames(np.random.default_rng(1).normal(0, 3e-4, MESSAGE_RATE // 50))[0]
+        for frame in speech:
+            yield frame
+            await asyncio.sleep(0.005)
+        while then_silence:
+            yield quiet
+            await asyncio.sleep(0.005)
+
+    return audio
+
+
+@pytest.fixture(scope="module")
+def spoken(piper: LocalTTS) -> list[rtc.AudioFrame]:
+    samples = resample(piper.render(MESSAGE), piper.sample_rate, MESSAGE_RATE)
+    lead = np.zeros(MESSAGE_RATE // 2, dtype=np.float32)
+    return _frames(np.concatenate([lead, samples]))
+
+
+def _voicemail(
+    account: Account,
+    tmp_path: Path,
+    whisper: WhisperSTT,
+    audio: Callable[[], Any],
+    ended: list[str],
+) -> tuple[voicemail.VoiceMail, _Session, MessageBook]:
+    session = _Session()
+    book = MessageBook(tmp_path / "messages")
+
+    async def end_call() -> None:
+        ended.append("ended")
+
+    mail = voicemail.VoiceMail(
+        session=cast(Any, session),
+        caller=cast(rtc.RemoteParticipant, None),
+        account=account,
+        book=book,
+        vad=silero.VAD.load(),
+        transcriber=whisper,
+        limits=LIMITS,
+        voice_rate=24000,
+        end_call=end_call,
+        audio=audio,
+    )
+    return mail, session, book
+
+
+def _request(account: Account) -> HandoffRequest:
+    return HandoffRequest(account.id, "call-_+1555_x", "sip_+1555", "sip", "+1555", "r", "q?", 0.0)
+
+
+def _kept(counter: str) -> float:
+    return metrics.VOICE_MESSAGES.labels(counter)._value.get()
+
+
+async def test_a_message_is_recorded_until_the_caller_stops_then_kept_and_the_call_ended(
+    registry: AccountRegistry, tmp_path: Path, whisper: WhisperSTT, spoken: list[rtc.AudioFrame]
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    ended: list[str] = []
+    mail, session, book = _voicemail(
+        account, tmp_path, whisper, _caller(spoken, then_silence=True), ended
+    )
+    before = _kept("kept")
+    await asyncio.wait_for(mail.take(_request(account)), 60)
+    # The invitation, the tone, the thanks; nothing the caller said reached the session.
+    assert session.said[0] == voicemail.invitation(account, _request(account))
+    assert session.said[1:] == ["(tone)", voicemail.saved_line(account)]
+    assert not session.input.audio_enabled and ended == ["ended"]
+    (entry,) = book.latest(account.id)
+    assert entry["ended"] == "silence" and entry["caller_number"] == "+1555"
+    assert entry["question"] == "q?" and "call me back" in entry["text"].lower(), entry
+    with wave.open(str(book.audio_path(account.id, entry["id"]))) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    # The message (~3.5 s with its lead-in) and the quiet after it, until the silence limit.
+    assert seconds >= len(spoken) * 0.02 and abs(seconds - entry["duration_s"]) < 0.05
+    assert _kept("kept") == before + 1
+
+
+async def test_a_caller_who_hangs_up_still_leaves_the_message_and_hears_no_goodbye(
+    registry: AccountRegistry, tmp_path: Path, whisper: WhisperSTT, spoken: list[rtc.AudioFrame]
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    ended: list[str] = []
+    mail, session, book = _voicemail(
+        account, tmp_path, whisper, _caller(spoken, then_silence=False), ended
+    )
+    await asyncio.wait_for(mail.take(_request(account)), 60)
+    (entry,) = book.latest(account.id)
+    assert entry["ended"] == "caller left" and "call me back" in entry["text"].lower()
+    assert session.said[1:] == ["(tone)"] and ended == []
+
+
+async def test_a_call_closed_mid_message_keeps_what_was_said(
+    registry: AccountRegistry, tmp_path: Path, whisper: WhisperSTT, spoken: list[rtc.AudioFrame]
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    mail, _session, book = _voicemail(
+        account, tmp_path, whisper, _caller(spoken, then_silence=True), []
+    )
+    task = asyncio.create_task(mail.take(_request(account)))
+    await asyncio.sleep(len(spoken) * 0.005 + 0.5)  # the whole message has been heard
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (entry,) = book.latest(account.id)
+    assert "call me back" in entry["text"].lower(), entry
+
+
+async def test_a_caller_who_says_nothing_leaves_no_message(
+    registry: AccountRegistry, tmp_path: Path, whisper: WhisperSTT
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    ended: list[str] = []
+    mail, session, book = _voicemail(
+        account, tmp_path, whisper, _caller([], then_silence=True), ended
+    )
+    before = _kept("none")
+    await asyncio.wait_for(mail.take(_request(account)), 30)
+    assert book.latest(account.id) == [] and _kept("none") == before + 1
+    assert session.said[-1] == voicemail.nothing_heard_line(account) and ended == ["ended"]
