@@ -66,8 +66,10 @@ def worker_log(
         "FIRSTWORD_STAFF_FILE": str(staff_file),
         "FIRSTWORD_HANDOFF_TIMEOUT": str(HANDOFF_TIMEOUT_S),
         "FIRSTWORD_HANDOFF_RECORDS": str(records_dir),
-        # The call history next to the records, where the web app reads it too.
+        # The call history and the voice messages next to the records, where the web app
+        # reads them too.
         "FIRSTWORD_CALL_HISTORY_DIR": str(records_dir / "history"),
+        "FIRSTWORD_VOICE_MESSAGES_DIR": str(records_dir / "messages"),
     }
     # Its prewarm renders every greeting into the test's fresh cache: minutes when the shared
     # machine is busy (load 25+ seen), so a longer bound than the default 120 s.
@@ -86,6 +88,7 @@ def web_base(worker_log: Path, records_dir: Path, staff_file: Path) -> Iterator[
         FIRSTWORD_STAFF_FILE=staff_file,
         FIRSTWORD_HANDOFF_RECORDS=records_dir,
         FIRSTWORD_CALL_HISTORY_DIR=records_dir / "history",
+        FIRSTWORD_VOICE_MESSAGES_DIR=records_dir / "messages",
         FIRSTWORD_WEB_MAX_CALLS_PER_CLIENT=0,  # every test caller is this machine
     )
     with serve_web_app(settings) as base:
@@ -364,6 +367,11 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
         desk.screenshot(path=str(SCREENSHOTS / "desk-messages.png"))
         # After the invitation and its tone, what the caller says (their looping question) is
         # their voice message; hanging up ends it, and the desk lists it with its audio.
+        wait_for(
+            caller,
+            "window.firstword.transcript.some(l => l.agent && l.text === '(tone)')",
+            timeout=30_000,
+        )
         caller.wait_for_timeout(4000)
         caller.click("#hangup")
         wait_for(
