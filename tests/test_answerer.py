@@ -8,6 +8,7 @@ import pytest
 from livekit.agents import llm
 
 from agent.accounts import AccountRegistry
+from agent.engines import small_talk
 from agent.engines.faq_llm import REPEAT_PHRASE, FaqLLM, Match
 
 # Phrasings that are not in the account files.
@@ -102,8 +103,10 @@ def test_one_word_utterances(faq_llm_for: Callable[[str], FaqLLM]) -> None:
     faq_llm = faq_llm_for("harbor-dental")
     assert faq_llm.answer("Insurance?")[1].faq.id == "insurance"  # type: ignore[union-attr]
     assert faq_llm.answer("Parking?")[1].faq.id == "location"  # type: ignore[union-attr]
-    for noise in ("Hello?", "um", "", "  "):
+    for noise in ("um", "", "  "):
         assert faq_llm.answer(noise)[0] == REPEAT_PHRASE
+    # Checking the line is answered, not asked to repeat (agent/engines/small_talk.py).
+    assert faq_llm.answer("Hello?")[0] == small_talk.PRESENCE_REPLY
 
 
 def test_the_answer_reuses_the_match_made_when_the_transcript_was_final(

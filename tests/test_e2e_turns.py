@@ -87,3 +87,5 @@ def test_a_real_interruption_stops_the_answer(
     report, outcome = _said_over_the_answer(tmp_path, registry, "Wait, wait, hold on a second.")
     assert outcome == "stopped", report
     assert report["barge_in_s"] < 1.5, report
+    # What it says next answers the request for a moment; it does not hand the caller off.
+    assert "take your time" in report["heard_after"].lower(), report

@@ -17,6 +17,7 @@ from livekit import rtc
 
 from ..accounts import Account, AccountRegistry
 from ..accounts.models import Voice
+from . import small_talk
 from .faq_llm import REPEAT_PHRASE
 from .greetings import GreetingCache, GreetingKey, to_frames
 from .local_tts import LocalTTS
@@ -25,6 +26,11 @@ from .local_tts import LocalTTS
 def answer_texts(account: Account) -> list[str]:
     """Every text the FAQ answerer can speak for `account`, each once, in a stable order."""
     texts = [faq.answer for faq in account.faqs] + [account.handoff_phrase, REPEAT_PHRASE]
+    texts += [
+        small_talk.HOLD_REPLY,
+        small_talk.PRESENCE_REPLY,
+        small_talk.closing_reply(account.business_name),
+    ]
     return list(dict.fromkeys(texts))
 
 

@@ -21,6 +21,7 @@ from livekit.agents import APIConnectOptions, llm, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
 from ..accounts.models import FAQ, Account
+from . import small_talk
 from .embedder import Embedder
 
 logger = logging.getLogger("firstword.faq")
@@ -153,6 +154,10 @@ class FaqLLM(llm.LLM):
         match = self.match(question)
         if match is not None and match.faq is not None and match.score >= self._min_score:
             return match.faq.answer, match
+        # Not a question: "hold on", "thanks, bye", "hello?" (engines/small_talk.py).
+        moved = small_talk.reply(question, self._account.business_name)
+        if moved is not None:
+            return moved, match
         if len(question.split()) < _MIN_WORDS:
             # "Hello?", "um": nothing was asked yet, so there is nothing to hand off.
             return REPEAT_PHRASE, match
