@@ -310,6 +310,18 @@ class Settings(BaseSettings):
     sip_auth_password: SecretStr | None = Field(
         default=None, validation_alias="FIRSTWORD_SIP_AUTH_PASSWORD"
     )
+    # Call-backs from the desk (agent/web/callback.py): the carrier's SIP address (host[:port])
+    # that the bridge dials out through, on a trunk named `firstword-outbound` that
+    # provisioning keeps (agent/sip/provision.py). Empty: the desk offers no call-backs.
+    sip_outbound_address: str = Field(default="", validation_alias="FIRSTWORD_SIP_OUTBOUND_ADDRESS")
+    # The carrier's digest credentials for calls out (user name, then password).
+    sip_outbound_username: str | None = Field(
+        default=None, validation_alias="FIRSTWORD_SIP_OUTBOUND_USERNAME"
+    )
+    # The password of FIRSTWORD_SIP_OUTBOUND_USERNAME (a secret: never logged).
+    sip_outbound_password: SecretStr | None = Field(
+        default=None, validation_alias="FIRSTWORD_SIP_OUTBOUND_PASSWORD"
+    )
     # Proxies in front of the web app whose X-Forwarded-For is believed (addresses or
     # networks, comma-separated): the rate limit then keys on the caller, not the proxy.
     web_trusted_proxies: str = Field(default="", validation_alias="FIRSTWORD_WEB_TRUSTED_PROXIES")

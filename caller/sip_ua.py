@@ -230,6 +230,10 @@ class SipPhone:
         self.user = user
         self.recorder = Recorder()
         self.transfers: list[TransferRecord] = []
+        # Calls that came to this phone (the user part of each INVITE's request URI), and set
+        # when one was answered: the phone answers any call while it has none.
+        self.called: list[str] = []
+        self.answered = asyncio.Event()
         self.dtmf_received = 0
         self._sip: asyncio.DatagramTransport | None = None
         self._rtp: asyncio.DatagramTransport | None = None
@@ -596,6 +600,9 @@ class SipPhone:
         method = message.method
         if method == "ACK":
             return
+        if method == "INVITE":
+            self._answer(message, addr, dialog)
+            return
         if dialog is None and method != "OPTIONS":
             self._reply(message, addr, 481, "Call/Transaction Does Not Exist")
             return
@@ -618,10 +625,48 @@ class SipPhone:
         else:  # OPTIONS, INFO, NOTIFY...: acknowledged, nothing to do
             self._reply(message, addr, 200, "OK")
 
-    def _reply(self, request: SipMessage, addr: tuple[str, int], status: int, reason: str) -> None:
+    def _answer(self, invite: SipMessage, addr: tuple[str, int], dialog: Dialog | None) -> None:
+        """A call to this phone: ringing, then answered at once with G.711 (a retransmitted
+        INVITE gets the same answer again). Busy while on another call."""
+        if dialog is None and self.dialog is not None and not self.dialog.ended.is_set():
+            self._reply(invite, addr, 486, "Busy Here")
+            return
+        media, payloads = _sdp_media(invite.body)
+        if media is None or not {PCMU, PCMA} & set(payloads):
+            self._reply(invite, addr, 488, "Not Acceptable Here")
+            return
+        if dialog is None:
+            dialog = Dialog(
+                call_id=invite.header("call-id"),
+                local_uri=_uri(invite.header("to")),
+                local_tag=uuid.uuid4().hex[:10],
+                remote_uri=_uri(invite.header("from")),
+                remote_tag=_tag(invite.header("from")),
+                remote_target=_uri(invite.header("contact")) or _uri(invite.header("from")),
+            )
+            self._dialogs[dialog.call_id] = dialog
+            self.called.append(invite.start.split(" ")[1].split("@")[0].removeprefix("sip:"))
+            self._reply(invite, addr, 180, "Ringing", tag=dialog.local_tag)
+        self._payload = PCMU if PCMU in payloads else PCMA
+        self._telephone_events = TELEPHONE_EVENT in payloads
+        self._rtp_to = media
+        self.dialog, self._peer = dialog, addr
+        self._reply(invite, addr, 200, "OK", tag=dialog.local_tag, body=self._sdp())
+        self.answered.set()
+
+    def _reply(
+        self,
+        request: SipMessage,
+        addr: tuple[str, int],
+        status: int,
+        reason: str,
+        *,
+        tag: str = "",
+        body: str = "",
+    ) -> None:
         to = request.header("to")
         if not _tag(to):
-            to += f";tag={uuid.uuid4().hex[:10]}"
+            to += f";tag={tag or uuid.uuid4().hex[:10]}"
         headers = [("Via", via) for via in request.all("via")] + [
             ("From", request.header("from")),
             ("To", to),
@@ -629,7 +674,9 @@ class SipPhone:
             ("CSeq", request.header("cseq")),
             ("Contact", self._contact),
         ]
-        self._send(_render(f"SIP/2.0 {status} {reason}", headers), addr)
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        self._send(_render(f"SIP/2.0 {status} {reason}", headers, body), addr)
 
     async def _carry_out_refer(
         self, dialog: Dialog, addr: tuple[str, int], refer_to: str, refer_cseq: int

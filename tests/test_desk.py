@@ -15,16 +15,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
-from agent.accounts import AccountStore
+from agent.accounts import AccountStore, load_accounts
 from agent.accounts.books import MessageBook
 from agent.accounts.staff import StaffFile
 from agent.call.handoff.core import HandoffRecords
 from agent.call.handoff.desk import DeskEnd
-from agent.call.handoff.types import HandoffOutcome, HandoffRequest
+from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffOutcome, HandoffRequest
 from agent.call.history import CallHistory
 from agent.web.app import build_app
 from agent.web.clients import NO_PROXIES, TrustedProxies
-from agent.web.desk import Desk, call_view
+from agent.web.desk import CallBackUnavailable, Desk, call_view
 from agent.web.ratelimit import RateLimiter
 from agent.web.sessions import COOKIE, LoginLockout
 from tests.conftest import ACCOUNTS_DIR
@@ -38,9 +38,16 @@ class FakeDirectory:
     def __init__(self, calls: list[dict[str, Any]]) -> None:
         self._calls = calls
         self.tickets: list[tuple[str, str]] = []
+        self.dialled: list[tuple[str, str, str]] = []
+        self.unavailable = False
 
     async def calls(self) -> list[dict[str, Any]]:
         return self._calls
+
+    async def call_back(self, room: str, number: str, caller_id: str) -> None:
+        if self.unavailable:
+            raise CallBackUnavailable("call-backs are not set up")
+        self.dialled.append((room, number, caller_id))
 
     def staff_ticket(self, room: str, name: str) -> dict[str, str]:
         self.tickets.append((room, name))
@@ -433,3 +440,49 @@ async def test_staff_hear_the_voice_messages_of_their_accounts_only(
         assert reply.status == 400, bad
     reply = await desk.get("/api/desk/voice-messages/audio?account=harbor-dental&id=call-x-9")
     assert reply.status == 404
+
+
+async def test_staff_call_back_only_numbers_that_called_their_account(
+    desk: TestClient, directory: FakeDirectory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = HandoffRecords(tmp_path / "records")
+    records.append({"account_id": "harbor-dental", "caller_number": "+15035550123"})
+    records.append({"account_id": "bluebird-bikes", "caller_number": "+15035550999"})
+    MessageBook(tmp_path / "messages").save(
+        "harbor-dental", {"id": "m-1", "caller_number": "+15035550777"}, b"\x00\x00"
+    )
+    assert (await desk.post("/api/desk/call-back", json={})).status == 401
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    caplog.set_level(logging.INFO, logger="firstword.desk")
+    for number in ("+15035550123", "+15035550777"):  # a handoff's caller, a message's
+        reply = await desk.post(
+            "/api/desk/call-back", json={"account": "harbor-dental", "number": number}
+        )
+        assert reply.status == 200, await reply.text()
+        ticket = await reply.json()
+        assert ticket["room"].startswith(CALLBACK_ROOM_PREFIX + "harbor-dental-")
+        assert ticket["identity"].startswith("desk-maria-") and ticket["number"] == number
+    # Dialled from the business's own number, into the room the ticket is for.
+    harbor = load_accounts(ACCOUNTS_DIR, "harbor-dental").accounts["harbor-dental"]
+    assert [(d[1], d[2]) for d in directory.dialled] == [
+        ("+15035550123", harbor.phone_numbers[0]),
+        ("+15035550777", harbor.phone_numbers[0]),
+    ]
+    assert directory.dialled[0][0] == directory.tickets[0][0]
+    assert any(r.getMessage() == "desk: call-back by maria" for r in caplog.records)
+    # Any other number, another business's caller, another business: refused, nothing dialled.
+    refused = [
+        ({"account": "harbor-dental", "number": "+19005550100"}, 403),
+        ({"account": "harbor-dental", "number": "+15035550999"}, 403),
+        ({"account": "bluebird-bikes", "number": "+15035550999"}, 403),
+        ({"account": "harbor-dental"}, 400),
+    ]
+    for body, status in refused:
+        reply = await desk.post("/api/desk/call-back", json=body)
+        assert reply.status == status, (body, await reply.text())
+    assert len(directory.dialled) == 2
+    directory.unavailable = True
+    reply = await desk.post(
+        "/api/desk/call-back", json={"account": "harbor-dental", "number": "+15035550123"}
+    )
+    assert reply.status == 409 and "not set up" in (await reply.json())["error"]

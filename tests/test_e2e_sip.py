@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from livekit import api
+from livekit import api, rtc
 
-from agent.accounts import AccountRegistry
+from agent.accounts import AccountRegistry, load_accounts
 from agent.call import voicemail
-from agent.call.handoff.types import HandoffRequest
+from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffRequest
 from agent.engines.audio import resample
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
-from agent.settings import PROJECT_ROOT
+from agent.settings import PROJECT_ROOT, Settings
+from agent.sip.provision import provision
+from agent.web.desk import LiveKitDirectory
 from caller.simulator import Question, Transcribe
 from caller.sip import SipCallOptions, SipCallReport, run_sip_call
 from caller.sip_ua import SipPhone
@@ -386,3 +388,100 @@ async def test_a_trunk_restricted_by_hand_stays_restricted_after_provisioning(
             assert sorted(after.numbers) == sorted(original.numbers)
         finally:  # the other tests' phone dials from 127.0.0.1 with no credentials
             await lk.sip.update_inbound_trunk(original.sip_trunk_id, original)
+
+
+STAFF_LINE = "Hello, this is the front desk of Harbor Dental, returning your call."
+
+
+async def test_the_desk_calls_a_caller_back_through_the_bridge(
+    env: dict[str, str],
+    worker_log: Path,
+    accounts_dir: Path,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    quiet_between_calls: None,
+) -> None:
+    """A call-back as the desk places it (agent/web/desk.py: LiveKitDirectory.call_back, the
+    HTTP layer is in test_desk): the outbound trunk provisioned, the bridge dials the phone,
+    the staff member joins with the desk's ticket and each hears the other; no agent joins."""
+    phone = SipPhone(user="+15035550123")
+    await phone.start()
+    settings = Settings(
+        LIVEKIT_URL=env["LIVEKIT_URL"],
+        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
+        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
+        FIRSTWORD_SIP_OUTBOUND_ADDRESS=f"127.0.0.1:{phone.sip_port}",
+    )
+    accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
+    directory = LiveKitDirectory(settings)
+    staff = rtc.Room()
+    listening: list[asyncio.Task[None]] = []
+    room = f"{CALLBACK_ROOM_PREFIX}harbor-dental-e2e"
+    try:
+        await provision(settings, accounts)
+        harbor = next(a for a in accounts if a.id == "harbor-dental")
+        await directory.call_back(room, "+15035550123", harbor.phone_numbers[0])
+        await asyncio.wait_for(phone.answered.wait(), 20)
+        assert phone.called == ["+15035550123"], phone.called
+        # The staff member joins with the desk's ticket and speaks; the phone hears them.
+        ticket = directory.staff_ticket(room, "maria")
+        heard_from_phone: list[float] = []
+
+        def _on_track(track: rtc.Track, _pub: object, who: rtc.RemoteParticipant) -> None:
+            if track.kind == rtc.TrackKind.KIND_AUDIO and who.identity.startswith("callee-"):
+                listening.append(
+                    asyncio.create_task(_levels(rtc.AudioStream(track), heard_from_phone))
+                )
+
+        staff.on("track_subscribed", _on_track)
+        await staff.connect(ticket["url"], ticket["token"])
+        source = rtc.AudioSource(16000, 1)
+        await staff.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("mic", source)
+        )
+        spoken_at = time.perf_counter()
+        line = resample(piper.render(STAFF_LINE), piper.sample_rate, 16000)
+        await _speak(source, line)
+        start = await phone.recorder.wait_speech_start(spoken_at, 10.0)
+        assert start is not None, "the phone heard nothing from the staff member"
+        end = await phone.recorder.wait_speech_end(start[0], 1.0, 20.0)
+        said = await asyncio.to_thread(
+            whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
+        )
+        assert similarity(said, STAFF_LINE) >= 0.6, said
+        # ... and the staff member hears the phone.
+        await phone.say(
+            resample(piper.render("Thanks for calling back."), piper.sample_rate, 8000), 8000
+        )
+        await asyncio.sleep(1.0)
+        assert max(heard_from_phone, default=0.0) > 0.01, "the staff member heard nothing"
+        # No agent was sent into the call-back (the worker declines its job; the sweep skips it).
+        await asyncio.sleep(2.0)
+        people = (await _rooms_with_people(env)).get(room, [])
+        assert people and not any(p.startswith("agent-") for p in people), people
+        # The worker was offered the room (automatic dispatch) and did nothing more with it.
+        offered = [
+            r for r in await asyncio.to_thread(log_records, worker_log) if r.get("room") == room
+        ]
+        assert [r["message"] for r in offered] == ["received job request"], offered
+    finally:
+        for task in listening:
+            task.cancel()
+        await phone.hang_up()
+        await staff.disconnect()
+        await phone.aclose()
+        await directory.aclose()
+        await provision(settings.model_copy(update={"sip_outbound_address": ""}), accounts)
+
+
+async def _levels(stream: rtc.AudioStream, into: list[float]) -> None:
+    async for event in stream:
+        samples = np.frombuffer(bytes(event.frame.data), dtype=np.int16).astype(np.float32)
+        into.append(float(np.sqrt(np.mean((samples / 32768) ** 2))) if samples.size else 0.0)
+
+
+async def _speak(source: rtc.AudioSource, samples: np.ndarray) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    step = 160
+    for i in range(0, len(pcm) - step + 1, step):
+        await source.capture_frame(rtc.AudioFrame(pcm[i : i + step].tobytes(), 16000, 1, step))

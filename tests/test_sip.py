@@ -15,12 +15,14 @@ from agent.call.handoff.transfer import SipTransferEnd, transfer_uri
 from agent.call.handoff.types import HandoffOutcome, HandoffRequest
 from agent.settings import Settings
 from agent.sip.provision import (
+    OUTBOUND_TRUNK,
     ROOM_PREFIX,
     Restrictions,
     _same_rule,
     _same_trunk,
     _wanted_rule,
     _wanted_trunk,
+    wanted_outbound,
 )
 from caller.sip_ua import ALAW_DECODE, ULAW_DECODE, SipMessage, _alaw_encode, ulaw_encode
 from tests.conftest import ACCOUNTS_DIR
@@ -113,6 +115,21 @@ def test_provisioning_asks_for_a_room_per_call_with_the_account_attribute() -> N
     assert [a.agent_name for a in named.room_config.agents] == ["firstword"]
     assert _same_rule(rule, _wanted_rule(account, "ST_x", agent_name=""))
     assert not _same_rule(rule, named)
+
+
+def test_the_call_backs_trunk_exists_only_when_configured_and_holds_every_number() -> None:
+    accounts = [load_account_file(path) for path in sorted(ACCOUNTS_DIR.glob("*.yaml"))]
+    assert wanted_outbound(Settings(), accounts) is None
+    settings = Settings(
+        FIRSTWORD_SIP_OUTBOUND_ADDRESS="sip.carrier.example.com:5060",
+        FIRSTWORD_SIP_OUTBOUND_USERNAME="biz",
+        FIRSTWORD_SIP_OUTBOUND_PASSWORD=SecretStr("s3cret-enough"),
+    )
+    trunk = wanted_outbound(settings, accounts)
+    assert trunk is not None and trunk.name == OUTBOUND_TRUNK
+    assert trunk.address == "sip.carrier.example.com:5060"
+    assert list(trunk.numbers) == sorted(n for a in accounts for n in a.phone_numbers)
+    assert (trunk.auth_username, trunk.auth_password) == ("biz", "s3cret-enough")
 
 
 def test_configured_restrictions_go_on_every_trunk_and_others_are_left_alone() -> None:

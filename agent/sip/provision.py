@@ -12,6 +12,11 @@ credentials (FIRSTWORD_SIP_AUTH_USERNAME / FIRSTWORD_SIP_AUTH_PASSWORD), set on 
 trunk when configured. A trunk with neither takes calls from anyone who can reach the SIP
 bridge: provisioning says so, once per trunk.
 
+Call-backs (the desk dialling a caller back, agent/web/desk.py): with
+FIRSTWORD_SIP_OUTBOUND_ADDRESS set, one outbound trunk named `firstword-outbound` to that
+address, holding every account's numbers (the caller ID a call-back shows) and the carrier's
+credentials (FIRSTWORD_SIP_OUTBOUND_USERNAME / _PASSWORD); without it, that trunk is removed.
+
 Idempotent: a trunk or rule whose name exists is updated only when it differs; ones named
 `firstword-<id>` whose account is gone are deleted. An existing trunk is updated field by
 field (LiveKit's `UpdateSIPInboundTrunk` with an update, not a replacement), and only in the
@@ -39,6 +44,8 @@ from ..settings import Settings, get_settings
 logger = logging.getLogger("firstword.sip")
 
 PREFIX = "firstword-"
+# The outbound trunk (a list of its own on the server: no clash with an account's inbound one).
+OUTBOUND_TRUNK = PREFIX + "outbound"
 ROOM_PREFIX = "call-"
 TIMEOUT_S = 10.0
 
@@ -209,7 +216,47 @@ async def provision(settings: Settings, accounts: list[Account]) -> list[Provisi
             done.append(
                 Provisioned(account.id, trunk.sip_trunk_id, rule.sip_dispatch_rule_id, changed)
             )
+        await _provision_outbound(sip, wanted_outbound(settings, accounts))
         return done
+
+
+def wanted_outbound(settings: Settings, accounts: list[Account]) -> api.SIPOutboundTrunkInfo | None:
+    """The call-backs' trunk, or None when call-backs are not configured."""
+    if not settings.sip_outbound_address:
+        return None
+    password = settings.sip_outbound_password
+    return api.SIPOutboundTrunkInfo(
+        name=OUTBOUND_TRUNK,
+        address=settings.sip_outbound_address,
+        numbers=sorted({n for a in accounts for n in a.phone_numbers}),
+        auth_username=settings.sip_outbound_username or "",
+        auth_password=password.get_secret_value() if password is not None else "",
+    )
+
+
+async def _provision_outbound(sip: SipService, want: api.SIPOutboundTrunkInfo | None) -> None:
+    listed = await sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())
+    found = [t for t in listed.items if t.name == OUTBOUND_TRUNK]
+    fields = ("address", "auth_username", "auth_password")
+    if (
+        want is not None
+        and len(found) == 1
+        and all(getattr(found[0], f) == getattr(want, f) for f in fields)
+        and sorted(found[0].numbers) == list(want.numbers)
+    ):
+        return
+    # Changed or gone: replaced whole (nothing of it is set by hand; its id is looked up by
+    # name whenever a call-back is placed).
+    for trunk in found:
+        await sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=trunk.sip_trunk_id))
+    if want is None:
+        if found:
+            logger.info(
+                "deleted outbound trunk %s (no FIRSTWORD_SIP_OUTBOUND_ADDRESS)", OUTBOUND_TRUNK
+            )
+        return
+    await sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=want))
+    logger.info("outbound trunk %s to %s", OUTBOUND_TRUNK, want.address)
 
 
 def main() -> int:

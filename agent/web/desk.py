@@ -22,6 +22,11 @@ staff member this page sends into the call's room.
     transcript), each with the address of its audio,
     `GET /api/desk/voice-messages/audio?account=<id>&id=<message>` (a WAV file); for the
     person's accounts only;
+  - `POST /api/desk/call-back` `{"account", "number"}`: dials a caller back through the SIP
+    bridge (the `firstword-outbound` trunk, agent/sip/provision.py) into a new `callback-…`
+    room and answers a token for it, so the staff member talks from the page; only numbers
+    that called that account (its voice messages and handoff records), so a login cannot
+    dial anywhere through the business's line; logged with who called whom;
   - `GET /api/desk/history?account=<id>`: the account's newest calls (agent/call/history.py:
     who, when, how it ended, the first word's time, what was asked and answered) and the
     questions the agent could not answer, the most asked first; for the person's accounts.
@@ -74,10 +79,11 @@ from ..call.handoff.core import (
     TRANSCRIPT,
     HandoffRecords,
 )
-from ..call.handoff.types import STAFF_PREFIX, is_staff
+from ..call.handoff.types import CALLBACK_ROOM_PREFIX, STAFF_PREFIX, is_staff
 from ..call.history import CallHistory
 from ..server_api import server_api
 from ..settings import Settings
+from ..sip.provision import OUTBOUND_TRUNK
 from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
 from .sessions import COOKIE, LoginLockout, Sessions
@@ -95,6 +101,9 @@ CLOSED = (
 AUTH_FAILURE_BURST = 5
 AUTH_FAILURES_PER_MINUTE = 10.0
 LIST_TIMEOUT_S = 5.0
+# How far back the desk looks for the numbers a login may call back (per book: handoffs, voice
+# messages).
+CALLERS_KEPT = 200
 # `firstword.handoff` as staff read it.
 STATE_NAMES = {
     "requested": "handoff requested",
@@ -182,10 +191,16 @@ def _sort_key(call: dict[str, Any]) -> tuple[int, float]:
     return (0 if call["state"] == "handoff requested" else 1, call["started_at"])
 
 
+class CallBackUnavailable(Exception):
+    """No outbound trunk: call-backs are not set up on this deployment."""
+
+
 class CallDirectory(Protocol):
     async def calls(self) -> list[dict[str, Any]]: ...
 
     def staff_ticket(self, room: str, name: str) -> dict[str, str]: ...
+
+    async def call_back(self, room: str, number: str, caller_id: str) -> None: ...
 
 
 class LiveKitDirectory:
@@ -219,6 +234,30 @@ class LiveKitDirectory:
 
         views = await asyncio.gather(*(one(room) for room in rooms))
         return sorted((v for v in views if v is not None), key=_sort_key)
+
+    async def call_back(self, room: str, number: str, caller_id: str) -> None:
+        """Dial `number` into `room` through the outbound trunk (CreateSIPParticipant: the
+        room is made with it). Returns once the bridge took the call, before it is answered;
+        the page sees the callee join."""
+        lk = self._lk()
+        trunks = (await lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())).items
+        trunk = next((t for t in trunks if t.name == OUTBOUND_TRUNK), None)
+        if trunk is None:
+            raise CallBackUnavailable(
+                f"call-backs are not set up: no {OUTBOUND_TRUNK!r} trunk (set "
+                "FIRSTWORD_SIP_OUTBOUND_ADDRESS and run python -m agent.sip.provision)"
+            )
+        await lk.sip.create_sip_participant(
+            api.CreateSIPParticipantRequest(
+                sip_trunk_id=trunk.sip_trunk_id,
+                sip_call_to=number,
+                sip_number=caller_id,
+                room_name=room,
+                participant_identity=f"callee-{uuid.uuid4().hex[:8]}",
+                participant_name=number,
+                wait_until_answered=False,
+            )
+        )
 
     def staff_ticket(self, room: str, name: str) -> dict[str, str]:
         # The login's name is in the identity, so the worker's handoff record says who took
@@ -279,6 +318,7 @@ class Desk:
         app.router.add_get("/api/desk/me", self.me)
         app.router.add_get("/api/desk/calls", self.list_calls)
         app.router.add_post("/api/desk/take", self.take)
+        app.router.add_post("/api/desk/call-back", self.call_back)
         app.router.add_get("/api/desk/messages", self.messages)
         app.router.add_get("/api/desk/history", self.history)
         app.router.add_get("/api/desk/voice-messages", self.voice_messages)
@@ -444,6 +484,53 @@ class Desk:
             extra={"room": room, "identity": ticket["identity"], "staff": staff.name},
         )
         return web.json_response(ticket)
+
+    async def call_back(self, request: web.Request) -> web.Response:
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
+        usage = '{"account": "<account id>", "number": "<a number that called it>"}'
+        if request.content_type != "application/json":
+            return _error(415, f"send Content-Type: application/json and {usage}")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, f"the body must be JSON: {usage}")
+        fields = body if isinstance(body, dict) else {}
+        account, number = fields.get("account"), fields.get("number")
+        if not isinstance(account, str) or not isinstance(number, str) or not number:
+            return _error(400, f"fields 'account' and 'number' (strings) are required: {usage}")
+        if not staff.sees(account):
+            return _error(403, f"account {account!r} is not one of yours")
+        # Only a number that called this business: a login cannot dial anywhere through its line.
+        if number not in await asyncio.to_thread(self._numbers_that_called, account):
+            return _error(
+                403, f"{number!r} has not called {account!r}: only callers are called back"
+            )
+        known = (await self._accounts.current()).get(account)
+        caller_id = known.phone_numbers[0] if known is not None and known.phone_numbers else ""
+        room = f"{CALLBACK_ROOM_PREFIX}{account}-{uuid.uuid4().hex[:8]}"
+        try:
+            await self._directory.call_back(room, number, caller_id)
+        except CallBackUnavailable as error:
+            return _error(409, str(error))
+        except api.TwirpError as error:
+            logger.warning("desk: call-back to %s failed: %s", number, error.message)
+            return _error(502, f"the call could not be placed: {error.message}")
+        ticket = self._directory.staff_ticket(room, staff.name)
+        logger.info(
+            "desk: call-back by %s",
+            staff.name,
+            extra={"room": room, "account": account, "staff": staff.name, "number": number},
+        )
+        return web.json_response({**ticket, "number": number})
+
+    def _numbers_that_called(self, account: str) -> set[str]:
+        """Blocking: the caller numbers in the account's recent handoffs and voice messages."""
+        entries = self._records.latest(account, CALLERS_KEPT)
+        if self._voice_messages is not None:
+            entries += self._voice_messages.latest(account, CALLERS_KEPT)
+        return {str(e["caller_number"]) for e in entries if e.get("caller_number")}
 
     async def messages(self, request: web.Request) -> web.Response:
         account = await self._their_account(request)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import AgentSession, CloseEvent, JobContext
+from livekit.agents import AgentSession, CloseEvent, JobContext, JobRequest
 from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 
 from .. import compat
@@ -30,6 +30,7 @@ from ..call import call_limit, history, keypad, voicemail
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
+from ..call.handoff.types import CALLBACK_ROOM_PREFIX
 from ..call.record import CallRecord
 from ..call.session import PreparedCall, prepare_session
 from ..call.timeline import CallTimeline, report
@@ -126,6 +127,16 @@ def _room_hints(ctx: JobContext) -> CallHints:
         participant_attributes={},
         participant_metadata="",
     )
+
+
+async def on_request(request: JobRequest) -> None:
+    """Which rooms the worker joins: every room but the desk's call-backs (a staff member and
+    the caller they dialled: no agent there). With automatic dispatch (no FIRSTWORD_AGENT_NAME)
+    LiveKit offers the worker every new room; the framework's default accepts them all."""
+    if request.room.name.startswith(CALLBACK_ROOM_PREFIX):
+        await request.reject()
+        return
+    await request.accept()
 
 
 async def entrypoint(ctx: JobContext) -> None:

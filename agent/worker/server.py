@@ -170,4 +170,4 @@ server = _build_server()
 recovery.attach(server)
 unanswered.attach(server, _has_room)
 
-server.rtc_session(job.entrypoint, agent_name=get_settings().agent_name)
+server.rtc_session(job.entrypoint, agent_name=get_settings().agent_name, on_request=job.on_request)

@@ -67,6 +67,7 @@ from livekit import api
 from livekit.agents import AgentServer
 
 from .. import metrics
+from ..call.handoff.types import CALLBACK_ROOM_PREFIX
 from ..server_api import server_api
 from ..settings import Settings, get_settings
 from .sweep_lease import SweepLease, Turn
@@ -224,6 +225,8 @@ class Watcher:
         )
         dispatched = 0
         for room in listed.rooms:
+            if room.name.startswith(CALLBACK_ROOM_PREFIX):
+                continue  # the desk's call-backs have no agent, by design
             if not may_have_people(room, int(time.time() * 1000)):
                 continue
             participants = await asyncio.wait_for(

@@ -139,7 +139,8 @@ function renderRecords(records) {
       el('b', { textContent: `${clock(r.requested_at)} · ${who} · ${r.outcome.replace('_', ' ')}` }),
       ` (${r.end}${r.taken_by ? `, ${r.taken_by}` : ''}): `,
       el('span', { textContent: r.question ? `“${r.question}”` : '(no question)' }),
-      el('span', { className: 'muted', textContent: ` — ${r.reason}` })));
+      el('span', { className: 'muted', textContent: ` — ${r.reason}` }),
+      ...(r.caller_number ? [' ', callBackButton(r.caller_number)] : [])));
   }
 }
 
@@ -158,7 +159,8 @@ function renderVoiceMessages(messages) {
       el('b', { textContent: `${clock(m.recorded_at)} · ${who} · ${Math.round(m.duration_s)} s` }),
       el('span', { className: 'muted', textContent: m.question ? ` — asked “${m.question}”` : '' }),
       el('div', { className: 'line', textContent: m.text ? `“${m.text}”` : '(no transcript)' }),
-      el('audio', { controls: true, preload: 'none', src: m.audio_url })));
+      el('audio', { controls: true, preload: 'none', src: m.audio_url }),
+      ...(m.caller_number ? [' ', callBackButton(m.caller_number)] : [])));
   }
 }
 
@@ -249,6 +251,21 @@ async function takeCall(roomName) {
     method: 'POST',
     body: JSON.stringify({ room: roomName }),
   });
+  await joinCall(ticket, 'talking with the caller');
+}
+
+// Dial a caller back (a number from this account's messages) and talk from this page: the
+// server places the call through the SIP bridge and answers a ticket for its room.
+async function callBack(number) {
+  const ticket = await api('/api/desk/call-back', {
+    method: 'POST',
+    body: JSON.stringify({ account, number }),
+  });
+  await joinCall(ticket, `calling ${number}…`);
+}
+
+async function joinCall(ticket, talking) {
+  const roomName = ticket.room;
   const room = new Room();
   desk.onCall = roomName;
   $('oncall').hidden = false;
@@ -269,9 +286,24 @@ async function takeCall(roomName) {
     $('oncall').hidden = true;
   });
   $('hangup').onclick = () => room.disconnect();
+  room.on(RoomEvent.ParticipantConnected, (participant) => {
+    if (participant.identity.startsWith('callee-')) setCallState(`talking with ${participant.name}`);
+  });
   await room.connect(ticket.url, ticket.token);
   await room.localParticipant.setMicrophoneEnabled(true);
-  setCallState('talking with the caller');
+  setCallState(talking);
+}
+
+function callBackButton(number) {
+  const button = el('button', { type: 'button', className: 'callback', textContent: `Call back ${number}` });
+  button.onclick = () => {
+    button.disabled = true;
+    callBack(number).catch((error) => {
+      button.disabled = false;
+      button.textContent = `Call back ${number} (failed: ${error.message})`;
+    });
+  };
+  return button;
 }
 
 $('login').onsubmit = async (event) => {

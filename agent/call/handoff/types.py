@@ -25,6 +25,9 @@ CallerKind = Literal["sip", "web", "app"]
 # A staff member who takes a call joins with an identity starting with this (the desk mints it;
 # identities are set by whoever signs the token, so a caller cannot pose as staff).
 STAFF_PREFIX = "desk-"
+# Rooms of the desk's call-backs (a staff member and the caller they dial): no agent joins them
+# (agent/worker/job.py declines the job).
+CALLBACK_ROOM_PREFIX = "callback-"
 
 
 def is_staff(identity: str) -> bool:
