@@ -213,3 +213,27 @@ async def test_a_caller_who_says_nothing_leaves_no_message(
     await asyncio.wait_for(mail.take(_request(account)), 30)
     assert book.latest(account.id) == [] and _kept("none") == before + 1
     assert session.said[-1] == voicemail.nothing_heard_line(account) and ended == ["ended"]
+
+
+def test_the_message_lines_are_pre_rendered_with_the_answers(registry: AccountRegistry) -> None:
+    """So that the invitation follows the handoff phrase from memory, not after a synthesis."""
+    from agent.engines.answers import prepare_answers
+
+    prepared: list[str] = []
+
+    class _Cache:
+        def prepare(self, _voice: object, text: str) -> int:
+            prepared.append(text)
+            return 1
+
+    prepare_answers(cast(Any, _Cache()), lambda _v: cast(Any, None), registry, voicemail.lines)
+    account = registry.accounts["harbor-dental"]
+    web = HandoffRequest(account.id, "", "", "web", None, "", "", 0.0)
+    phone = HandoffRequest(account.id, "", "", "sip", "+15035550123", "", "", 0.0)
+    for line in (
+        voicemail.invitation(account, web),
+        voicemail.invitation(account, phone),
+        voicemail.saved_line(account),
+        voicemail.nothing_heard_line(account),
+    ):
+        assert line in prepared, line

@@ -72,6 +72,19 @@ def nothing_heard_line(account: Account) -> str:
     return f"I didn't hear a message. Thank you for calling {account.business_name}. Goodbye."
 
 
+def lines(account: Account) -> list[str]:
+    """The fixed lines of a voice message, pre-rendered with the answers (worker/server.py), so
+    the invitation follows the handoff phrase without a synthesis gap."""
+    web = HandoffRequest(account.id, "", "", "web", None, "", "", 0.0)
+    phone = HandoffRequest(account.id, "", "", "sip", "+1", "", "", 0.0)
+    return [
+        invitation(account, web),
+        invitation(account, phone),
+        saved_line(account),
+        nothing_heard_line(account),
+    ]
+
+
 @dataclass(frozen=True)
 class MessageLimits:
     max_s: float

@@ -35,13 +35,17 @@ def answer_texts(account: Account) -> list[str]:
 
 
 def prepare_answers(
-    cache: GreetingCache, voice_for: Callable[[Voice], LocalTTS], registry: AccountRegistry
+    cache: GreetingCache,
+    voice_for: Callable[[Voice], LocalTTS],
+    registry: AccountRegistry,
+    more: Callable[[Account], list[str]] | None = None,
 ) -> int:
-    """Render (or load from disk) every known account's answers (blocking); the count rendered."""
+    """Render (or load from disk) every known account's answers (blocking); the count rendered.
+    `more`: other fixed lines of an account the call says (the voice-message lines)."""
     made = 0
     for account in registry.accounts.values():
         voice = voice_for(account.voice)
-        for text in answer_texts(account):
+        for text in answer_texts(account) + (more(account) if more is not None else []):
             made += cache.prepare(voice, text)
     return made
 

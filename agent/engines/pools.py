@@ -108,9 +108,12 @@ class EnginePool:
             turn_detector=turn_detector(self.settings.turn_threshold),
         )
 
-    def prepare_answers(self, accounts: AccountRegistry) -> int:
-        """Render every known account's FAQ answers not yet cached (blocking); the count."""
-        return prepare_answers(self.greetings, self.voice_for, accounts)
+    def prepare_answers(
+        self, accounts: AccountRegistry, more: Callable[[Account], list[str]] | None = None
+    ) -> int:
+        """Render every known account's FAQ answers (and `more` of its lines) not yet cached
+        (blocking); the count."""
+        return prepare_answers(self.greetings, self.voice_for, accounts, more)
 
     def prepare_greetings(self, accounts: AccountRegistry) -> int:
         """Synthesise every known account's greeting not yet cached (blocking); the count."""

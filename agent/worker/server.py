@@ -18,6 +18,7 @@ from livekit.agents import AgentServer, JobExecutorType, JobProcess
 
 from .. import compat, metrics
 from ..accounts import AccountStore
+from ..call import voicemail
 from ..call.timeline import STAGES
 from ..call.turns import STAGES as TURN_STAGES
 from ..cloud.caches import build_cloud_caches
@@ -101,7 +102,7 @@ def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> thr
     def run() -> None:
         start = time.perf_counter()
         try:
-            made = pool.prepare_answers(store.registry)
+            made = pool.prepare_answers(store.registry, voicemail.lines)
         except Exception:
             logger.exception("pre-rendering the answers failed; they are synthesised when asked")
             return
