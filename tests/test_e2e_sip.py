@@ -234,12 +234,7 @@ async def test_phone_keys_say_an_answer_and_zero_transfers_to_the_person(
         await phone.recorder.wait_speech_end(greeting[0], 2.0, 30.0)
         pressed_at = time.perf_counter()
         await phone.press("1")
-        start = await phone.recorder.wait_speech_start(pressed_at, 10.0)
-        assert start is not None, "nothing said after the caller pressed 1"
-        end = await phone.recorder.wait_speech_end(start[0], 2.0, 30.0)
-        said = await asyncio.to_thread(
-            whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
-        )
+        said = await _heard_on_phone(phone, whisper, pressed_at, "after the caller pressed 1")
         assert similarity(said, hours) >= 0.6, said
         await phone.press("0")
         for _ in range(200):  # the phrase plays first: the transfer follows it
@@ -442,12 +437,7 @@ async def test_the_desk_calls_a_caller_back_through_the_bridge(
         spoken_at = time.perf_counter()
         line = resample(piper.render(STAFF_LINE), piper.sample_rate, 16000)
         await _speak(source, line)
-        start = await phone.recorder.wait_speech_start(spoken_at, 10.0)
-        assert start is not None, "the phone heard nothing from the staff member"
-        end = await phone.recorder.wait_speech_end(start[0], 1.0, 20.0)
-        said = await asyncio.to_thread(
-            whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
-        )
+        said = await _heard_on_phone(phone, whisper, spoken_at, "the staff member", gap_s=1.0)
         assert similarity(said, STAFF_LINE) >= 0.6, said
         # ... and the staff member hears the phone.
         await phone.say(
@@ -472,6 +462,18 @@ async def test_the_desk_calls_a_caller_back_through_the_bridge(
         await phone.aclose()
         await directory.aclose()
         await provision(settings.model_copy(update={"sip_outbound_address": ""}), accounts)
+
+
+async def _heard_on_phone(
+    phone: SipPhone, whisper: WhisperSTT, since: float, what: str, *, gap_s: float = 2.0
+) -> str:
+    """What the phone heard from the first speech after `since` to the next `gap_s` of quiet."""
+    start = await phone.recorder.wait_speech_start(since, 10.0)
+    assert start is not None, f"{what}: the phone heard nothing"
+    end = await phone.recorder.wait_speech_end(start[0], gap_s, 30.0)
+    return await asyncio.to_thread(
+        whisper.transcribe_pcm, phone.recorder.audio(start[0], end), 8000, "en"
+    )
 
 
 async def _levels(stream: rtc.AudioStream, into: list[float]) -> None:
