@@ -36,6 +36,7 @@ import asyncio
 import logging
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -93,14 +94,22 @@ def current_counts() -> CallCounts:
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory and Path(directory).is_dir():
-        files = [str(f) for f in Path(directory).glob("gauge_livesum_*.db")]
         live = held = 0.0
-        for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=False):
-            for sample in metric.samples:
-                if sample.name == "firstword_active_calls":
-                    live += sample.value
-                elif sample.name == "firstword_calls_on_hold":
-                    held += sample.value
+        # File by file: a job process that is starting has created its file but not yet sized
+        # it (0 bytes: prometheus_client's reader raises struct.error on it, which failed the
+        # worker's load reading in CI), and one that ended may be removed under us. Either
+        # holds no call; the others are still counted.
+        for path in Path(directory).glob("gauge_livesum_*.db"):
+            try:
+                metrics = multiprocess.MultiProcessCollector.merge([str(path)], accumulate=False)
+            except (struct.error, OSError, ValueError):
+                continue
+            for metric in metrics:
+                for sample in metric.samples:
+                    if sample.name == "firstword_active_calls":
+                        live += sample.value
+                    elif sample.name == "firstword_calls_on_hold":
+                        held += sample.value
         return CallCounts(live=max(0, round(live)), held=max(0, round(held)))
     with _count_lock:
         return CallCounts(live=_counts["live"], held=_counts["held"])
