@@ -16,6 +16,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 from .settings import Settings
 
@@ -28,7 +29,7 @@ CHECKS = {
 }
 
 
-def url_for(process: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def url_for(process: str, environ: Mapping[str, str] = os.environ) -> str:
     """The URL to ask for `process` ("worker" or "web"), from the environment or the default."""
     field, variable, path = CHECKS[process]
     port = environ.get(variable) or str(Settings.model_fields[field].default)

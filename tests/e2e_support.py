@@ -59,13 +59,19 @@ def worker_process(
             time.sleep(0.3)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGINT)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int, *, within_s: float = 30) -> None:
+    """Signal a process that is still running, and kill it if it has not ended `within_s`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager

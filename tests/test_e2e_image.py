@@ -26,7 +26,7 @@ import pytest
 
 from agent.accounts import AccountRegistry
 from agent.settings import PROJECT_ROOT
-from tests.e2e_support import ENV, URL
+from tests.e2e_support import ENV, URL, stop_process
 from tests.helpers import similarity
 from tests.test_e2e import call
 
@@ -101,13 +101,7 @@ def container(image: str, env: dict[str, str], log: Path) -> Iterator[tuple[str,
     try:
         yield name, run
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGTERM)
         buildah("rm", name)
 
 

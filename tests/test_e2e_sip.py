@@ -22,6 +22,7 @@ from agent.accounts import AccountRegistry, load_accounts
 from agent.call import voicemail
 from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffRequest
 from agent.engines.audio import resample
+from agent.engines.greetings import to_frames
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 from agent.settings import PROJECT_ROOT, Settings
@@ -483,7 +484,5 @@ async def _levels(stream: rtc.AudioStream, into: list[float]) -> None:
 
 
 async def _speak(source: rtc.AudioSource, samples: np.ndarray) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    step = 160
-    for i in range(0, len(pcm) - step + 1, step):
-        await source.capture_frame(rtc.AudioFrame(pcm[i : i + step].tobytes(), 16000, 1, step))
+    for frame in to_frames((np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000):
+        await source.capture_frame(frame)

@@ -21,6 +21,7 @@ from agent.accounts.books import MESSAGE_RATE, MessageBook
 from agent.call import voicemail
 from agent.call.handoff.types import HandoffRequest
 from agent.engines.audio import resample
+from agent.engines.greetings import to_frames
 from agent.engines.local_tts import LocalTTS
 from agent.engines.whisper_stt import WhisperSTT
 
@@ -81,12 +82,7 @@ class _Session:
 
 
 def _frames(samples: np.ndarray) -> list[rtc.AudioFrame]:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    step = MESSAGE_RATE // 50
-    return [
-        rtc.AudioFrame(pcm[i : i + step].tobytes(), MESSAGE_RATE, 1, len(pcm[i : i + step]))
-        for i in range(0, len(pcm) - step + 1, step)
-    ]
+    return list(to_frames((np.clip(samples, -1, 1) * 32767).astype(np.int16), MESSAGE_RATE))
 
 
 def _caller(speech: list[rtc.AudioFrame], *, then_silence: bool) -> Callable[[], Any]:

@@ -39,6 +39,8 @@ from livekit.agents import vad as vad_api
 from .. import metrics
 from ..accounts import Account
 from ..accounts.books import MESSAGE_RATE, MessageBook
+from ..engines.greetings import to_frames
+from .handoff.core import nobody_free
 from .handoff.types import HandoffRequest
 
 logger = logging.getLogger("firstword.voicemail")
@@ -58,9 +60,8 @@ def invitation(account: Account, request: HandoffRequest) -> str:
     ("I've noted your question" as before: the question is in the handoff record already.)"""
     reach = "" if request.caller_number else ", with a number where we can reach you"
     return (
-        f"I'm sorry, nobody from {account.business_name} is free to take your call right now. "
-        f"I've noted your question. Please leave a message after the tone{reach}, and someone "
-        "will get back to you as soon as they can."
+        f"{nobody_free(account)} I've noted your question. Please leave a message after the "
+        f"tone{reach}, and someone will get back to you as soon as they can."
     )
 
 
@@ -127,12 +128,7 @@ def tone_frames(rate: int, *, seconds: float = TONE_S) -> list[rtc.AudioFrame]:
     t = np.arange(samples) / rate
     envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.02)
     wave_ = 0.3 * np.sin(2 * math.pi * TONE_HZ * t) * envelope
-    pcm = (wave_ * 32767).astype(np.int16)
-    step = rate // 50
-    return [
-        rtc.AudioFrame(pcm[i : i + step].tobytes(), rate, 1, len(pcm[i : i + step]))
-        for i in range(0, samples, step)
-    ]
+    return list(to_frames((wave_ * 32767).astype(np.int16), rate))
 
 
 class Transcriber(Protocol):
@@ -174,7 +170,6 @@ class VoiceMail:
         self._end_call = end_call
         self._audio = audio or self._caller_audio
         self._saved: asyncio.Task[dict[str, Any] | None] | None = None
-        self.entry: dict[str, Any] | None = None
 
     async def take(self, request: HandoffRequest) -> None:
         """Invite, record, keep, thank, end the call. Cancelled (the caller hung up and the
@@ -317,7 +312,6 @@ class VoiceMail:
                 "ended": entry["ended"],
             },
         )
-        self.entry = entry
         return entry
 
 

@@ -30,7 +30,7 @@ from ..call import call_limit, history, keypad, voicemail
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
-from ..call.handoff.types import CALLBACK_ROOM_PREFIX
+from ..call.handoff.types import agent_joins
 from ..call.record import CallRecord
 from ..call.session import PreparedCall, prepare_session
 from ..call.timeline import CallTimeline, report
@@ -133,7 +133,7 @@ async def on_request(request: JobRequest) -> None:
     """Which rooms the worker joins: every room but the desk's call-backs (a staff member and
     the caller they dialled: no agent there). With automatic dispatch (no FIRSTWORD_AGENT_NAME)
     LiveKit offers the worker every new room; the framework's default accepts them all."""
-    if request.room.name.startswith(CALLBACK_ROOM_PREFIX):
+    if not agent_joins(request.room.name):
         await request.reject()
         return
     await request.accept()
@@ -397,7 +397,7 @@ def _voice_mail(
     settings: Settings,
 ) -> voicemail.VoiceMail | None:
     """The call's voice message after a handoff nobody took (agent/call/voicemail.py), over
-    the process's loaded engines: a VAD of its own on Silero's session, the shared Whisper."""
+    the process's loaded engines (Silero's VAD, Whisper); only objects are made per call."""
     if not settings.voice_messages:
         return None
     pool: EnginePool = ctx.proc.userdata["pool"]
@@ -411,7 +411,10 @@ def _voice_mail(
         caller=caller,
         account=account,
         book=voicemail.MessageBook(settings.voice_messages_dir),
-        vad=compat.silero_vad_sharing_model(pool.vad),
+        # The process's loaded VAD itself: a message opens a stream of its own on it (each
+        # stream keeps its own state), and nothing subscribes to its events, so no per-call
+        # copy is made for the calls that never leave a message.
+        vad=pool.vad,
         transcriber=pool.stt,
         limits=voicemail.MessageLimits(
             max_s=settings.voice_message_max_seconds,

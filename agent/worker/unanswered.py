@@ -67,7 +67,7 @@ from livekit import api
 from livekit.agents import AgentServer
 
 from .. import metrics
-from ..call.handoff.types import CALLBACK_ROOM_PREFIX
+from ..call.handoff.types import agent_joins
 from ..server_api import server_api
 from ..settings import Settings, get_settings
 from .sweep_lease import SweepLease, Turn
@@ -225,7 +225,7 @@ class Watcher:
         )
         dispatched = 0
         for room in listed.rooms:
-            if room.name.startswith(CALLBACK_ROOM_PREFIX):
+            if not agent_joins(room.name):
                 continue  # the desk's call-backs have no agent, by design
             if not may_have_people(room, int(time.time() * 1000)):
                 continue

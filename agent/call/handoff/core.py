@@ -105,12 +105,17 @@ SAY_TIMEOUT_S = 30.0
 CLOSE_GRACE_S = 3.0
 
 
+def nobody_free(account: Account) -> str:
+    """How every line after a handoff nobody took begins (here, and the voice message's)."""
+    return f"I'm sorry, nobody from {account.business_name} is free to take your call right now."
+
+
 def no_take_line(account: Account, request: HandoffRequest) -> str:
     """What the caller hears when nobody could take the call: never silence."""
     back = "call you back" if request.caller_number else "get back to you"
     return (
-        f"I'm sorry, nobody from {account.business_name} is free to take your call right now. "
-        f"I've noted your question, and someone will {back} as soon as they can."
+        f"{nobody_free(account)} I've noted your question, and someone will {back} as soon as "
+        "they can."
     )
 
 

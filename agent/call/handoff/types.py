@@ -30,6 +30,12 @@ STAFF_PREFIX = "desk-"
 CALLBACK_ROOM_PREFIX = "callback-"
 
 
+def agent_joins(room_name: str) -> bool:
+    """Whether a room gets an agent: every room but a call-back (the worker's job request and
+    the unanswered sweep both ask)."""
+    return not room_name.startswith(CALLBACK_ROOM_PREFIX)
+
+
 def is_staff(identity: str) -> bool:
     return identity.startswith(STAFF_PREFIX)
 
