@@ -42,6 +42,11 @@ def is_sip_caller(participant: rtc.RemoteParticipant) -> bool:
     return participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 
 
+def caller_number(participant: rtc.RemoteParticipant) -> str | None:
+    """A phone caller's number, as the SIP bridge gives it (`sip.phoneNumber`); None otherwise."""
+    return _attributes(participant).get("sip.phoneNumber") or None
+
+
 def _attributes(participant: rtc.Participant) -> Mapping[str, str]:
     attributes = participant.attributes
     return attributes if isinstance(attributes, Mapping) else {}

@@ -241,8 +241,7 @@ async def entrypoint(ctx: JobContext) -> None:
             slot = capacity.CallSlot.claim(settings.max_concurrent_calls, settings.hold_slots)
         timeline.mark("caller_joined")
         call.caller = caller.identity
-        if phone.is_sip_caller(caller):
-            call.caller_number = caller.attributes.get("sip.phoneNumber") or None
+        call.caller_number = phone.caller_number(caller)
         # The call stops counting against capacity the moment its caller leaves. Not in
         # console mode (a fake job): its stand-in caller is never among the stand-in room's
         # participants, so the call ended as it began, before the greeting.

@@ -53,6 +53,7 @@ from ...accounts import Account
 from ...accounts.books import AccountBook
 from ...accounts.staff import StaffFile
 from ...settings import Settings
+from ...sip import phone
 from .desk import DeskEnd
 from .transfer import SipTransferEnd
 from .types import CallerKind, HandoffEnd, HandoffOutcome, HandoffRequest, HandoffResult, is_staff
@@ -494,14 +495,13 @@ def attach(
     messages: MessageTaker | None = None,
 ) -> Handoff:
     """Wire the mechanism to a started session (after the first frame: not on its path)."""
-    kind: CallerKind = "sip" if caller.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP else "web"
-    attributes = caller.attributes if isinstance(caller.attributes, dict) else {}
+    kind: CallerKind = "sip" if phone.is_sip_caller(caller) else "web"
     call = CallInfo(
         account=account,
         room=room.name,
         caller_identity=caller.identity,
         caller_kind=kind,
-        caller_number=attributes.get("sip.phoneNumber") or None,
+        caller_number=phone.caller_number(caller),
     )
     side = _LiveKitCall(session, room)
     handoff = Handoff(
