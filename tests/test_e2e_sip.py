@@ -9,6 +9,8 @@ rules). The person a caller is transferred to is a real baresip; a busy one is s
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,7 @@ from livekit import api, rtc
 
 from agent.accounts import AccountRegistry, load_accounts
 from agent.call import voicemail
+from agent.call.handoff import warm
 from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffRequest
 from agent.engines.audio import resample
 from agent.engines.greetings import to_frames
@@ -51,6 +54,13 @@ BUSY = f"sip:busy@127.0.0.1:{PORTS.busy}"
 PERSON_LINE = "Front desk, this is Sam speaking."
 
 
+# A third account, Harbor Dental's file with a number of its own and a warm transfer to the
+# person's phone (its lines are the same texts: their audio is rendered once).
+WARM_ACCOUNT = "harbor-warm"
+WARM_NUMBER = "+15035550188"
+WARM_PERSON_NUMBER = "+15035550177"
+
+
 @pytest.fixture(scope="module")
 def accounts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo accounts, each with a handoff number: a person who answers, or a busy line."""
@@ -62,6 +72,12 @@ def accounts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if account_id in numbers:
             text += f'\nhandoff_number: "{numbers[account_id]}"\n'
         (target / path.name).write_text(text)
+    warm = (PROJECT_ROOT / "config" / "accounts" / "harbor-dental.yaml").read_text()
+    warm = warm.replace("id: harbor-dental", f"id: {WARM_ACCOUNT}")
+    warm = warm.replace('phone_numbers: ["+15035550100"]', f'phone_numbers: ["{WARM_NUMBER}"]')
+    assert WARM_NUMBER in warm, "harbor-dental.yaml's number moved: update this test"
+    warm += f'\nhandoff_number: "{WARM_PERSON_NUMBER}"\nhandoff_transfer: warm\n'
+    (target / f"{WARM_ACCOUNT}.yaml").write_text(warm)
     return target
 
 
@@ -486,3 +502,138 @@ async def _levels(stream: rtc.AudioStream, into: list[float]) -> None:
 async def _speak(source: rtc.AudioSource, samples: np.ndarray) -> None:
     for frame in to_frames((np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000):
         await source.capture_frame(frame)
+
+
+WARM_QUESTION = "Do you sell concert tickets?"
+CALLER_DURING_HOLD = "Hello, is anybody there? I am still waiting."
+CALLER_AFTER = "I would like two tickets for the concert, please."
+
+
+@contextlib.asynccontextmanager
+async def _warm_call(
+    env: dict[str, str], accounts_dir: Path, piper: LocalTTS, whisper: WhisperSTT
+) -> AsyncIterator[tuple[SipPhone, SipPhone, str, float]]:
+    """A phone call to the warm account that asks for a person, up to the person having heard
+    the briefing: (caller, person, what the person heard, when the briefing ended)."""
+    caller, person = SipPhone(user="+15035550123"), SipPhone(user=WARM_PERSON_NUMBER)
+    await caller.start()
+    await person.start()
+    settings = Settings(
+        LIVEKIT_URL=env["LIVEKIT_URL"],
+        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
+        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
+        FIRSTWORD_SIP_OUTBOUND_ADDRESS=f"127.0.0.1:{person.sip_port}",
+    )
+    accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
+    try:
+        await provision(settings, accounts)
+        target = f"sip:{WARM_NUMBER}@127.0.0.1:{PORTS.sip}"
+        dialled = await caller.dial(target, ("127.0.0.1", PORTS.sip), within_s=20.0)
+        assert dialled.answered_at is not None, dialled
+        greeting = await caller.recorder.wait_speech_start(dialled.invite_at, 20.0)
+        assert greeting is not None, "no greeting"
+        await caller.recorder.wait_speech_end(greeting[0], 2.0, 30.0)
+        asked_at = time.perf_counter()
+        await caller.say(piper.render(WARM_QUESTION), piper.sample_rate)
+        # The handoff phrase, the hold line, then the person's phone rings and is answered.
+        await asyncio.wait_for(person.answered.wait(), 60)
+        answered_at = time.perf_counter()
+        assert person.called == [WARM_PERSON_NUMBER], person.called
+        start = await person.recorder.wait_speech_start(answered_at, 15.0)
+        assert start is not None, "the person heard no briefing"
+        end = await person.recorder.wait_speech_end(start[0], 1.5, 40.0)
+        briefed_at = person.recorder.times[end - 1]
+        briefing = await asyncio.to_thread(
+            whisper.transcribe_pcm, person.recorder.audio(start[0], end), 8000, "en"
+        )
+        # The caller was put on hold and heard none of the briefing (the hold's ring, no
+        # words of it).
+        on_hold = await asyncio.to_thread(
+            whisper.transcribe_pcm,
+            caller.recorder.audio(_index_at(caller, asked_at), _index_at(caller, briefed_at)),
+            8000,
+            "en",
+        )
+        assert "stay on the line" in on_hold.lower(), on_hold
+        assert "press" not in on_hold.lower() and "concert" not in on_hold.lower(), on_hold
+        yield caller, person, briefing, briefed_at
+    finally:
+        await caller.hang_up()
+        await person.hang_up()
+        await caller.aclose()
+        await person.aclose()
+        await provision(settings.model_copy(update={"sip_outbound_address": ""}), accounts)
+
+
+def _index_at(phone: SipPhone, at: float) -> int:
+    return bisect.bisect_left(phone.recorder.times, at)
+
+
+async def test_a_warm_transfer_briefs_the_person_and_connects_them_on_1(
+    env: dict[str, str],
+    worker_log: Path,
+    accounts_dir: Path,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    quiet_between_calls: None,
+) -> None:
+    async with _warm_call(env, accounts_dir, piper, whisper) as (caller, person, briefing, _):
+        # Who is calling and what they asked, then what to press.
+        assert "concert" in briefing.lower() and "press" in briefing.lower(), briefing
+        # Before they accept, the person does not hear the caller.
+        spoke_at = time.perf_counter()
+        done_at = await caller.say(piper.render(CALLER_DURING_HOLD), piper.sample_rate)
+        assert not person.recorder.audible_between(spoke_at, done_at + 0.5), (
+            "the person heard the caller before accepting"
+        )
+        pressed_at = time.perf_counter()
+        await person.press("1")
+        to_person = await _heard_on_phone(person, whisper, pressed_at, "the person", gap_s=1.0)
+        assert similarity(to_person, warm.CONNECTING) >= 0.6, to_person
+        # (The hold's ring may still be sounding as the key arrives: the line follows it.)
+        to_caller = await _heard_on_phone(caller, whisper, pressed_at, "the caller", gap_s=1.0)
+        assert "putting you through" in to_caller.lower(), to_caller
+        # Now they hear each other, through the room (the agent has stepped back).
+        said_at = time.perf_counter()
+        await person.say(piper.render(PERSON_LINE), piper.sample_rate)
+        heard = await _heard_on_phone(caller, whisper, said_at, "the caller", gap_s=1.0)
+        assert similarity(heard, PERSON_LINE) >= 0.6, heard
+        said_at = time.perf_counter()
+        await caller.say(piper.render(CALLER_AFTER), piper.sample_rate)
+        heard = await _heard_on_phone(person, whisper, said_at, "the person", gap_s=1.0)
+        assert similarity(heard, CALLER_AFTER) >= 0.6, heard
+        # The caller hangs up: the person's leg ends with the call.
+        await caller.hang_up()
+        assert person.dialog is not None
+        await asyncio.wait_for(person.dialog.ended.wait(), 15)
+    records = await asyncio.to_thread(log_records, worker_log)
+    taken = [r for r in records if r.get("message") == "handoff taken" and r.get("end") == "warm"]
+    assert taken and taken[-1]["taken_by"] == WARM_PERSON_NUMBER, taken
+
+
+async def test_a_warm_transfer_declined_with_2_gives_the_caller_a_message_to_leave(
+    env: dict[str, str],
+    worker_log: Path,
+    accounts_dir: Path,
+    registry: AccountRegistry,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    quiet_between_calls: None,
+) -> None:
+    async with _warm_call(env, accounts_dir, piper, whisper) as (caller, person, briefing, _):
+        assert "press" in briefing.lower(), briefing
+        await person.press("2")
+        # The person is told and hung up on; the caller is offered a voice message.
+        assert person.dialog is not None
+        await asyncio.wait_for(person.dialog.ended.wait(), 20)
+        # The hold stopped before the person was hung up on: what follows is the agent.
+        said = await _heard_on_phone(
+            caller, whisper, time.perf_counter() + 0.2, "the caller", gap_s=1.5
+        )
+        account = registry.accounts["harbor-dental"]
+        request = HandoffRequest(account.id, "", "", "sip", "+15550100", "", "", 0.0)
+        assert similarity(said, voicemail.invitation(account, request)) >= 0.5, said
+        assert caller.dialog is not None and not caller.dialog.ended.is_set()
+    records = await asyncio.to_thread(log_records, worker_log)
+    failed = [r for r in records if r.get("message") == "handoff failed" and r.get("end") == "warm"]
+    assert failed and failed[-1]["detail"] == "declined", failed

@@ -59,6 +59,7 @@ class FakeEnd:
     ) -> None:
         self.name = name
         self.moves_the_caller = moves_the_caller
+        self.overrun_s = 0.0
         self._result = result or HandoffResult(HandoffOutcome.TAKEN, taken_by="desk-1")
         self._kinds = kinds
         self._delay = delay

@@ -109,6 +109,11 @@ class Account(BaseModel):
     # agent/call/handoff/transfer.py):
     # "+15035550111" or "sip:frontdesk@pbx.example.com". Unset: no phone transfer.
     handoff_number: str | None = None
+    # How a phone caller reaches that number: "blind" (the carrier is told to transfer the
+    # call, SIP REFER) or "warm" (the agent dials the person through the outbound trunk while
+    # the caller holds, briefs them, and connects them only if they press 1:
+    # agent/call/handoff/warm.py). Warm needs an E.164 `handoff_number`.
+    handoff_transfer: Literal["blind", "warm"] = "blind"
     faqs: list[FAQ] = Field(min_length=1)
     providers: Providers = Providers()
     # "auto": BVCTelephony for SIP callers and BVC for the others; needs LiveKit Cloud.
@@ -143,6 +148,18 @@ class Account(BaseModel):
                 raise ValueError(f"duplicate FAQ id {faq.id!r}")
             seen.add(faq.id)
         return faqs
+
+    @model_validator(mode="after")
+    def _warm_dials_a_number(self) -> Account:
+        if self.handoff_transfer != "warm":
+            return self
+        if not self.handoff_number or not _E164.match(self.handoff_number):
+            raise ValueError(
+                "handoff_transfer: warm dials handoff_number through the outbound trunk "
+                "(FIRSTWORD_SIP_OUTBOUND_ADDRESS), so handoff_number must be an E.164 number "
+                f"such as +15035550111 (got {self.handoff_number!r})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keys_name_faqs(self) -> Account:

@@ -12,7 +12,8 @@ credentials (FIRSTWORD_SIP_AUTH_USERNAME / FIRSTWORD_SIP_AUTH_PASSWORD), set on 
 trunk when configured. A trunk with neither takes calls from anyone who can reach the SIP
 bridge: provisioning says so, once per trunk.
 
-Call-backs (the desk dialling a caller back, agent/web/desk.py): with
+Call-backs (the desk dialling a caller back, agent/web/desk.py) and warm transfers (the agent
+dialling the person, agent/call/handoff/warm.py): with
 FIRSTWORD_SIP_OUTBOUND_ADDRESS set, one outbound trunk named `firstword-outbound` to that
 address, holding every account's numbers (the caller ID a call-back shows) and the carrier's
 credentials (FIRSTWORD_SIP_OUTBOUND_USERNAME / _PASSWORD); without it, that trunk is removed.
@@ -48,6 +49,13 @@ PREFIX = "firstword-"
 OUTBOUND_TRUNK = PREFIX + "outbound"
 ROOM_PREFIX = "call-"
 TIMEOUT_S = 10.0
+
+
+async def outbound_trunk_id(sip: SipService) -> str | None:
+    """The id of the `firstword-outbound` trunk (call-backs and warm transfers dial through it),
+    or None when it is not provisioned."""
+    listed = await sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())
+    return next((t.sip_trunk_id for t in listed.items if t.name == OUTBOUND_TRUNK), None)
 
 
 @dataclass(frozen=True)

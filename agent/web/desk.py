@@ -83,7 +83,7 @@ from ..call.handoff.types import CALLBACK_ROOM_PREFIX, STAFF_PREFIX, is_staff
 from ..call.history import CallHistory
 from ..server_api import server_api
 from ..settings import Settings
-from ..sip.provision import OUTBOUND_TRUNK
+from ..sip.provision import OUTBOUND_TRUNK, outbound_trunk_id
 from .clients import PROXIES_KEY, client_address, is_https
 from .ratelimit import RateLimiter
 from .sessions import COOKIE, LoginLockout, Sessions
@@ -240,16 +240,15 @@ class LiveKitDirectory:
         room is made with it). Returns once the bridge took the call, before it is answered;
         the page sees the callee join."""
         lk = self._lk()
-        trunks = (await lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())).items
-        trunk = next((t for t in trunks if t.name == OUTBOUND_TRUNK), None)
-        if trunk is None:
+        trunk_id = await outbound_trunk_id(lk.sip)
+        if trunk_id is None:
             raise CallBackUnavailable(
                 f"call-backs are not set up: no {OUTBOUND_TRUNK!r} trunk (set "
                 "FIRSTWORD_SIP_OUTBOUND_ADDRESS and run python -m agent.sip.provision)"
             )
         await lk.sip.create_sip_participant(
             api.CreateSIPParticipantRequest(
-                sip_trunk_id=trunk.sip_trunk_id,
+                sip_trunk_id=trunk_id,
                 sip_call_to=number,
                 sip_number=caller_id,
                 room_name=room,

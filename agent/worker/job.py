@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,7 +30,8 @@ from ..call import call_limit, history, keypad, voicemail
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
 from ..call.handoff import core as handoff
-from ..call.handoff.types import agent_joins
+from ..call.handoff import warm
+from ..call.handoff.types import HandoffEnd, agent_joins
 from ..call.record import CallRecord
 from ..call.session import PreparedCall, prepare_session
 from ..call.timeline import CallTimeline, report
@@ -368,10 +369,26 @@ def _attach_after_first_word(
     slot: capacity.CallSlot,
     call: CallRecord,
 ) -> None:
-    """The handoff to a person (agent/call/handoff/core.py; a call a person took stops counting),
+    """The handoff to a person (agent/call/handoff/core.py; a call a person took stops counting;
+    a phone call of a `handoff_transfer: warm` account first tries agent/call/handoff/warm.py),
     a phone's keys (agent/call/keypad.py) and the call's time limit (agent/call/call_limit.py;
     not for a call taken or left)."""
     settings = get_settings()
+    first_ends: list[HandoffEnd] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if phone.is_sip_caller(caller) and account.handoff_transfer == "warm":
+        pool: EnginePool = ctx.proc.userdata["pool"]
+        end, consult = warm.for_call(
+            ctx.room,
+            session,
+            account,
+            caller.identity,
+            settings,
+            pool.voice_for(account.voice),
+            end_call=ctx.delete_room,
+        )
+        first_ends.append(end)
+        closers.append(consult.aclose)
     handoffs = handoff.attach(
         session,
         ctx.room,
@@ -381,6 +398,8 @@ def _attach_after_first_word(
         on_taken=slot.release,
         on_state=lambda state: setattr(call, "handoff", state),
         messages=_voice_mail(ctx, session, account, caller, settings),
+        first_ends=first_ends,
+        closers=closers,
     )
     ctx.add_shutdown_callback(handoffs.aclose)
     if phone.is_sip_caller(caller):  # the phone's keys: 0 for a person, the account's answers

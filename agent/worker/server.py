@@ -17,8 +17,9 @@ import time
 from livekit.agents import AgentServer, JobExecutorType, JobProcess
 
 from .. import compat, metrics
-from ..accounts import AccountStore
+from ..accounts import Account, AccountStore
 from ..call import voicemail
+from ..call.handoff import warm
 from ..call.timeline import STAGES
 from ..call.turns import STAGES as TURN_STAGES
 from ..cloud.caches import build_cloud_caches
@@ -89,6 +90,11 @@ def prewarm(proc: JobProcess) -> None:
     )
 
 
+def _call_lines(account: Account) -> list[str]:
+    """An account's fixed lines beside its answers: the voice message's, a warm transfer's."""
+    return voicemail.lines(account) + warm.caller_lines(account)
+
+
 def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> threading.Thread:
     """Render every account's answers on a daemon thread, after prewarm.
 
@@ -102,7 +108,7 @@ def _prepare_answers_in_background(pool: EnginePool, store: AccountStore) -> thr
     def run() -> None:
         start = time.perf_counter()
         try:
-            made = pool.prepare_answers(store.registry, voicemail.lines)
+            made = pool.prepare_answers(store.registry, _call_lines)
         except Exception:
             logger.exception("pre-rendering the answers failed; they are synthesised when asked")
             return

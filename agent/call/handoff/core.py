@@ -16,8 +16,9 @@ What it does (`Handoff._run`):
 1. publishes the request on the agent participant's attributes (LiveKit's own state, which the
    desk reads through the server API): `firstword.handoff` = requested, the reason, the question;
 2. picks the first end whose `handles()` is true (`ends_for`: the desk for web callers; the SIP
-   transfer joins that list for phone callers), and waits for it at most
-   FIRSTWORD_HANDOFF_TIMEOUT;
+   transfer joins that list for phone callers, after the warm transfer (warm.py) where the
+   account asks for it), and waits for it at most FIRSTWORD_HANDOFF_TIMEOUT (plus the end's
+   `overrun_s`: a warm transfer's briefing comes after the person answered);
 3. TAKEN: says the handoff phrase if it was not said yet, steps the agent back (its audio input
    and output are switched off: the agent stays in the room, silent and deaf, so the call stays
    up with the caller and the person in it, and the desk still sees the call's state) and marks
@@ -421,7 +422,8 @@ def _handles(end: HandoffEnd, request: HandoffRequest) -> bool:
 async def _connect(end: HandoffEnd, request: HandoffRequest, wait_s: float) -> HandoffResult:
     """The end's result; a timeout or an exception (the protocol says it never raises) too."""
     try:
-        return await asyncio.wait_for(end.connect(request, wait_s), wait_s + END_GRACE_S)
+        limit = wait_s + end.overrun_s + END_GRACE_S
+        return await asyncio.wait_for(end.connect(request, wait_s), limit)
     except TimeoutError:
         return HandoffResult(HandoffOutcome.NOT_TAKEN, detail=f"timed out after {wait_s:.0f} s")
     except Exception as error:
@@ -432,11 +434,14 @@ async def _connect(end: HandoffEnd, request: HandoffRequest, wait_s: float) -> H
 # --- LiveKit binding -------------------------------------------------------------------------
 
 
-def ends_for(room: rtc.Room, account: Account, settings: Settings) -> list[HandoffEnd]:
+def ends_for(
+    room: rtc.Room, account: Account, settings: Settings, first: Sequence[HandoffEnd] = ()
+) -> list[HandoffEnd]:
     """The ends a call can be handed to, in order of preference: the first that `handles()`
-    the request is used. The SIP transfer (agent/call/handoff/transfer.py: phone callers, to the
-    account's handoff number) goes first here; the desk takes web and app callers."""
-    ends: list[HandoffEnd] = [SipTransferEnd(settings, lambda _id: account.handoff_number)]
+    the request is used. `first` (a phone call's warm transfer, warm.py), then the SIP
+    transfer (agent/call/handoff/transfer.py: phone callers, to the account's handoff number);
+    the desk takes web and app callers."""
+    ends: list[HandoffEnd] = [*first, SipTransferEnd(settings, lambda _id: account.handoff_number)]
     # The desk end asks the staff file (in a thread, when a handoff starts) whether anyone can
     # see this account: a login added while the worker runs counts from the next handoff.
     ends.append(DeskEnd(room, StaffFile(settings.staff_file)))
@@ -493,8 +498,11 @@ def attach(
     on_taken: Callable[[], None] | None = None,
     on_state: Callable[[str], None] | None = None,
     messages: MessageTaker | None = None,
+    first_ends: Sequence[HandoffEnd] = (),
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> Handoff:
-    """Wire the mechanism to a started session (after the first frame: not on its path)."""
+    """Wire the mechanism to a started session (after the first frame: not on its path).
+    `first_ends` go before the usual ends (`ends_for`); `closers` run at the call's end."""
     kind: CallerKind = "sip" if phone.is_sip_caller(caller) else "web"
     call = CallInfo(
         account=account,
@@ -507,7 +515,7 @@ def attach(
     handoff = Handoff(
         call,
         side,
-        ends_for(room, account, settings),
+        ends_for(room, account, settings, first_ends),
         wait_s=settings.handoff_timeout,
         records=HandoffRecords(settings.handoff_records),
         on_taken=on_taken,
@@ -567,6 +575,7 @@ def attach(
         room.off("participant_connected", _on_joined)
 
     handoff.closers.append(publisher.aclose)
+    handoff.closers.extend(closers)
     return handoff
 
 

@@ -20,6 +20,7 @@ class DeskEnd:
 
     name = "desk"
     moves_the_caller = False  # the person joins the caller's room
+    overrun_s = 0.0
 
     def __init__(self, room: rtc.Room, staff: StaffFile | None = None) -> None:
         self._room = room

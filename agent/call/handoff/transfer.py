@@ -38,6 +38,7 @@ class SipTransferEnd:
 
     name = "sip"
     moves_the_caller = True  # the transfer ends the caller's leg with the agent
+    overrun_s = 0.0
 
     def __init__(
         self,

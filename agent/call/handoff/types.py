@@ -9,7 +9,9 @@ failed). The ends only connect a person:
 - the front desk (desk.py, with its page in agent/web/desk.py): web and app callers;
   a staff member takes the call from the browser and joins the same room;
 - the SIP transfer (transfer.py): phone callers; `TransferSIPParticipant` (SIP REFER)
-  to the account's handoff number.
+  to the account's handoff number;
+- the warm transfer (warm.py): phone callers of a `handoff_transfer: warm` account; the
+  agent dials the person, briefs them and connects them only if they accept.
 
 This module holds only the types, so each end can be built and tested on its own.
 """
@@ -83,6 +85,9 @@ class HandoffEnd(Protocol):
     # True where connecting takes the caller away from the agent (a SIP transfer ends their
     # leg with it): such an end starts only once the agent's handoff line has been said.
     moves_the_caller: bool
+    # Seconds the end may take beyond the handoff's wait (a warm transfer briefs the person
+    # after they answered); the mechanism cuts an end off after wait + this + a grace.
+    overrun_s: float
 
     def handles(self, request: HandoffRequest) -> bool:
         """Whether this end can reach the caller of `request` (e.g. SIP needs a SIP caller)."""
