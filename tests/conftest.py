@@ -115,9 +115,10 @@ def standins(hibari: LocalTTS, whisper: WhisperSTT) -> Iterator[Standins]:
 def e2e_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where end-to-end runs keep caches, recordings and the server's state: a temporary
     folder, not the repo's `.cache` (workers and callers get it through `e2e_support.ENV`)."""
-    from tests.e2e_support import ENV
+    from tests.e2e_support import ENV, share_rendered_audio
 
     cache = tmp_path_factory.mktemp("e2e-cache")
+    share_rendered_audio(cache)
     ENV["FIRSTWORD_CACHE_DIR"] = str(cache)
     return cache
 

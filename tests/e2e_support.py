@@ -37,6 +37,23 @@ ENV = {
 }
 
 
+# Rendered greetings and answers shared by the end-to-end workers of a run (both test
+# processes, and the modules with caches of their own), so a text is rendered once rather
+# than once per fresh cache (about a minute of the busy machine each time). The cache writes
+# each file atomically, so workers in several processes can share it. Tests of the cache
+# itself use folders of their own.
+SHARED_AUDIO = PROJECT_ROOT / ".cache" / "test-audio"
+
+
+def share_rendered_audio(cache_dir: Path) -> None:
+    """Point `cache_dir`'s rendered-audio folder at SHARED_AUDIO."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    link = cache_dir / "greetings"
+    if not link.exists():
+        SHARED_AUDIO.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(SHARED_AUDIO, target_is_directory=True)
+
+
 @contextmanager
 def worker_process(
     log: Path, env: Mapping[str, str] | None = None, *, within_s: float = 120

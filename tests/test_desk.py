@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from livekit import api
 
-from agent.accounts import AccountStore, load_accounts
+from agent.accounts import AccountRegistry, AccountStore, load_accounts
 from agent.accounts.books import MessageBook
 from agent.accounts.staff import StaffFile
 from agent.call.handoff.core import HandoffRecords
@@ -379,7 +379,7 @@ def _request(kind: str = "web") -> HandoffRequest:
 async def test_desk_end_waits_for_a_staff_participant() -> None:
     room = FakeRoom()
     end = DeskEnd(room)  # type: ignore[arg-type]
-    assert end.handles(_request("web")) and not end.handles(_request("sip"))
+    assert end.handles(_request("web")) and end.handles(_request("sip"))
     task = asyncio.create_task(end.connect(_request(), 5.0))
     await asyncio.sleep(0.05)
     room.join("web-2")  # another caller is not staff
@@ -451,10 +451,14 @@ async def test_staff_call_back_only_numbers_that_called_their_account(
     MessageBook(tmp_path / "messages").save(
         "harbor-dental", {"id": "m-1", "caller_number": "+15035550777"}, b"\x00\x00"
     )
+    CallHistory(tmp_path / "history").append(
+        {"account": "harbor-dental", "caller_number": "+15035550555"}
+    )
     assert (await desk.post("/api/desk/call-back", json={})).status == 401
     assert (await _login(desk, "maria", PASSWORD)).status == 200
     caplog.set_level(logging.INFO, logger="firstword.desk")
-    for number in ("+15035550123", "+15035550777"):  # a handoff's caller, a message's
+    # A handoff's caller, a message's, a past call's.
+    for number in ("+15035550123", "+15035550777", "+15035550555"):
         reply = await desk.post(
             "/api/desk/call-back", json={"account": "harbor-dental", "number": number}
         )
@@ -467,6 +471,7 @@ async def test_staff_call_back_only_numbers_that_called_their_account(
     assert [(d[1], d[2]) for d in directory.dialled] == [
         ("+15035550123", harbor.phone_numbers[0]),
         ("+15035550777", harbor.phone_numbers[0]),
+        ("+15035550555", harbor.phone_numbers[0]),
     ]
     assert directory.dialled[0][0] == directory.tickets[0][0]
     assert any(r.getMessage() == "desk: call-back by maria" for r in caplog.records)
@@ -480,9 +485,65 @@ async def test_staff_call_back_only_numbers_that_called_their_account(
     for body, status in refused:
         reply = await desk.post("/api/desk/call-back", json=body)
         assert reply.status == status, (body, await reply.text())
-    assert len(directory.dialled) == 2
+    assert len(directory.dialled) == 3
     directory.unavailable = True
     reply = await desk.post(
         "/api/desk/call-back", json={"account": "harbor-dental", "number": "+15035550123"}
     )
     assert reply.status == 409 and "not set up" in (await reply.json())["error"]
+
+
+async def test_staff_mark_voice_messages_done_on_their_accounts_only(
+    desk: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    book = MessageBook(tmp_path / "messages")
+    for message_id in ("call-a-1", "call-a-2"):
+        book.save("harbor-dental", {"id": message_id, "text": "call me"}, b"\x00\x00")
+    book.save("bluebird-bikes", {"id": "call-b-1", "text": "theirs"}, b"\x00\x00")
+    url = "/api/desk/voice-messages/done"
+    mark = {"account": "harbor-dental", "id": "call-a-1", "done": True}
+    assert (await desk.post(url, json=mark)).status == 401
+    assert (await _login(desk, "maria", PASSWORD)).status == 200
+    caplog.set_level(logging.INFO, logger="firstword.desk")
+    reply = await desk.post(url, json=mark)
+    assert reply.status == 200 and (await reply.json())["done_by"] == "maria"
+    listed = "/api/desk/voice-messages?account=harbor-dental"
+    messages = {m["id"]: m for m in (await (await desk.get(listed)).json())["messages"]}
+    assert messages["call-a-1"]["done"] and messages["call-a-1"]["done_by"] == "maria"
+    assert messages["call-a-1"]["done_at"] is not None
+    assert not messages["call-a-2"]["done"] and messages["call-a-2"]["done_by"] is None
+    assert any(r.getMessage() == "desk: voice message marked done by maria" for r in caplog.records)
+    # Not done again: the last mark wins; the messages' own lines are never rewritten.
+    assert (await desk.post(url, json={**mark, "done": False})).status == 200
+    messages = {m["id"]: m for m in (await (await desk.get(listed)).json())["messages"]}
+    assert not messages["call-a-1"]["done"]
+    assert len(book.path("harbor-dental").read_text().splitlines()) == 2
+    refused = [
+        ({"account": "bluebird-bikes", "id": "call-b-1", "done": True}, 403),
+        ({"account": "harbor-dental", "id": "../bluebird-bikes/call-b-1", "done": True}, 400),
+        ({"account": "harbor-dental", "id": "call-a-9", "done": True}, 404),
+        ({"account": "harbor-dental", "id": "call-a-1", "done": "yes"}, 400),
+        ({"account": "harbor-dental"}, 400),
+    ]
+    for body, status in refused:
+        reply = await desk.post(url, json=body)
+        assert reply.status == status, (body, await reply.text())
+    reply = await desk.post(url, data="x", headers={"Content-Type": "text/plain"})
+    assert reply.status == 415
+    # Another business's message was not marked by any of that.
+    assert not book.marks_path("bluebird-bikes").exists()
+
+
+def test_a_phone_caller_goes_to_the_transfer_with_a_handoff_number_else_to_the_desk(
+    registry: AccountRegistry,
+) -> None:
+    from agent.call.handoff.core import ends_for
+    from agent.settings import Settings
+
+    base = registry.accounts["harbor-dental"]
+    for number, expected in (("+15035550111", "sip"), (None, "desk")):
+        account = base.model_copy(update={"handoff_number": number})
+        ends = ends_for(FakeRoom(), account, Settings())  # type: ignore[arg-type]
+        first = next(e for e in ends if e.handles(_request("sip")))
+        assert first.name == expected, (number, [e.name for e in ends])
+        assert next(e for e in ends if e.handles(_request("web"))).name == "desk"

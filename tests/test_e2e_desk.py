@@ -387,6 +387,14 @@ def test_handoff_nobody_takes_gets_the_no_take_line_and_a_record(
             f"fetch({src!r}).then(r => [r.status, r.headers.get('content-type')])"
         )
         assert played == [200, "audio/wav"], played
+        # Dealt with: "done" on the message is kept with who marked it.
+        desk.locator("#voice-messages .done-box").first.check()
+        wait_for(
+            desk,
+            "window.firstwordDesk.voiceMessages.some(m => m.done && m.done_by === 'maria')",
+            timeout=15_000,
+        )
+        assert desk.locator("#voice-messages li.done").count() >= 1
         desk.screenshot(path=str(SCREENSHOTS / "desk-voice-messages.png"))
     finally:
         caller_browser.close()

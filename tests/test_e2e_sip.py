@@ -21,6 +21,7 @@ import pytest
 from livekit import api, rtc
 
 from agent.accounts import AccountRegistry, load_accounts
+from agent.accounts.staff import StaffFile
 from agent.call import voicemail
 from agent.call.handoff import warm
 from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffRequest
@@ -34,7 +35,7 @@ from agent.web.desk import LiveKitDirectory
 from caller.simulator import Question, Transcribe
 from caller.sip import SipCallOptions, SipCallReport, run_sip_call
 from caller.sip_ua import SipPhone
-from tests.e2e_support import PORT, log_records, running_worker
+from tests.e2e_support import PORT, log_records, running_worker, share_rendered_audio
 from tests.helpers import similarity
 from tests.sip_support import (
     TEST_SECRET,
@@ -59,6 +60,8 @@ PERSON_LINE = "Front desk, this is Sam speaking."
 WARM_ACCOUNT = "harbor-warm"
 WARM_NUMBER = "+15035550188"
 WARM_PERSON_NUMBER = "+15035550177"
+DESK_ACCOUNT = "harbor-desk"
+DESK_NUMBER = "+15035550166"
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +81,37 @@ def accounts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert WARM_NUMBER in warm, "harbor-dental.yaml's number moved: update this test"
     warm += f'\nhandoff_number: "{WARM_PERSON_NUMBER}"\nhandoff_transfer: warm\n'
     (target / f"{WARM_ACCOUNT}.yaml").write_text(warm)
+    # And one with no handoff number: its phone callers reach the front desk.
+    desk = (PROJECT_ROOT / "config" / "accounts" / "harbor-dental.yaml").read_text()
+    desk = desk.replace("id: harbor-dental", f"id: {DESK_ACCOUNT}")
+    desk = desk.replace('phone_numbers: ["+15035550100"]', f'phone_numbers: ["{DESK_NUMBER}"]')
+    (target / f"{DESK_ACCOUNT}.yaml").write_text(desk)
     return target
 
 
 @pytest.fixture(scope="module")
+def staff_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A desk login that sees the desk account (the worker hands a call to the desk only when
+    someone can see it)."""
+    path = tmp_path_factory.mktemp("sip-staff") / "staff.json"
+    StaffFile(path).add("maria", "correct horse battery staple", frozenset({DESK_ACCOUNT}))
+    return path
+
+
+@pytest.fixture(scope="module")
 def env(e2e_cache_dir: Path, accounts_dir: Path) -> Iterator[dict[str, str]]:
+    share_rendered_audio(e2e_cache_dir / "sip")
     environment = stack_env(PORTS, e2e_cache_dir / "sip", accounts_dir)
     with sip_stack(environment):
         yield environment
 
 
 @pytest.fixture(scope="module")
-def worker_log(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def worker_log(
+    env: dict[str, str], staff_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     overrides = {k: env[k] for k in ("LIVEKIT_URL", "LIVEKIT_API_SECRET", "FIRSTWORD_ACCOUNTS_DIR")}
+    overrides["FIRSTWORD_STAFF_FILE"] = str(staff_file)
     with running_worker(tmp_path_factory.mktemp("sip-worker") / "worker.log", overrides) as log:
         # From a fresh cache the worker renders every stored answer on a thread after it
         # registers (about a minute here); calls made meanwhile share two cores with it and
@@ -637,3 +658,81 @@ async def test_a_warm_transfer_declined_with_2_gives_the_caller_a_message_to_lea
     records = await asyncio.to_thread(log_records, worker_log)
     failed = [r for r in records if r.get("message") == "handoff failed" and r.get("end") == "warm"]
     assert failed and failed[-1]["detail"] == "declined", failed
+
+
+DESK_LINE = "Hello, this is Maria at the front desk. How can I help?"
+
+
+async def test_zero_pressed_mid_greeting_reaches_the_desk_and_staff_take_the_phone_call(
+    env: dict[str, str],
+    worker_log: Path,
+    piper: LocalTTS,
+    whisper: WhisperSTT,
+    quiet_between_calls: None,
+) -> None:
+    """An account with no handoff number: a phone caller who presses 0 while the greeting
+    plays is handed to the desk, which sees the request (through the server API, as the desk
+    page reads it), and the staff member who joins talks with the phone."""
+    settings = Settings(
+        LIVEKIT_URL=env["LIVEKIT_URL"],
+        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
+        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
+    )
+    directory = LiveKitDirectory(settings)
+    phone = SipPhone()
+    await phone.start()
+    staff = rtc.Room()
+    try:
+        target = f"sip:{DESK_NUMBER}@127.0.0.1:{PORTS.sip}"
+        dialled = await phone.dial(target, ("127.0.0.1", PORTS.sip), within_s=20.0)
+        assert dialled.answered_at is not None, dialled
+        greeting = await phone.recorder.wait_speech_start(dialled.invite_at, 20.0)
+        assert greeting is not None, "no greeting"
+        await asyncio.sleep(0.5)  # mid-greeting
+        await phone.press("0")
+        pressed_at = time.perf_counter()
+        requested: dict[str, object] | None = None
+        while requested is None and time.perf_counter() - pressed_at < 15:
+            calls = await directory.calls()
+            requested = next(
+                (c for c in calls if c["account"] == DESK_ACCOUNT and c["handoff"]["at"]), None
+            )
+            await asyncio.sleep(0.1)
+        assert requested is not None, "the desk never saw the request"
+        seen_s = time.perf_counter() - pressed_at
+        assert requested["state"] == "handoff requested", requested
+        handoff = requested["handoff"]
+        assert isinstance(handoff, dict)
+        assert handoff["reason"] == "the caller pressed 0 for a person", requested
+        print(f"the desk saw the request {seen_s:.2f} s after the key")
+        # Take call: the staff member joins with the desk's ticket and speaks to the phone.
+        ticket = directory.staff_ticket(str(requested["room"]), "maria")
+        await staff.connect(ticket["url"], ticket["token"])
+        source = rtc.AudioSource(16000, 1)
+        await staff.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("mic", source)
+        )
+        # The agent finishes its phrase (a caller never loses its end) and steps back.
+        room = str(requested["room"])
+        for _ in range(150):
+            records = await asyncio.to_thread(log_records, worker_log)
+            if any(
+                r.get("message") == "agent stepped back" and r.get("room") == room for r in records
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the agent did not step back for the staff member")
+        await asyncio.sleep(0.5)  # its last frames on their way to the phone
+        spoken_at = time.perf_counter()
+        await _speak(source, resample(piper.render(DESK_LINE), piper.sample_rate, 16000))
+        said = await _heard_on_phone(phone, whisper, spoken_at, "the staff member", gap_s=1.0)
+        assert similarity(said, DESK_LINE) >= 0.6, said
+    finally:
+        await phone.hang_up()
+        await staff.disconnect()
+        await phone.aclose()
+        await directory.aclose()
+    records = await asyncio.to_thread(log_records, worker_log)
+    taken = [r for r in records if r.get("message") == "handoff taken" and r.get("end") == "desk"]
+    assert taken and str(taken[-1]["taken_by"]).startswith("desk-maria-"), taken

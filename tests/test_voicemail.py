@@ -135,8 +135,9 @@ def _voicemail(
     return mail, session, book
 
 
-def _request(account: Account) -> HandoffRequest:
-    return HandoffRequest(account.id, "call-_+1555_x", "sip_+1555", "sip", "+1555", "r", "q?", 0.0)
+def _request(account: Account, kind: str = "sip") -> HandoffRequest:
+    number = "+1555" if kind == "sip" else None
+    return HandoffRequest(account.id, "call-_+1555_x", "sip_+1555", kind, number, "r", "q?", 0.0)  # type: ignore[arg-type]
 
 
 def _kept(counter: str) -> float:
@@ -153,13 +154,17 @@ async def test_a_message_is_recorded_until_the_caller_stops_then_kept_and_the_ca
     )
     before = _kept("kept")
     await asyncio.wait_for(mail.take(_request(account)), 60)
-    # The invitation, the tone, the thanks; nothing the caller said reached the session.
+    # The invitation, the tone, what was understood, the thanks; nothing the caller said
+    # reached the session. A phone caller is not asked for a number (it is known).
     assert session.said[0] == voicemail.invitation(account, _request(account))
-    assert session.said[1:] == ["(tone)", voicemail.saved_line(account)]
+    assert session.said[1] == "(tone)" and session.said[3:] == [voicemail.saved_line(account)]
+    assert session.said[2].startswith("Thank you. Here is what I understood:")
+    assert "call me back" in session.said[2].lower(), session.said
     assert not session.input.audio_enabled and ended == ["ended"]
     (entry,) = book.latest(account.id)
     assert entry["ended"] == "silence" and entry["caller_number"] == "+1555"
     assert entry["question"] == "q?" and "call me back" in entry["text"].lower(), entry
+    assert entry["contact"] == ""
     with wave.open(str(book.audio_path(account.id, entry["id"]))) as wav:
         seconds = wav.getnframes() / wav.getframerate()
     # The message (~3.5 s with its lead-in) and the quiet after it, until the silence limit.
@@ -233,3 +238,80 @@ def test_the_message_lines_are_pre_rendered_with_the_answers(registry: AccountRe
         voicemail.nothing_heard_line(account),
     ):
         assert line in prepared, line
+
+
+CONTACT = "You can reach me on five oh three, five five five, zero one two three."
+
+
+@pytest.fixture(scope="module")
+def contact_spoken(piper: LocalTTS) -> list[rtc.AudioFrame]:
+    samples = resample(piper.render(CONTACT), piper.sample_rate, MESSAGE_RATE)
+    return _frames(np.concatenate([np.zeros(MESSAGE_RATE // 2, dtype=np.float32), samples]))
+
+
+def _clips(*callers: Callable[[], Any]) -> Callable[[], Any]:
+    """The caller's track, opened once per recording: each opening hears the next clip."""
+    queue = list(callers)
+
+    def audio() -> Any:
+        return queue.pop(0)()
+
+    return audio
+
+
+async def test_a_web_caller_with_no_number_in_the_message_is_asked_for_one(
+    registry: AccountRegistry,
+    tmp_path: Path,
+    whisper: WhisperSTT,
+    spoken: list[rtc.AudioFrame],
+    contact_spoken: list[rtc.AudioFrame],
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    ended: list[str] = []
+    audio = _clips(_caller(spoken, then_silence=True), _caller(contact_spoken, then_silence=True))
+    mail, session, book = _voicemail(account, tmp_path, whisper, audio, ended)
+    await asyncio.wait_for(mail.take(_request(account, "web")), 90)
+    assert session.said[1] == "(tone)" and "call me back" in session.said[2].lower()
+    assert session.said[3:] == [voicemail.ASK_CONTACT, "(tone)", voicemail.saved_line(account)]
+    (entry,) = book.latest(account.id)
+    assert voicemail.has_contact(entry["contact"]), entry
+    assert "call me back" in entry["text"].lower() and entry["caller_number"] is None
+    # One audio file holds both: the message, a gap, the number.
+    with wave.open(str(book.audio_path(account.id, entry["id"]))) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert seconds >= (len(spoken) + len(contact_spoken)) * 0.02 + 0.5
+    assert ended == ["ended"]
+
+
+async def test_a_web_caller_whose_message_has_a_number_is_not_asked_again(
+    registry: AccountRegistry,
+    tmp_path: Path,
+    whisper: WhisperSTT,
+    contact_spoken: list[rtc.AudioFrame],
+) -> None:
+    account = registry.accounts["harbor-dental"]
+    mail, session, book = _voicemail(
+        account, tmp_path, whisper, _caller(contact_spoken, then_silence=True), []
+    )
+    await asyncio.wait_for(mail.take(_request(account, "web")), 60)
+    assert voicemail.ASK_CONTACT not in session.said
+    assert session.said[-1] == voicemail.saved_line(account)
+    (entry,) = book.latest(account.id)
+    assert entry["contact"] == "" and voicemail.has_contact(entry["text"]), entry
+
+
+@pytest.mark.parametrize(
+    ("text", "contact"),
+    [
+        ("Call me back on 503-555-0123.", True),
+        ("My number is five oh three five five five zero one two three.", True),
+        ("It's 555 0199, thanks.", True),
+        ("Email me at sam@example.com please.", True),
+        ("You can write to sam at example dot com.", True),
+        ("Please call me back about my cleaning.", False),
+        ("I need two appointments on the 3rd of May.", False),
+        ("", False),
+    ],
+)
+def test_what_counts_as_a_way_to_reach_the_caller(text: str, contact: bool) -> None:
+    assert voicemail.has_contact(text) is contact

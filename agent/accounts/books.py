@@ -70,6 +70,8 @@ def _last_lines(path: Path, count: int) -> list[str]:
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 # Voice messages are kept as 16-bit mono at Whisper's rate: plenty for a voice.
 MESSAGE_RATE = 16000
+# Marks read back when listing messages: the newest, far more than the 50 messages shown.
+MARKS_READ = 5000
 
 
 class MessageBook(AccountBook):
@@ -89,6 +91,36 @@ class MessageBook(AccountBook):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(wav_bytes(pcm, MESSAGE_RATE))
         self.write(account_id, entry)
+
+    def marks_path(self, account_id: str) -> Path:
+        return self.directory / f"{account_id}.done.jsonl"
+
+    def mark(self, account_id: str, message_id: str, *, done: bool, by: str, at: float) -> None:
+        """Staff marked a message done (or not done again): one line in a book of its own
+        beside the messages, so the messages' lines are never rewritten; the last mark of a
+        message wins. A ValueError for an id that is not one of ours."""
+        self.audio_path(account_id, message_id)  # validates the id
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = {"id": message_id, "done": done, "by": by, "at": at}
+        with self.marks_path(account_id).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def latest(self, account_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest messages, newest first, each with `done` (and who marked it, when)."""
+        entries = super().latest(account_id, limit)
+        marks: dict[str, dict[str, Any]] = {}
+        path = self.marks_path(account_id)
+        if entries and path.is_file():
+            for line in _last_lines(path, MARKS_READ):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    mark = json.loads(line)
+                    marks[str(mark["id"])] = mark
+        for entry in entries:
+            mark = marks.get(str(entry.get("id")), {})
+            entry["done"] = bool(mark.get("done", False))
+            entry["done_by"] = mark.get("by") if entry["done"] else None
+            entry["done_at"] = mark.get("at") if entry["done"] else None
+        return entries
 
 
 def wav_bytes(pcm: bytes, rate: int) -> bytes:

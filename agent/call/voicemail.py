@@ -11,7 +11,10 @@ answered or handed off again), until:
 - they hang up: what was recorded is kept, the usual way to end a message on a phone;
 - the message reaches FIRSTWORD_VOICE_MESSAGE_MAX_SECONDS;
 - they say nothing for FIRSTWORD_VOICE_MESSAGE_START_SECONDS after the tone: no message.
-The recording is transcribed (the worker's Whisper, in a thread) and kept in the account's
+The recording is transcribed (the worker's Whisper, in a thread) and read back ("Here is
+what I understood: ..."), so a caller hears a wrong number before hanging up; a web caller
+whose message holds no number or e-mail address (`has_contact`) is asked for one after a
+second tone (`CONTACT_LIMITS`), kept as the message's `contact`. It is kept in the account's
 message book (`MessageBook`: `<FIRSTWORD_VOICE_MESSAGES_DIR>/<account>.jsonl` and a WAV file per
 message beside it), with who called (the number on a phone line), the question that led to
 the handoff, how long it is and how it ended. The desk lists and plays them
@@ -65,6 +68,30 @@ def invitation(account: Account, request: HandoffRequest) -> str:
     )
 
 
+def read_back(text: str) -> str:
+    """What the agent says after a message: what it understood, so a caller can hear a wrong
+    number before hanging up (said live: the words are the caller's)."""
+    return f"Thank you. Here is what I understood: {text.strip()}"
+
+
+ASK_CONTACT = (
+    "What phone number or e-mail address can we reach you at? Please say it after the tone."
+)
+# A message that holds this many digits (or number words), or an e-mail address, says how to
+# reach the caller already.
+_CONTACT_DIGITS = 7
+_NUMBER_WORDS = re.compile(
+    r"\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple)\b", re.IGNORECASE
+)
+_EMAIL = re.compile(r"\S+@\S+\.\w+|\b\w+ at \w[\w ]* dot \w+", re.IGNORECASE)
+
+
+def has_contact(text: str) -> bool:
+    """Whether a message (as transcribed) gives a number or an e-mail address to reach them."""
+    digits = sum(c.isdigit() for c in text) + len(_NUMBER_WORDS.findall(text))
+    return digits >= _CONTACT_DIGITS or bool(_EMAIL.search(text))
+
+
 def saved_line(account: Account) -> str:
     return f"Thank you, your message is saved for {account.business_name}. Goodbye."
 
@@ -81,6 +108,7 @@ def lines(account: Account) -> list[str]:
     return [
         invitation(account, web),
         invitation(account, phone),
+        ASK_CONTACT,
         saved_line(account),
         nothing_heard_line(account),
     ]
@@ -135,11 +163,21 @@ class Transcriber(Protocol):
     def transcribe_pcm(self, samples: np.ndarray, sample_rate: int, language: str) -> str: ...
 
 
+# The contact a web caller is asked for after their message: a number read with pauses.
+CONTACT_LIMITS = MessageLimits(max_s=30.0, silence_s=2.0, start_s=6.0)
+# Between the message and the contact in the kept audio.
+_GAP_S = 0.5
+
+
 @dataclass
 class _Recording:
     pcm: bytearray
     ended: str
     spoke: bool
+    # Its transcript once made (None: not yet).
+    text: str | None = None
+    # A web caller's answer to ASK_CONTACT, when asked.
+    contact: _Recording | None = None
 
 
 class VoiceMail:
@@ -180,7 +218,9 @@ class VoiceMail:
         recording = _Recording(bytearray(), "caller left", False)
         try:
             await self._say("(tone)", audio=_frames(tone_frames(self._voice_rate)))
-            await self._record(recording)
+            await self._record(recording, self._limits)
+            if recording.spoke and recording.ended != "caller left":
+                await self._read_back(request, recording)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(
@@ -189,7 +229,8 @@ class VoiceMail:
                 )
             raise
         entry = await self._keep(request, recording)
-        if recording.ended == "caller left":
+        contact = recording.contact
+        if recording.ended == "caller left" or (contact and contact.ended == "caller left"):
             return
         await self._say(
             saved_line(self._account) if entry is not None else nothing_heard_line(self._account)
@@ -198,6 +239,32 @@ class VoiceMail:
             await asyncio.wait_for(self._end_call(), DELETE_TIMEOUT_S)
         except Exception:  # the caller can still hang up; the server reaps the room
             logger.warning("voice message: could not end the call", exc_info=True)
+
+    async def _read_back(self, request: HandoffRequest, recording: _Recording) -> None:
+        """Say what was understood; a web caller whose message gives no number or e-mail is
+        asked for one (a phone caller's number is known)."""
+        recording.text = await self._transcribe(recording.pcm)
+        if recording.text:
+            await self._say(read_back(recording.text))
+        if request.caller_kind == "sip" or has_contact(recording.text):
+            return
+        await self._say(ASK_CONTACT)
+        await self._say("(tone)", audio=_frames(tone_frames(self._voice_rate)))
+        recording.contact = _Recording(bytearray(), "caller left", False)
+        await self._record(recording.contact, CONTACT_LIMITS)
+
+    async def _transcribe(self, pcm: bytearray) -> str:
+        samples = np.frombuffer(bytes(pcm), dtype=np.int16).astype(np.float32) / 32768
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(
+                    self._transcriber.transcribe_pcm, samples, RATE, self._account.language
+                ),
+                TRANSCRIBE_TIMEOUT_S,
+            )
+        except Exception:  # the audio is the message; its transcript only helps
+            logger.warning("voice message: transcription failed", exc_info=True)
+            return ""
 
     async def _say(self, text: str, **kwargs: Any) -> None:
         handle = self._session.say(text, allow_interruptions=False, add_to_chat_ctx=False, **kwargs)
@@ -219,10 +286,10 @@ class VoiceMail:
         finally:
             await stream.aclose()
 
-    async def _record(self, into: _Recording) -> None:
+    async def _record(self, into: _Recording, limits: MessageLimits) -> None:
         """Until the message is over (`EndOfMessage`) or the caller's audio ends (they left)."""
         loop = asyncio.get_running_loop()
-        end = EndOfMessage(self._limits, loop.time())
+        end = EndOfMessage(limits, loop.time())
         vad_stream = self._vad.stream()
 
         async def hear() -> None:
@@ -262,22 +329,20 @@ class VoiceMail:
         return self._saved
 
     async def _save(self, request: HandoffRequest, recording: _Recording) -> dict[str, Any] | None:
-        duration_s = len(recording.pcm) / 2 / RATE
         if not recording.spoke:
             metrics.VOICE_MESSAGES.labels("none").inc()
             logger.info("no voice message left", extra={"room": request.room})
             return None
-        samples = np.frombuffer(bytes(recording.pcm), dtype=np.int16).astype(np.float32) / 32768
-        try:
-            text = await asyncio.wait_for(
-                asyncio.to_thread(
-                    self._transcriber.transcribe_pcm, samples, RATE, self._account.language
-                ),
-                TRANSCRIBE_TIMEOUT_S,
-            )
-        except Exception:  # the audio is the message; its transcript only helps
-            logger.warning("voice message: transcription failed", exc_info=True)
-            text = ""
+        text = recording.text
+        if text is None:
+            text = await self._transcribe(recording.pcm)
+        pcm = bytes(recording.pcm)
+        contact = ""
+        if recording.contact is not None and recording.contact.spoke:
+            contact = recording.contact.text or await self._transcribe(recording.contact.pcm)
+            # One audio file: the message, a short gap, the number or address.
+            pcm += bytes(int(RATE * _GAP_S) * 2) + bytes(recording.contact.pcm)
+        duration_s = len(pcm) / 2 / RATE
         recorded_at = time.time()
         entry = {
             # The audio's file name: the room's name (a SIP room's has a "+") made safe.
@@ -290,13 +355,15 @@ class VoiceMail:
             "question": request.question,
             "reason": request.reason,
             "text": text,
+            # A web caller's answer to "what number or e-mail" ("" when not asked or silent).
+            "contact": contact,
             "duration_s": round(duration_s, 2),
             "ended": recording.ended,
             "recorded_at": recorded_at,
         }
         try:
             await asyncio.wait_for(
-                asyncio.to_thread(self._book.save, request.account_id, entry, bytes(recording.pcm)),
+                asyncio.to_thread(self._book.save, request.account_id, entry, pcm),
                 SAVE_TIMEOUT_S,
             )
         except Exception:  # logged with what it said, so the message is not lost

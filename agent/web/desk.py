@@ -20,12 +20,14 @@ staff member this page sends into the call's room.
   - `GET /api/desk/voice-messages?account=<id>`: the account's voice messages (left after a
     handoff nobody took, agent/call/voicemail.py: who, their number, the question, the
     transcript), each with the address of its audio,
-    `GET /api/desk/voice-messages/audio?account=<id>&id=<message>` (a WAV file); for the
+    `GET /api/desk/voice-messages/audio?account=<id>&id=<message>` (a WAV file),
+    `POST /api/desk/voice-messages/done` `{"account", "id", "done"}` (marks a message done or
+    not, with who and when: each message then says `done`, `done_by`, `done_at`); for the
     person's accounts only;
   - `POST /api/desk/call-back` `{"account", "number"}`: dials a caller back through the SIP
     bridge (the `firstword-outbound` trunk, agent/sip/provision.py) into a new `callback-…`
     room and answers a token for it, so the staff member talks from the page; only numbers
-    that called that account (its voice messages and handoff records), so a login cannot
+    that called that account (its voice messages, handoff records and calls), so a login cannot
     dial anywhere through the business's line; logged with who called whom;
   - `GET /api/desk/history?account=<id>`: the account's newest calls (agent/call/history.py:
     who, when, how it ended, the first word's time, what was asked and answered) and the
@@ -322,6 +324,7 @@ class Desk:
         app.router.add_get("/api/desk/history", self.history)
         app.router.add_get("/api/desk/voice-messages", self.voice_messages)
         app.router.add_get("/api/desk/voice-messages/audio", self.voice_message_audio)
+        app.router.add_post("/api/desk/voice-messages/done", self.voice_message_done)
 
     async def _roster(self) -> dict[str, Staff] | web.Response:
         """Everyone who may log in, or the response to send when nobody may."""
@@ -525,10 +528,13 @@ class Desk:
         return web.json_response({**ticket, "number": number})
 
     def _numbers_that_called(self, account: str) -> set[str]:
-        """Blocking: the caller numbers in the account's recent handoffs and voice messages."""
+        """Blocking: the caller numbers in the account's recent handoffs, voice messages and
+        calls (its history)."""
         entries = self._records.latest(account, CALLERS_KEPT)
         if self._voice_messages is not None:
             entries += self._voice_messages.latest(account, CALLERS_KEPT)
+        if self._history is not None:
+            entries += self._history.latest(account, CALLERS_KEPT)
         return {str(e["caller_number"]) for e in entries if e.get("caller_number")}
 
     async def messages(self, request: web.Request) -> web.Response:
@@ -577,6 +583,45 @@ class Desk:
         return web.FileResponse(
             path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"}
         )
+
+    async def voice_message_done(self, request: web.Request) -> web.Response:
+        staff = await self._signed_in(request)
+        if isinstance(staff, web.Response):
+            return staff
+        usage = '{"account": "<account id>", "id": "<message id>", "done": true|false}'
+        if request.content_type != "application/json":
+            return _error(415, f"send Content-Type: application/json and {usage}")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, f"the body must be JSON: {usage}")
+        fields = body if isinstance(body, dict) else {}
+        account, message_id, done = fields.get("account"), fields.get("id"), fields.get("done")
+        if not isinstance(account, str) or not isinstance(message_id, str):
+            return _error(400, f"fields 'account' and 'id' (strings) are required: {usage}")
+        if not isinstance(done, bool):
+            return _error(400, f"field 'done' must be true or false: {usage}")
+        if not staff.sees(account):
+            return _error(403, f"account {account!r} is not one of yours")
+        if self._voice_messages is None:
+            return _error(404, "voice messages are off")
+        book = self._voice_messages
+        try:
+            exists = await asyncio.to_thread(book.audio_path(account, message_id).is_file)
+        except ValueError:
+            return _error(400, f"not a message id: {message_id!r}")
+        if not exists:
+            return _error(404, f"no voice message {message_id!r} for {account!r}")
+        await asyncio.to_thread(
+            book.mark, account, message_id, done=done, by=staff.name, at=time.time()
+        )
+        logger.info(
+            "desk: voice message marked %s by %s",
+            "done" if done else "not done",
+            staff.name,
+            extra={"account": account, "message_id": message_id, "staff": staff.name},
+        )
+        return web.json_response({"id": message_id, "done": done, "done_by": staff.name})
 
     async def _their_account(self, request: web.Request) -> str | web.Response:
         """The `account` the request names, when the signed-in person sees it."""

@@ -147,21 +147,45 @@ function renderRecords(records) {
 // Voice messages left after handoffs nobody took: each with its audio. Redrawn only when the
 // list changed, so that a message being played is not cut off by the next poll.
 function renderVoiceMessages(messages) {
-  const ids = messages.map((m) => m.id).join(' ');
-  if (ids === desk.voiceMessages.map((m) => m.id).join(' ') && $('voice-messages').childElementCount) return;
+  const key = (list) => list.map((m) => `${m.id}:${m.done ? 1 : 0}`).join(' ');
+  if (key(messages) === key(desk.voiceMessages) && $('voice-messages').childElementCount) return;
   desk.voiceMessages = messages;
   const list = $('voice-messages');
   list.replaceChildren();
   if (!messages.length) list.append(el('li', { className: 'muted', textContent: 'No voice messages.' }));
   for (const m of messages) {
-    const who = m.caller_number || 'a web caller (no number)';
-    list.append(el('li', {},
+    const who = m.caller_number || (m.contact ? `a web caller: “${m.contact}”` : 'a web caller (no number)');
+    list.append(el('li', { className: m.done ? 'done' : '' },
       el('b', { textContent: `${clock(m.recorded_at)} · ${who} · ${Math.round(m.duration_s)} s` }),
       el('span', { className: 'muted', textContent: m.question ? ` — asked “${m.question}”` : '' }),
       el('div', { className: 'line', textContent: m.text ? `“${m.text}”` : '(no transcript)' }),
       el('audio', { controls: true, preload: 'none', src: m.audio_url }),
+      ' ', doneBox(m),
       ...(m.caller_number ? [' ', callBackButton(m.caller_number)] : [])));
   }
+}
+
+// "Done": staff mark a message dealt with (or not again); who and when show beside it.
+function doneBox(m) {
+  const box = el('input', { type: 'checkbox', className: 'done-box', checked: Boolean(m.done) });
+  const label = el('label', {}, box, ` done${m.done && m.done_by ? ` (${m.done_by})` : ''}`);
+  box.onchange = async () => {
+    box.disabled = true;
+    try {
+      await api('/api/desk/voice-messages/done', {
+        method: 'POST',
+        body: JSON.stringify({ account, id: m.id, done: box.checked }),
+      });
+      m.done = box.checked;
+      desk.voiceMessages = [];  // redrawn from the next poll's list
+    } catch (error) {
+      box.checked = !box.checked;
+      label.title = error.message;
+    } finally {
+      box.disabled = false;
+    }
+  };
+  return label;
 }
 
 function renderHistory(reply) {
@@ -176,7 +200,8 @@ function renderHistory(reply) {
     calls.append(el('li', {},
       el('b', { textContent: `${clock(c.started_at)} · ${who} · ${c.caller_kind} · ${Math.round(c.seconds)} s` }),
       el('span', { className: 'muted', textContent: ` — ${c.ended}, ${first}${handoff}` }),
-      el('div', { className: 'line', textContent: asked || '(asked nothing)' })));
+      el('div', { className: 'line', textContent: asked || '(asked nothing)' }),
+      ...(c.caller_number ? [callBackButton(c.caller_number)] : [])));
   }
   const missed = $('unanswered');
   missed.replaceChildren();

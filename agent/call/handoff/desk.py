@@ -27,8 +27,10 @@ class DeskEnd:
         self._staff = staff
 
     def handles(self, request: HandoffRequest) -> bool:
-        # Phone callers go to the SIP transfer (handoff/transfer.py), listed before this end.
-        return request.caller_kind in ("web", "app")
+        # Every caller: a phone caller reaches the desk when the account has no handoff
+        # number (the transfers, listed before this end, take the others); the staff member
+        # joins the room from the browser and the bridge carries their voice to the phone.
+        return request.caller_kind in ("web", "app", "sip")
 
     async def connect(self, request: HandoffRequest, wait_s: float) -> HandoffResult:
         if self._staff is not None:
