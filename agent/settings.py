@@ -360,14 +360,26 @@ class Settings(BaseSettings):
     handoff_records_dir: Path | None = Field(
         default=None, validation_alias="FIRSTWORD_HANDOFF_RECORDS"
     )
-    # The call history (agent/call/history.py): one record per call with what was asked and
-    # answered and the questions the agent could not answer, kept per account in
-    # <dir>/<account>.jsonl and shown to the account's staff on the desk. Off: no record.
+    # The call history (agent/call/history.py, agent/accounts/history_store.py): one record
+    # per call with what was asked and answered and the questions the agent could not
+    # answer, in a database, shown to the account's staff on the desk. Off: no record.
     call_history: bool = Field(default=True, validation_alias="FIRSTWORD_CALL_HISTORY")
-    # Where the call history is kept. Empty: <FIRSTWORD_CACHE_DIR>/history. The worker writes
-    # it and the desk reads it (a shared volume where they run apart).
+    # Where the SQLite file of the call history is kept (history.sqlite3 in it). Empty:
+    # <FIRSTWORD_CACHE_DIR>/history. The worker writes it and the desk reads it (a shared
+    # volume where they run apart on one host; several hosts: FIRSTWORD_CALL_HISTORY_URL).
     call_history_dir_setting: Path | None = Field(
         default=None, validation_alias="FIRSTWORD_CALL_HISTORY_DIR"
+    )
+    # A database URL for the call history instead of the SQLite file, for several web app
+    # instances and workers on several hosts: postgresql+psycopg://user:password@host/db
+    # (a secret: it may carry the password; never logged). Its schema is migrated on first use.
+    call_history_url: SecretStr | None = Field(
+        default=None, validation_alias="FIRSTWORD_CALL_HISTORY_URL"
+    )
+    # Days a call stays in the history; older ones are deleted (checked at most hourly when a
+    # call is added). 0: kept for ever.
+    call_history_days: float = Field(
+        default=90.0, ge=0, validation_alias="FIRSTWORD_CALL_HISTORY_DAYS"
     )
     # Voice messages (agent/call/voicemail.py): after a handoff nobody took, the caller is
     # asked to leave a message after a tone; it is recorded from their own track, transcribed
@@ -527,6 +539,13 @@ class Settings(BaseSettings):
     @property
     def call_history_dir(self) -> Path:
         return self.call_history_dir_setting or self.cache_dir / "history"
+
+    @property
+    def call_history_where(self) -> str:
+        """The call history's database URL, or its SQLite folder (agent/accounts/history_store)."""
+        if self.call_history_url is not None and self.call_history_url.get_secret_value():
+            return self.call_history_url.get_secret_value()
+        return str(self.call_history_dir)
 
     @property
     def voice_messages_dir(self) -> Path:

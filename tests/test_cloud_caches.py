@@ -174,6 +174,20 @@ async def test_with_the_setting_off_every_question_goes_to_gemini(
     assert standins.gemini.faults.requests == sent + 2
 
 
+async def test_an_account_that_keeps_nothing_of_its_calls_caches_no_question(
+    chains_for: Callable[..., CallChains],
+    caches_for: Callable[..., CloudCaches],
+    dental: Account,
+    standins: Standins,
+) -> None:
+    private = dental.model_copy(update={"recording": False})
+    chains = chains_for(private, caches_for())
+    sent = standins.gemini.faults.requests
+    for _ in range(2):
+        await ask(chains.llm, private, QUESTION)
+    assert standins.gemini.faults.requests == sent + 2
+
+
 @pytest.mark.parametrize(
     "question",
     [

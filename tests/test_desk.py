@@ -17,11 +17,11 @@ from livekit import api
 
 from agent.accounts import AccountRegistry, AccountStore, load_accounts
 from agent.accounts.books import MessageBook
+from agent.accounts.history_store import CallHistory
 from agent.accounts.staff import StaffFile
 from agent.call.handoff.core import HandoffRecords
 from agent.call.handoff.desk import DeskEnd
 from agent.call.handoff.types import CALLBACK_ROOM_PREFIX, HandoffOutcome, HandoffRequest
-from agent.call.history import CallHistory
 from agent.web.app import build_app
 from agent.web.clients import NO_PROXIES, TrustedProxies
 from agent.web.desk import CallBackUnavailable, Desk, call_view
@@ -263,6 +263,22 @@ async def test_staff_read_the_call_history_of_their_accounts_only(desk: TestClie
         ("Do you take pets", 2),
         ("Is there parking?", 1),
     ]
+    # The filters reach the database (their behaviour: tests/test_history_store.py).
+    history.append(
+        {"account": "harbor-dental", "started_at": 500.0, "ended_at": 530.0, "handoff": "taken"}
+    )
+    url = "/api/desk/history?account=harbor-dental"
+    body = await (await desk.get(f"{url}&since=400&until=600")).json()
+    assert [c["ended_at"] for c in body["calls"]] == [530.0]
+    assert body["filters"] == {"since": 400.0, "until": 600.0, "limit": 50}
+    body = await (await desk.get(f"{url}&outcome=taken")).json()
+    assert [c["handoff"] for c in body["calls"]] == ["taken"]
+    body = await (await desk.get(f"{url}&q=PARKING&unanswered=1")).json()
+    assert [c["turns"][0]["question"] for c in body["calls"]] == ["Is there parking?"]
+    for bad in ("since=yesterday", "outcome=lost", "limit=many"):
+        reply = await desk.get(f"{url}&{bad}")
+        assert reply.status == 400, bad
+        assert bad.split("=")[0] in (await reply.json())["error"]
 
 
 async def test_staff_see_take_and_read_only_their_accounts(

@@ -15,9 +15,9 @@ from livekit import api
 
 from agent.accounts import Account, AccountRegistry
 from agent.accounts.books import MessageBook
+from agent.accounts.history_store import CallHistory
 from agent.call import voicemail
 from agent.call.handoff.types import HandoffRequest
-from agent.call.history import CallHistory
 from agent.settings import PROJECT_ROOT
 from tests.e2e_support import ENV, URL, running_worker
 from tests.helpers import similarity

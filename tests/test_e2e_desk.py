@@ -300,6 +300,24 @@ def test_desk_sees_the_handoff_takes_the_call_and_the_caller_hears_staff(
         )
         assert desk.evaluate("window.firstwordDesk.unanswered.length") >= 1
         assert "Questions it could not answer" in desk.inner_text("body")
+        # The filters: words found in no call list none; "not answered" and the call's
+        # outcome find it again.
+        desk.fill("#filter-words", "zebra crossing")
+        wait_for(desk, "window.firstwordDesk.history.length === 0", timeout=10_000)
+        desk.fill("#filter-words", "")
+        desk.check("#filter-unanswered")
+        desk.select_option("#filter-outcome", "taken")
+        wait_for(
+            desk,
+            f"window.firstwordDesk.history.some(c => c.room === {json.dumps(room)})"
+            " && window.firstwordDesk.history.every(c => c.handoff === 'taken')",
+            timeout=10_000,
+        )
+        # A question it could not answer, drafted as an FAQ entry for the account's file.
+        desk.locator("#unanswered .draft-faq").first.click()
+        draft = desk.locator("#unanswered textarea.draft").first.input_value()
+        question = desk.evaluate("window.firstwordDesk.unanswered[0].question")
+        assert "config/accounts/harbor-dental.yaml" in draft and question in draft, draft
         desk.screenshot(path=str(SCREENSHOTS / "desk-history.png"))
     finally:
         desk_browser.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from agent.call.history import CallHistory, entry
+from agent.call.history import entry
 from agent.call.record import CallRecord
 
 PHRASE = "I'm not sure about that one, so let me connect you with someone from our front desk team."
@@ -36,19 +34,3 @@ def test_an_entry_says_who_when_how_it_ended_and_what_went_unanswered() -> None:
 def test_callers_words_stay_out_of_log_lines() -> None:
     fields = _call().log_fields()
     assert "turns" not in fields and fields["account"] == "harbor-dental"
-
-
-def test_the_history_keeps_calls_newest_first_and_counts_what_went_unanswered(
-    tmp_path: Path,
-) -> None:
-    history = CallHistory(tmp_path)
-    assert history.latest("harbor-dental") == [] and history.unanswered("harbor-dental") == []
-    for ended_at in (1.0, 2.0):
-        history.append(
-            entry(_call(), handoff_phrase=PHRASE, ended_at=ended_at, ended="x", ttfw_s=None)
-        )
-    with history.path("harbor-dental").open("a") as damaged:
-        damaged.write("{not json\n")
-    assert [r["ended_at"] for r in history.latest("harbor-dental")] == [2.0, 1.0]
-    (missed,) = history.unanswered("harbor-dental")
-    assert missed == {"question": "Do you sell concert tickets?", "times": 2, "last_at": 2.0}

@@ -114,6 +114,11 @@ class Account(BaseModel):
     # the caller holds, briefs them, and connects them only if they press 1:
     # agent/call/handoff/warm.py). Warm needs an E.164 `handoff_number`.
     handoff_transfer: Literal["blind", "warm"] = "blind"
+    # Whether anything of a call is kept: its history record, a voice message (the caller
+    # hears that someone will get back to them instead), the handoff record, the transcript
+    # in the worker's log (even with FIRSTWORD_LOG_TRANSCRIPTS). Off: the desk still sees
+    # live calls and takes them; nothing is written once they end.
+    recording: bool = True
     faqs: list[FAQ] = Field(min_length=1)
     providers: Providers = Providers()
     # "auto": BVCTelephony for SIP callers and BVC for the others; needs LiveKit Cloud.

@@ -20,6 +20,7 @@ from livekit.agents import (
 )
 
 from .. import metrics as firstword_metrics
+from ..accounts import Account
 from .record import CallRecord
 from .turns import TurnTimeline
 
@@ -37,6 +38,12 @@ def attach_after_first_frame(
             then(event)
 
     session.on("agent_state_changed", _on_state)
+
+
+def logs_transcripts(log_transcripts: bool, account: Account) -> bool:
+    """Whether a call's words go to the worker's log: FIRSTWORD_LOG_TRANSCRIPTS, and never for
+    an account that keeps nothing of its calls."""
+    return log_transcripts and account.recording
 
 
 def attach_conversation_logs(

@@ -3,8 +3,9 @@
 Who called (identity, kind, number), when, for how long, how the call ended, how soon the
 first word came, what the caller asked and what the agent answered, and the questions the
 agent could not answer (its answer was the handoff phrase): the list that tells a business
-which FAQ to add. Written by the worker when a call ends (`<FIRSTWORD_CALL_HISTORY_DIR>/
-<account>.jsonl`), read by the desk (`GET /api/desk/history`, staff of the account only).
+which FAQ to add. This module makes the entry; the worker keeps it when a call ends in the
+history's database (agent/accounts/history_store.py), which the desk reads
+(`GET /api/desk/history`, staff of the account only).
 
 What callers say is kept here as it is in the handoff records: the business's own book, shown
 only to its staff; the worker's logs still carry no words unless FIRSTWORD_LOG_TRANSCRIPTS.
@@ -12,15 +13,9 @@ only to its staff; the worker's logs still carry no words unless FIRSTWORD_LOG_T
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from ..accounts.books import AccountBook
 from .record import CallRecord
-
-# The newest calls `unanswered` reads through.
-UNANSWERED_WINDOW = 500
-
 
 # How a call ended, as the business reads it, from the job's shutdown reason.
 _ENDINGS = {
@@ -74,26 +69,3 @@ def entry(
         "turns": turns,
         "unanswered": [t["question"] for t in turns if not t["answered"]],
     }
-
-
-class CallHistory(AccountBook):
-    def append(self, record: dict[str, Any]) -> None:
-        """Blocking (a small append): call it off the event loop."""
-        self.write(str(record["account"]), record)
-
-    def unanswered(self, account_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The questions the agent could not answer in the account's newest calls, the most
-        asked first: {"question", "times", "last_at"}. Blocking."""
-        times: Counter[str] = Counter()
-        said: dict[str, str] = {}
-        last: dict[str, float] = {}
-        for record in self.latest(account_id, UNANSWERED_WINDOW):
-            for question in record.get("unanswered", []):
-                key = _norm(question).rstrip("?.! ")
-                times[key] += 1
-                said.setdefault(key, question)  # the newest wording
-                last[key] = max(last.get(key, 0.0), float(record.get("ended_at", 0.0)))
-        return [
-            {"question": said[key], "times": count, "last_at": last[key]}
-            for key, count in times.most_common(limit)
-        ]

@@ -28,7 +28,7 @@ from ..settings import get_settings
 from .ahead import AgentTrack
 from .assistant import Assistant
 from .barge_in import OverlapFilter
-from .call_log import attach_after_first_frame, attach_conversation_logs
+from .call_log import attach_after_first_frame, attach_conversation_logs, logs_transcripts
 from .noise import noise_filter
 from .record import CallRecord
 from .timeline import CallTimeline, report
@@ -131,7 +131,8 @@ async def prepare_session(
         # they joined; its timeline line waits for that (written at the caller's arrival).
         if not call.ahead or "caller_joined" in timeline.marks:
             report(timeline, call, reason="first word")
-        attach_conversation_logs(session, call, turn_notes, transcripts=settings.log_transcripts)
+        transcripts = logs_transcripts(settings.log_transcripts, account)
+        attach_conversation_logs(session, call, turn_notes, transcripts=transcripts)
         # The first answer is seconds away: time enough to open the cloud connections.
         chains.start_warming(settings.rewarm_idle_seconds)
         if caches is not None and chains.cloud:

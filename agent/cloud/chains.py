@@ -146,7 +146,8 @@ def build_chains(
         )
         llms.append(
             CachedLLM(guarded_llm, caches.responses, account, on_result=on_response_cache)
-            if caches is not None and caches.responses is not None
+            # Not for an account that keeps nothing of its calls: the cache stores questions.
+            if caches is not None and caches.responses is not None and account.recording
             else guarded_llm
         )
         cloud.append(guarded_llm)

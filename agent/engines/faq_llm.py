@@ -188,10 +188,12 @@ class _FaqStream(llm.LLMStream):
                 question = item.text_content or ""
                 break
         text, match = await asyncio.to_thread(self._faq_llm.answer, question)
+        # Not the question: a caller's words reach the logs only with
+        # FIRSTWORD_LOG_TRANSCRIPTS (agent/call/call_log.py), and never for an account that
+        # keeps no record of its calls.
         logger.info(
             "faq answer",
             extra={
-                "question": question,
                 "faq": match.faq.id if match and match.faq else None,
                 "score": round(match.score, 3) if match else None,
                 "handoff": text == self._faq_llm.account.handoff_phrase,

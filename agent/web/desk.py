@@ -29,9 +29,11 @@ staff member this page sends into the call's room.
     room and answers a token for it, so the staff member talks from the page; only numbers
     that called that account (its voice messages, handoff records and calls), so a login cannot
     dial anywhere through the business's line; logged with who called whom;
-  - `GET /api/desk/history?account=<id>`: the account's newest calls (agent/call/history.py:
-    who, when, how it ended, the first word's time, what was asked and answered) and the
-    questions the agent could not answer, the most asked first; for the person's accounts.
+  - `GET /api/desk/history?account=<id>[&since=&until=&outcome=&unanswered=1&q=&limit=]`: the
+    account's newest calls from the history's database (agent/accounts/history_store.py: who,
+    when, how it ended, the first word's time, what was asked and answered), filtered by day,
+    handoff outcome, an unanswered question and words, and the questions the agent could not
+    answer, the most asked first; for the person's accounts.
   Closed (404) while no staff login exists. Wrong passwords are limited per client and per
   login before any comparison; a locked login says so.
 
@@ -50,6 +52,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,9 +60,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from livekit import api
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..accounts import AccountStore
 from ..accounts.books import MessageBook
+from ..accounts.history_store import OUTCOMES, CallHistory, HistoryError
 from ..accounts.resolve import ACCOUNT_ATTRIBUTE
 from ..accounts.staff import (
     NAME_PATTERN,
@@ -82,7 +87,6 @@ from ..call.handoff.core import (
     HandoffRecords,
 )
 from ..call.handoff.types import CALLBACK_ROOM_PREFIX, STAFF_PREFIX, is_staff
-from ..call.history import CallHistory
 from ..server_api import server_api
 from ..settings import Settings
 from ..sip.provision import OUTBOUND_TRUNK, outbound_trunk_id
@@ -548,11 +552,21 @@ class Desk:
         account = await self._their_account(request)
         if isinstance(account, web.Response):
             return account
+        filters = _history_filters(request.query)
+        if isinstance(filters, web.Response):
+            return filters
         if self._history is None:
             return web.json_response({"account": account, "calls": [], "unanswered": []})
-        calls = await asyncio.to_thread(self._history.latest, account)
-        unanswered = await asyncio.to_thread(self._history.unanswered, account)
-        return web.json_response({"account": account, "calls": calls, "unanswered": unanswered})
+        history = self._history
+        try:
+            calls = await asyncio.to_thread(lambda: history.latest(account, **filters))
+            unanswered = await asyncio.to_thread(history.unanswered, account)
+        except (HistoryError, SQLAlchemyError) as error:
+            logger.warning("desk: the call history cannot be read: %s", error)
+            return _error(503, "the call history cannot be read right now")
+        return web.json_response(
+            {"account": account, "calls": calls, "unanswered": unanswered, "filters": filters}
+        )
 
     async def voice_messages(self, request: web.Request) -> web.Response:
         account = await self._their_account(request)
@@ -636,6 +650,33 @@ class Desk:
         return account
 
 
+def _history_filters(query: Mapping[str, str]) -> dict[str, Any] | web.Response:
+    """The history's filters from the query: `since`/`until` (unix seconds: the page sends the
+    bounds of the staff member's own day), `outcome` (a handoff outcome, or `none`),
+    `unanswered=1`, `q` (words), `limit` (1-500, default 50)."""
+    filters: dict[str, Any] = {}
+    for name in ("since", "until"):
+        if query.get(name):
+            try:
+                filters[name] = float(query[name])
+            except ValueError:
+                return _error(400, f"{name} must be unix seconds, not {query[name]!r}")
+    outcome = query.get("outcome", "")
+    if outcome:
+        if outcome not in OUTCOMES:
+            return _error(400, f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        filters["outcome"] = outcome
+    if query.get("unanswered") in ("1", "true"):
+        filters["unanswered"] = True
+    if query.get("q"):
+        filters["words"] = query["q"][:200]
+    try:
+        filters["limit"] = min(500, max(1, int(query.get("limit") or 50)))
+    except ValueError:
+        return _error(400, f"limit must be a number, not {query['limit']!r}")
+    return filters
+
+
 def _locked(name: str, seconds: float) -> web.Response:
     return _error(
         429,
@@ -662,7 +703,11 @@ def desk_from_settings(settings: Settings, accounts: AccountStore) -> tuple[Desk
         directory,
         HandoffRecords(settings.handoff_records),
         accounts,
-        history=CallHistory(settings.call_history_dir) if settings.call_history else None,
+        history=(
+            CallHistory(settings.call_history_where, retention_days=settings.call_history_days)
+            if settings.call_history
+            else None
+        ),
         voice_messages=messages,
         session_ttl_s=settings.desk_session_hours * 3600.0,
     )

@@ -25,7 +25,7 @@ from livekit.agents import AgentSession, CloseEvent, JobContext, JobRequest
 from livekit.agents.job import DEFAULT_PARTICIPANT_KINDS
 
 from .. import compat
-from ..accounts import Account, AccountStore, CallHints, resolve_account
+from ..accounts import Account, AccountStore, CallHints, history_store, resolve_account
 from ..call import call_limit, history, keypad, voicemail
 from ..call.ahead import AgentTrack, TextAfterCaller, named_before_caller
 from ..call.call_log import attach_after_first_frame
@@ -354,7 +354,10 @@ async def _keep_in_history(
         ended=ended,
         ttfw_s=timeline.time_to_first_frame(),
     )
-    book = history.CallHistory(get_settings().call_history_dir)
+    settings = get_settings()
+    if not account.recording:
+        return  # the account keeps nothing of its calls
+    book = history_store.shared(settings.call_history_where, settings.call_history_days)
     try:
         await asyncio.wait_for(asyncio.to_thread(book.append, record), 5.0)
     except Exception:
@@ -416,7 +419,7 @@ def _voice_mail(
 ) -> voicemail.VoiceMail | None:
     """The call's voice message after a handoff nobody took (agent/call/voicemail.py), over
     the process's loaded engines (Silero's VAD, Whisper); only objects are made per call."""
-    if not settings.voice_messages:
+    if not settings.voice_messages or not account.recording:
         return None
     pool: EnginePool = ctx.proc.userdata["pool"]
 

@@ -203,12 +203,17 @@ function renderHistory(reply) {
       el('div', { className: 'line', textContent: asked || '(asked nothing)' }),
       ...(c.caller_number ? [callBackButton(c.caller_number)] : [])));
   }
+  // Redrawn only when the list changed: a draft being copied stays open.
+  const key = reply.unanswered.map((q) => `${q.question}:${q.times}`).join('|');
   const missed = $('unanswered');
+  if (key === missed.dataset.key && missed.childElementCount) return;
+  missed.dataset.key = key;
   missed.replaceChildren();
   if (!reply.unanswered.length) missed.append(el('li', { className: 'muted', textContent: 'None so far.' }));
   for (const q of reply.unanswered) {
     missed.append(el('li', {}, el('span', { textContent: `“${q.question}”` }),
-      el('span', { className: 'muted', textContent: ` — asked ${q.times}×, last at ${clock(q.last_at)}` })));
+      el('span', { className: 'muted', textContent: ` — asked ${q.times}×, last at ${clock(q.last_at)} ` }),
+      draftButton(q.question)));
   }
 }
 
@@ -223,14 +228,62 @@ async function refresh() {
     desk.records = records.records;
     renderRecords(records.records);
     if (polls++ % HISTORY_EVERY === 0) {
-      const history = await api(`/api/desk/history${query}`);
-      desk.history = history.calls;
-      desk.unanswered = history.unanswered;
-      renderHistory(history);
+      await refreshHistory();
       const voice = await api(`/api/desk/voice-messages${query}`);
       renderVoiceMessages(voice.messages);
     }
   }
+}
+
+// The history's filters, as the server takes them: a day is the staff member's own day
+// (midnight to midnight where the browser is), sent as unix seconds.
+function historyQuery() {
+  const query = new URLSearchParams({ account });
+  const day = $('filter-day').value;
+  if (day) {
+    const start = new Date(`${day}T00:00:00`);
+    const end = new Date(start);
+    end.setDate(end.getDate() + 1);
+    query.set('since', String(start.getTime() / 1000));
+    query.set('until', String(end.getTime() / 1000));
+  }
+  if ($('filter-outcome').value) query.set('outcome', $('filter-outcome').value);
+  if ($('filter-unanswered').checked) query.set('unanswered', '1');
+  if ($('filter-words').value.trim()) query.set('q', $('filter-words').value.trim());
+  return query.toString();
+}
+
+async function refreshHistory() {
+  if (!account) return;
+  const history = await api(`/api/desk/history?${historyQuery()}`);
+  desk.history = history.calls;
+  desk.unanswered = history.unanswered;
+  renderHistory(history);
+}
+
+// A question the agent could not answer, drafted as an FAQ entry for the account's file:
+// the staff member writes the answer and a second phrasing, and the owner adds it.
+function faqDraft(question) {
+  const id = question.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'new-faq';
+  const quoted = JSON.stringify(question);
+  return [
+    `# Add under faqs: in config/accounts/${account}.yaml`,
+    `  - id: ${id}`,
+    '    questions:',
+    `      - ${quoted}`,
+    '      - "<another way a caller asks it>"',
+    '    answer: "<what the agent should say>"',
+  ].join('\n');
+}
+
+function draftButton(question) {
+  const button = el('button', { type: 'button', className: 'draft-faq', textContent: 'Draft an FAQ' });
+  button.onclick = () => {
+    const box = el('textarea', { className: 'draft', readOnly: true, value: faqDraft(question) });
+    button.replaceWith(box);
+    box.select();
+  };
+  return button;
 }
 
 function showAccounts(accounts) {
@@ -354,6 +407,11 @@ $('logout').onclick = async () => {
   await request('/api/desk/logout', { method: 'POST', body: '{}' });
   stop('logged out');
 };
+$('history-filters').onsubmit = (event) => event.preventDefault();
+$('history-filters').oninput = () => {
+  refreshHistory().catch((error) => { $('error').textContent = error.message; });
+};
+
 $('account').onchange = () => {
   account = $('account').value;
   $('scope').textContent = account ? `· ${account}` : '';

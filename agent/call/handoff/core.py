@@ -448,6 +448,12 @@ def ends_for(
     return ends
 
 
+def records_for(account: Account, settings: Settings) -> HandoffRecords | None:
+    """Where a call's handoff is recorded; None for an account that keeps nothing of its
+    calls (`recording: false`)."""
+    return HandoffRecords(settings.handoff_records) if account.recording else None
+
+
 @runtime_checkable
 class StepsBack(Protocol):
     """An agent that stops answering once told (`Assistant.stepped_back`)."""
@@ -517,7 +523,7 @@ def attach(
         side,
         ends_for(room, account, settings, first_ends),
         wait_s=settings.handoff_timeout,
-        records=HandoffRecords(settings.handoff_records),
+        records=records_for(account, settings),
         on_taken=on_taken,
         on_state=on_state,
         messages=messages,
