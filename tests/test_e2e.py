@@ -93,6 +93,8 @@ def test_call_is_greeted_answered_and_handed_off(
     assert record["caller_kind"] == "web" and record["ttfw_ms"] is not None
     assert record["handoff"] == "not_taken" and record["ended"] == "caller hung up", record
     assert [t["answered"] for t in record["turns"]] == [True, False], record["turns"]
+    # Each answer's latency, as the turn's timeline measured it.
+    assert all(0 < t["latency_ms"] < 10_000 for t in record["turns"]), record["turns"]
     assert record["unanswered"] == [record["turns"][1]["question"]]
     assert "concert" in record["unanswered"][0].lower(), record["unanswered"]
 

@@ -123,6 +123,7 @@ async def test_faq_phrase_starts_a_handoff_that_the_desk_takes(account: Account,
     assert call.published[0][HANDOFF_REASON] == NO_ANSWER_REASON
     assert call.published[0][HANDOFF_QUESTION] == "Do you sell pet insurance?"
     assert call.attributes[HANDOFF] == "taken" and call.attributes[TAKEN_BY] == "desk-1"
+    assert handoff.taken_by == "desk-1"
     # The phrase was said already: nothing more is said; the agent steps back.
     assert call.said == [] and call.stepped_back and taken == [True]
     assert _count("desk", "taken") == before + 1

@@ -10,7 +10,8 @@ PHRASE = "I'm not sure about that one, so let me connect you with someone from o
 
 def _call() -> CallRecord:
     call = CallRecord(room="r1", account="harbor-dental", caller="sip_1", sip=True)
-    call.started_at, call.caller_number, call.handoff = 100.0, "+15035550123", "not_taken"
+    call.started_at, call.caller_number, call.handoff = 100.0, "+15035550123", "taken"
+    call.taken_by = "desk-maria-1a2b3c"
     call.turns = [
         {"question": "When are you open?", "answer": "We are open nine to five."},
         {"question": "Do you sell concert tickets?", "answer": PHRASE + " Sorry, nobody..."},
@@ -27,7 +28,7 @@ def test_an_entry_says_who_when_how_it_ended_and_what_went_unanswered() -> None:
         and record["ended"] == "caller hung up"
     )
     assert [t["answered"] for t in record["turns"]] == [True, False]
-    assert record["handoff"] == "not_taken"
+    assert record["handoff"] == "taken" and record["taken_by"] == "desk-maria-1a2b3c"
     assert record["unanswered"] == ["Do you sell concert tickets?"]
 
 

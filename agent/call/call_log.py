@@ -83,7 +83,10 @@ def attach_conversation_logs(
             last_user.update(item_metrics)
         elif role == "assistant" and last_user:
             turn_where = {**where, **(notes or {})}
-            _report_turn(TurnTimeline.from_metrics(last_user, item_metrics), account, turn_where)
+            turn = TurnTimeline.from_metrics(last_user, item_metrics)
+            _report_turn(turn, account, turn_where)
+            if turn is not None and call.turns:  # the answer's latency, for the history
+                call.turns[-1]["latency_ms"] = round(turn.answer_latency * 1000)
             last_user.clear()
             if notes is not None:
                 notes.clear()

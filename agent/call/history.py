@@ -63,6 +63,7 @@ def entry(
         "ended": ending(ended),
         # The handoff's last state: requested, taken, not_taken, failed; None: none asked.
         "handoff": call.handoff,
+        "taken_by": call.taken_by,
         "ttfw_ms": None if ttfw_s is None else round(ttfw_s * 1000),
         "held": bool(call.held),
         "resumed": bool(call.resumed),

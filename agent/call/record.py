@@ -28,9 +28,10 @@ class CallRecord:
     cloud: list[str] | None = None  # the cloud engines in the call's chains
     greeting_cached: bool | None = None  # the first line's audio was pre-rendered
     handoff: str | None = None  # the handoff's last state (agent/call/handoff/core.py)
-    # What was asked and answered, {"question", "answer"} per turn, for the call history
-    # (agent/call/history.py); not in log lines (callers' words stay out of the logs).
-    turns: list[dict[str, str]] = field(default_factory=list)
+    taken_by: str | None = None  # who took it: a staff identity, or the number that answered
+    # What was asked and answered, {"question", "answer", "latency_ms"} per turn, for the call
+    # history (agent/call/history.py); not in log lines (callers' words stay out of the logs).
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, Any]:
         """The fields set so far, for a log line's `extra`."""

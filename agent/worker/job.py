@@ -399,7 +399,7 @@ def _attach_after_first_word(
         caller,
         settings,
         on_taken=slot.release,
-        on_state=lambda state: setattr(call, "handoff", state),
+        on_state=lambda state, taken_by: _note_handoff(call, state, taken_by),
         messages=_voice_mail(ctx, session, account, caller, settings),
         first_ends=first_ends,
         closers=closers,
@@ -408,6 +408,12 @@ def _attach_after_first_word(
     if phone.is_sip_caller(caller):  # the phone's keys: 0 for a person, the account's answers
         keypad.attach(ctx.room, caller, keypad.Keypad(account, session, handoffs))
     call_limit.attach(ctx, session, account, settings.max_call_seconds, taken=lambda: slot.released)
+
+
+def _note_handoff(call: CallRecord, state: str, taken_by: str | None) -> None:
+    """The handoff's state and who took it, for the call history."""
+    call.handoff = state
+    call.taken_by = taken_by
 
 
 def _voice_mail(

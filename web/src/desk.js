@@ -195,8 +195,10 @@ function renderHistory(reply) {
   for (const c of reply.calls) {
     const who = c.caller_number || c.caller || '?';
     const first = c.ttfw_ms == null ? 'no first word' : `first word ${c.ttfw_ms} ms`;
-    const handoff = c.handoff ? `, handoff ${c.handoff.replace('_', ' ')}` : '';
-    const asked = c.turns.map((t) => `${t.answered ? '' : '✗ '}“${t.question}”`).join(' ');
+    const by = c.taken_by ? ` by ${c.taken_by}` : '';
+    const handoff = c.handoff ? `, handoff ${c.handoff.replace('_', ' ')}${by}` : '';
+    const latency = (t) => (t.latency_ms == null ? '' : ` (${t.latency_ms} ms)`);
+    const asked = c.turns.map((t) => `${t.answered ? '' : '✗ '}“${t.question}”${latency(t)}`).join(' ');
     calls.append(el('li', {},
       el('b', { textContent: `${clock(c.started_at)} · ${who} · ${c.caller_kind} · ${Math.round(c.seconds)} s` }),
       el('span', { className: 'muted', textContent: ` — ${c.ended}, ${first}${handoff}` }),

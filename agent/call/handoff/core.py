@@ -167,7 +167,7 @@ class Handoff:
         wait_s: float,
         records: HandoffRecords | None,
         on_taken: Callable[[], None] | None = None,
-        on_state: Callable[[str], None] | None = None,
+        on_state: Callable[[str, str | None], None] | None = None,
         messages: MessageTaker | None = None,
     ) -> None:
         self.call = call
@@ -182,6 +182,8 @@ class Handoff:
         self._outcome: asyncio.Event | None = None
         self._on_state = on_state
         self._state = ""
+        # Who took the call (staff identity, or the number that answered), once taken.
+        self.taken_by: str | None = None
         self.phrase_said = False
         self.results: list[tuple[str, HandoffResult]] = []
         self.transcript: list[dict[str, str]] = []
@@ -202,7 +204,7 @@ class Handoff:
     def state(self, value: str) -> None:
         self._state = value
         if self._on_state is not None:
-            self._on_state(value)
+            self._on_state(value, self.taken_by)
 
     # What the session tells us -----------------------------------------------------------
 
@@ -317,6 +319,7 @@ class Handoff:
                 raise
         metrics.HANDOFFS.labels(end_name, result.outcome.value).inc()
         self.results.append((end_name, result))
+        self.taken_by = result.taken_by
         self.state = result.outcome.value
         logger.info(
             "handoff %s",
@@ -356,6 +359,7 @@ class Handoff:
         self._line_said.set()
 
     async def _taken_directly(self, identity: str) -> None:
+        self.taken_by = identity
         self.state = HandoffOutcome.TAKEN.value
         metrics.HANDOFFS.labels("desk", "taken").inc()
         logger.info("call taken by %s without a handoff request", identity)
@@ -502,7 +506,7 @@ def attach(
     settings: Settings,
     *,
     on_taken: Callable[[], None] | None = None,
-    on_state: Callable[[str], None] | None = None,
+    on_state: Callable[[str, str | None], None] | None = None,
     messages: MessageTaker | None = None,
     first_ends: Sequence[HandoffEnd] = (),
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
