@@ -159,6 +159,7 @@ function renderVoiceMessages(messages) {
       el('b', { textContent: `${clock(m.recorded_at)} · ${who} · ${Math.round(m.duration_s)} s` }),
       el('span', { className: 'muted', textContent: m.question ? ` — asked “${m.question}”` : '' }),
       el('div', { className: 'line', textContent: m.text ? `“${m.text}”` : '(no transcript)' }),
+      el('div', { className: 'muted', textContent: `call ${m.room} (in Recent calls: search its number or words)` }),
       el('audio', { controls: true, preload: 'none', src: m.audio_url }),
       ' ', doneBox(m),
       ...(m.caller_number ? [' ', callBackButton(m.caller_number)] : [])));
