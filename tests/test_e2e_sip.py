@@ -178,6 +178,18 @@ async def quiet_between_calls(env: dict[str, str]) -> AsyncIterator[None]:
         await asyncio.sleep(0.5)
 
 
+def _settings(env: dict[str, str], *, outbound_port: int | None = None) -> Settings:
+    """The test stack's server, and the outbound trunk's address (a test phone) if given."""
+    settings = Settings(
+        LIVEKIT_URL=env["LIVEKIT_URL"],
+        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
+        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
+    )
+    if outbound_port is None:
+        return settings
+    return settings.model_copy(update={"sip_outbound_address": f"127.0.0.1:{outbound_port}"})
+
+
 def _transcriber(whisper: WhisperSTT) -> Transcribe:
     return lambda audio, rate: whisper.transcribe_pcm(audio, rate, "en")
 
@@ -392,15 +404,9 @@ async def test_a_trunk_restricted_by_hand_stays_restricted_after_provisioning(
 ) -> None:
     """Re-provisioning (as `scripts/sip.sh start` does) updates numbers and metadata only:
     the carrier's addresses and credentials an operator put on the trunk survive it."""
-    from agent.accounts import load_accounts
-    from agent.settings import Settings
-    from agent.sip.provision import PREFIX, provision
+    from agent.sip.provision import PREFIX
 
-    settings = Settings(
-        LIVEKIT_URL=env["LIVEKIT_URL"],
-        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
-        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
-    )
+    settings = _settings(env)
     accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
     name = PREFIX + "harbor-dental"
     async with api.LiveKitAPI(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], TEST_SECRET) as lk:
@@ -439,12 +445,7 @@ async def test_the_desk_calls_a_caller_back_through_the_bridge(
     the staff member joins with the desk's ticket and each hears the other; no agent joins."""
     phone = SipPhone(user="+15035550123")
     await phone.start()
-    settings = Settings(
-        LIVEKIT_URL=env["LIVEKIT_URL"],
-        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
-        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
-        FIRSTWORD_SIP_OUTBOUND_ADDRESS=f"127.0.0.1:{phone.sip_port}",
-    )
+    settings = _settings(env, outbound_port=phone.sip_port)
     accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
     directory = LiveKitDirectory(settings)
     staff = rtc.Room()
@@ -539,12 +540,7 @@ async def _warm_call(
     caller, person = SipPhone(user="+15035550123"), SipPhone(user=WARM_PERSON_NUMBER)
     await caller.start()
     await person.start()
-    settings = Settings(
-        LIVEKIT_URL=env["LIVEKIT_URL"],
-        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
-        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
-        FIRSTWORD_SIP_OUTBOUND_ADDRESS=f"127.0.0.1:{person.sip_port}",
-    )
+    settings = _settings(env, outbound_port=person.sip_port)
     accounts = list(load_accounts(accounts_dir, "harbor-dental").accounts.values())
     try:
         await provision(settings, accounts)
@@ -673,12 +669,7 @@ async def test_zero_pressed_mid_greeting_reaches_the_desk_and_staff_take_the_pho
     """An account with no handoff number: a phone caller who presses 0 while the greeting
     plays is handed to the desk, which sees the request (through the server API, as the desk
     page reads it), and the staff member who joins talks with the phone."""
-    settings = Settings(
-        LIVEKIT_URL=env["LIVEKIT_URL"],
-        LIVEKIT_API_KEY=env["LIVEKIT_API_KEY"],
-        LIVEKIT_API_SECRET=env["LIVEKIT_API_SECRET"],
-    )
-    directory = LiveKitDirectory(settings)
+    directory = LiveKitDirectory(_settings(env))
     phone = SipPhone()
     await phone.start()
     staff = rtc.Room()

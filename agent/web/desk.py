@@ -496,13 +496,9 @@ class Desk:
         if isinstance(staff, web.Response):
             return staff
         usage = '{"account": "<account id>", "number": "<a number that called it>"}'
-        if request.content_type != "application/json":
-            return _error(415, f"send Content-Type: application/json and {usage}")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, f"the body must be JSON: {usage}")
-        fields = body if isinstance(body, dict) else {}
+        fields = await _json_fields(request, usage)
+        if isinstance(fields, web.Response):
+            return fields
         account, number = fields.get("account"), fields.get("number")
         if not isinstance(account, str) or not isinstance(number, str) or not number:
             return _error(400, f"fields 'account' and 'number' (strings) are required: {usage}")
@@ -603,13 +599,9 @@ class Desk:
         if isinstance(staff, web.Response):
             return staff
         usage = '{"account": "<account id>", "id": "<message id>", "done": true|false}'
-        if request.content_type != "application/json":
-            return _error(415, f"send Content-Type: application/json and {usage}")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, f"the body must be JSON: {usage}")
-        fields = body if isinstance(body, dict) else {}
+        fields = await _json_fields(request, usage)
+        if isinstance(fields, web.Response):
+            return fields
         account, message_id, done = fields.get("account"), fields.get("id"), fields.get("done")
         if not isinstance(account, str) or not isinstance(message_id, str):
             return _error(400, f"fields 'account' and 'id' (strings) are required: {usage}")
@@ -648,6 +640,17 @@ class Desk:
         if not staff.sees(account):
             return _error(403, f"account {account!r} is not one of yours")
         return account
+
+
+async def _json_fields(request: web.Request, usage: str) -> dict[str, Any] | web.Response:
+    """A JSON object body (anything else: {}), or the error that says what to send."""
+    if request.content_type != "application/json":
+        return _error(415, f"send Content-Type: application/json and {usage}")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, f"the body must be JSON: {usage}")
+    return body if isinstance(body, dict) else {}
 
 
 def _history_filters(query: Mapping[str, str]) -> dict[str, Any] | web.Response:
