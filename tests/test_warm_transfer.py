@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from agent.accounts import Account, AccountRegistry
 from agent.call.handoff import core, warm
 from agent.call.handoff.core import CallInfo, Handoff, HandoffRecords
-from agent.call.handoff.types import HandoffOutcome, HandoffRequest, HandoffResult
+from agent.call.handoff.types import CallerKind, HandoffOutcome, HandoffRequest, HandoffResult
 
 NUMBER = "+15035550177"
 
@@ -101,10 +101,12 @@ def account(registry: AccountRegistry) -> Account:
     return base.model_copy(update={"handoff_transfer": "warm", "handoff_number": NUMBER})
 
 
-def _request(kind: str = "sip", question: str = "Do you sell concert tickets?") -> HandoffRequest:
+def _request(
+    kind: CallerKind = "sip", question: str = "Do you sell concert tickets?"
+) -> HandoffRequest:
     return HandoffRequest(
         "harbor-dental", "call-1", "sip_+1555", kind, "+15035550123", "why", question, 0.0
-    )  # type: ignore[arg-type]
+    )
 
 
 def _end(account: Account, consult: FakeConsult) -> tuple[warm.WarmTransferEnd, FakeBlind]:
