@@ -38,6 +38,7 @@ install_bridge() {
   local wanted
   wanted="$(cat "$ROOT/tools/sip/go.mod" "$ROOT/tools/sip/go.sum" | sha256sum | cut -d' ' -f1)"
   if [[ -x "$BIN" && "$(cat "$BIN.stamp" 2>/dev/null)" == "$wanted" ]]; then
+    exec 8>&-
     return 0
   fi
   [[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"
@@ -52,6 +53,10 @@ install_bridge() {
   mv "$BIN.tmp" "$BIN"
   echo "$wanted" >"$BIN.stamp"
   "$BIN" --version
+  # Released here, not at the script's end: the bridge, Redis and the server it starts next
+  # would inherit the open lock and hold it for their lifetime (another test process's
+  # `sip.sh start` then waited for this one's stack to stop).
+  exec 8>&-
 }
 
 api_secret() {

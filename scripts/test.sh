@@ -65,7 +65,7 @@ if [[ "$processes" == 0 ]]; then
   parallel_status=$?
   serial_status=5
 else
-  .venv/bin/python -m pytest -n "$processes" --dist loadgroup -m "not serial" --durations=15 "$@"
+  .venv/bin/python -m pytest -n "$processes" --dist loadscope -m "not serial" --durations=15 "$@"
   parallel_status=$?
   .venv/bin/python -m pytest -m serial --durations=5 "$@"
   serial_status=$?

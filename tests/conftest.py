@@ -34,18 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """How `--dist loadgroup` shares the tests between processes, and in what order.
-
-    A module's tests stay in one process (one group per module), so a module-scoped worker,
-    server or stack is started once; a module that sets `SPLIT_ACROSS_PROCESSES = True` (its
-    tests each start what they need) has its tests handed out one by one. The end-to-end
-    tests go first, the longest kind first, so that the short unit tests fill the gaps at the
-    end instead of one long test starting last.
-    """
-    for item in items:
-        module = getattr(item, "module", None)
-        if module is None or not getattr(module, "SPLIT_ACROSS_PROCESSES", False):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    """The order the tests are shared out in (`pytest_xdist_make_scheduler` says to whom):
+    the end-to-end tests first, the longest kind first, so that the short unit tests fill
+    the gaps at the end instead of one long test starting last."""
 
     def rank(item: pytest.Item) -> int:
         module = getattr(item, "module", None)
@@ -54,6 +45,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 0 if getattr(module, "SPLIT_ACROSS_PROCESSES", False) else 1
 
     items.sort(key=rank)
+
+
+def _split_modules() -> set[str]:
+    """The test modules that set `SPLIT_ACROSS_PROCESSES = True` (their tests each start what
+    they need), read from their text: the scheduler runs in the controlling process, which
+    imports no test module."""
+    return {
+        f"tests/{path.name}"
+        for path in (PROJECT_ROOT / "tests").glob("test_*.py")
+        if "\nSPLIT_ACROSS_PROCESSES = True\n" in path.read_text()
+    }
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """How the test processes share the tests (scripts/test.sh runs two): a module's tests stay
+    in one process, so a module-scoped worker, server or SIP stack starts once; a module that
+    sets `SPLIT_ACROSS_PROCESSES = True` has its tests handed out one by one.
+
+    A scheduler of our own, because `--dist loadgroup` no longer groups anything: pytest-xdist
+    3.8 renames each marked test's node id to carry its group, and pytest 9 derives the node
+    id from another attribute, so the rename is lost and every test was handed out alone
+    (each module's worker and the SIP stack started in both processes, the second stack
+    waiting for the first's lock)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    split = _split_modules()
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in split else module
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")
