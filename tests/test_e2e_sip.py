@@ -48,6 +48,10 @@ from tests.sip_support import (
 )
 
 pytestmark = pytest.mark.e2e
+# The longest module (~6 min of calls): its tests are shared by both test processes, each
+# with its own SIP stack and worker on its own ports (conftest's scheduler), rather than
+# leaving one process alone with all of it.
+SPLIT_ACROSS_PROCESSES = True
 
 PORTS = SipPorts.from_base(PORT)
 PERSON = f"sip:person@127.0.0.1:{PORTS.person}"
