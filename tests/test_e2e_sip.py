@@ -49,8 +49,8 @@ from tests.sip_support import (
 
 pytestmark = pytest.mark.e2e
 # The longest module (~6 min of calls): its tests are shared by both test processes, each
-# with its own SIP stack and worker on its own ports (conftest's scheduler), rather than
-# leaving one process alone with all of it.
+# with its own SIP stack and worker on its own ports (conftest's scheduler). Measured against
+# the module kept whole in one process: the same (13 min 47 s against 13 min 49 s).
 SPLIT_ACROSS_PROCESSES = True
 
 PORTS = SipPorts.from_base(PORT)
