@@ -396,29 +396,31 @@ class LiveKitConsult:
     async def _publish_briefing_track(self) -> None:
         local = self._room.local_participant
         voice_sids = [p.sid for p in local.track_publications.values()]
-        self._source = rtc.AudioSource(self._voice.sample_rate, 1)
-        self._track = rtc.LocalAudioTrack.create_audio_track("firstword-briefing", self._source)
-        # Permissions first: no moment in which the caller could subscribe to the briefing.
-        local.set_track_subscription_permissions(allow_all_participants=False)
-        published = await local.publish_track(
-            self._track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        )
-        permissions = [
-            rtc.ParticipantTrackPermission(
-                participant_identity=self._caller, allowed_track_sids=voice_sids
-            ),
-            rtc.ParticipantTrackPermission(
-                participant_identity=self.identity, allowed_track_sids=[published.sid]
-            ),
-        ]
         # Anyone else in the call (a staff member from the desk) hears the agent as before.
-        permissions += [
+        others = [
             rtc.ParticipantTrackPermission(participant_identity=p.identity, allow_all=True)
             for p in self._room.remote_participants.values()
             if p.identity not in (self._caller, self.identity)
         ]
+        caller = rtc.ParticipantTrackPermission(
+            participant_identity=self._caller, allowed_track_sids=voice_sids
+        )
+        # Before the briefing track exists: the caller keeps the agent's voice (the hold plays
+        # on it) and can never subscribe to what is published next; the person, not listed
+        # yet, to nothing.
         local.set_track_subscription_permissions(
-            allow_all_participants=False, participant_permissions=permissions
+            allow_all_participants=False, participant_permissions=[caller, *others]
+        )
+        self._source = rtc.AudioSource(self._voice.sample_rate, 1)
+        self._track = rtc.LocalAudioTrack.create_audio_track("firstword-briefing", self._source)
+        published = await local.publish_track(
+            self._track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        person = rtc.ParticipantTrackPermission(
+            participant_identity=self.identity, allowed_track_sids=[published.sid]
+        )
+        local.set_track_subscription_permissions(
+            allow_all_participants=False, participant_permissions=[caller, person, *others]
         )
 
     def _listen(self) -> None:
