@@ -42,7 +42,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     select,
 )
@@ -193,11 +192,6 @@ class CallHistory:
         query = query.order_by(calls.c.started_at.desc(), calls.c.id.desc()).limit(max(0, limit))
         with self.engine().connect() as connection:
             return [json.loads(row.entry) for row in connection.execute(query)]
-
-    def count(self, account_id: str) -> int:
-        query = select(func.count()).select_from(calls).where(calls.c.account == account_id)
-        with self.engine().connect() as connection:
-            return int(connection.execute(query).scalar_one())
 
     def unanswered(self, account_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The questions the agent could not answer in the account's newest calls, the most

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,8 +41,9 @@ from livekit.agents import vad as vad_api
 from .. import metrics
 from ..accounts import Account
 from ..accounts.books import MESSAGE_RATE, MessageBook
-from ..engines.greetings import to_frames
-from .handoff.core import nobody_free
+from ..engines.audio import float_to_int16, tone
+from ..engines.greetings import each, to_frames
+from .handoff.core import nobody_free, played_out
 from .handoff.types import HandoffRequest
 
 logger = logging.getLogger("firstword.voicemail")
@@ -51,7 +51,6 @@ logger = logging.getLogger("firstword.voicemail")
 RATE = MESSAGE_RATE  # what is recorded and kept
 TONE_HZ = 1000.0
 TONE_S = 0.4
-SAY_TIMEOUT_S = 30.0
 # Bounds on what follows the recording: a long message's transcription, the file writes.
 TRANSCRIBE_TIMEOUT_S = 20.0
 SAVE_TIMEOUT_S = 10.0
@@ -152,11 +151,8 @@ class EndOfMessage:
 
 def tone_frames(rate: int, *, seconds: float = TONE_S) -> list[rtc.AudioFrame]:
     """The tone after the invitation, 20 ms frames at the voice's rate, faded in and out."""
-    samples = int(rate * seconds)
-    t = np.arange(samples) / rate
-    envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.02)
-    wave_ = 0.3 * np.sin(2 * math.pi * TONE_HZ * t) * envelope
-    return list(to_frames((wave_ * 32767).astype(np.int16), rate))
+    beep = tone(rate, (TONE_HZ,), seconds, amplitude=0.3, fade_s=0.02)
+    return list(to_frames(float_to_int16(beep), rate))
 
 
 class Transcriber(Protocol):
@@ -217,7 +213,7 @@ class VoiceMail:
         self._session.input.set_audio_enabled(False)
         recording = _Recording(bytearray(), "caller left", False)
         try:
-            await self._say("(tone)", audio=_frames(tone_frames(self._voice_rate)))
+            await self._say("(tone)", audio=each(tone_frames(self._voice_rate)))
             await self._record(recording, self._limits)
             if recording.spoke and recording.ended != "caller left":
                 await self._read_back(request, recording)
@@ -249,7 +245,7 @@ class VoiceMail:
         if request.caller_kind == "sip" or has_contact(recording.text):
             return
         await self._say(ASK_CONTACT)
-        await self._say("(tone)", audio=_frames(tone_frames(self._voice_rate)))
+        await self._say("(tone)", audio=each(tone_frames(self._voice_rate)))
         recording.contact = _Recording(bytearray(), "caller left", False)
         await self._record(recording.contact, CONTACT_LIMITS)
 
@@ -268,10 +264,7 @@ class VoiceMail:
 
     async def _say(self, text: str, **kwargs: Any) -> None:
         handle = self._session.say(text, allow_interruptions=False, add_to_chat_ctx=False, **kwargs)
-        try:
-            await asyncio.wait_for(handle.wait_for_playout(), SAY_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("a voice-message line did not finish playing in %.0f s", SAY_TIMEOUT_S)
+        await played_out(handle, "a voice-message line")
 
     async def _caller_audio(self) -> AsyncIterator[rtc.AudioFrame]:
         stream = rtc.AudioStream.from_participant(
@@ -339,7 +332,7 @@ class VoiceMail:
         pcm = bytes(recording.pcm)
         contact = ""
         if recording.contact is not None and recording.contact.spoke:
-            contact = recording.contact.text or await self._transcribe(recording.contact.pcm)
+            contact = await self._transcribe(recording.contact.pcm)
             # One audio file: the message, a short gap, the number or address.
             pcm += bytes(int(RATE * _GAP_S) * 2) + bytes(recording.contact.pcm)
         duration_s = len(pcm) / 2 / RATE
@@ -380,8 +373,3 @@ class VoiceMail:
             },
         )
         return entry
-
-
-async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
-    for frame in frames:
-        yield frame

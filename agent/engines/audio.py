@@ -32,8 +32,21 @@ def frame_to_float(frame: rtc.AudioFrame) -> np.ndarray:
     return pcm
 
 
+def float_to_int16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 def float_to_int16_bytes(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+    return float_to_int16(samples).tobytes()
+
+
+def tone(
+    rate: int, hz: tuple[float, ...], seconds: float, *, amplitude: float, fade_s: float
+) -> np.ndarray:
+    """A sum of sines (a beep, a ringback) faded in and out, float samples at `rate`."""
+    t = np.arange(int(rate * seconds)) / rate
+    envelope = np.minimum(1.0, np.minimum(t, seconds - t) / fade_s)
+    return amplitude * sum(np.sin(2 * np.pi * f * t) for f in hz) * envelope
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import re
 import threading
 import wave
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +105,12 @@ def to_frames(audio: np.ndarray, sample_rate: int) -> Iterator[rtc.AudioFrame]:
     for i in range(0, len(audio), step):
         chunk = audio[i : i + step]
         yield rtc.AudioFrame(chunk.tobytes(), sample_rate, 1, len(chunk))
+
+
+async def each(frames: Iterable[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    """Frames made ahead, as the audio a session's `say` takes (a tone, a ring)."""
+    for frame in frames:
+        yield frame
 
 
 class GreetingCache:

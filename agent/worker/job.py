@@ -381,7 +381,7 @@ def _attach_after_first_word(
     closers: list[Callable[[], Awaitable[None]]] = []
     if phone.is_sip_caller(caller) and account.handoff_transfer == "warm":
         pool: EnginePool = ctx.proc.userdata["pool"]
-        end, consult = warm.for_call(
+        consult = warm.LiveKitConsult(
             ctx.room,
             session,
             account,
@@ -390,7 +390,7 @@ def _attach_after_first_word(
             pool.voice_for(account.voice),
             end_call=ctx.delete_room,
         )
-        first_ends.append(end)
+        first_ends.append(warm.end_for(account, consult, settings))
         closers.append(consult.aclose)
     handoffs = handoff.attach(
         session,

@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # the web app imports this module for its names; it needs no 
         AgentStateChangedEvent,
         ConversationItemAddedEvent,
         FunctionToolsExecutedEvent,
+        SpeechHandle,
     )
 
 logger = logging.getLogger("firstword.handoff")
@@ -105,6 +106,15 @@ SAY_TIMEOUT_S = 30.0
 # room" can reach the job before the API's "transferred" does. The call's close waits this
 # long for the outcome before it cancels (and records "the caller left first").
 CLOSE_GRACE_S = 3.0
+
+
+async def played_out(handle: SpeechHandle, what: str, timeout_s: float = SAY_TIMEOUT_S) -> None:
+    """Until a line the call says (the handoff's, a voice message's, a warm transfer's) has
+    played out, at most `timeout_s`: a stuck one is logged and the call goes on."""
+    try:
+        await asyncio.wait_for(handle.wait_for_playout(), timeout_s)
+    except TimeoutError:
+        logger.warning("%s did not finish playing in %.0f s", what, timeout_s)
 
 
 def nobody_free(account: Account) -> str:
@@ -476,11 +486,7 @@ class _LiveKitCall:
         await self._room.local_participant.set_attributes(attributes)
 
     async def say(self, text: str) -> None:
-        handle = self._session.say(text)
-        try:
-            await asyncio.wait_for(handle.wait_for_playout(), SAY_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("the handoff line did not finish playing in %.0f s", SAY_TIMEOUT_S)
+        await played_out(self._session.say(text), "the handoff line")
 
     async def step_back(self) -> None:
         # Stop what it is saying, stop listening and stop speaking: the session and its track

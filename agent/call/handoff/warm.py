@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,10 +50,12 @@ from google.protobuf.duration_pb2 import Duration
 from livekit import api, rtc
 
 from ...accounts import Account
-from ...engines.greetings import to_frames
+from ...engines.audio import float_to_int16, tone
+from ...engines.greetings import each, to_frames
 from ...server_api import server_api
 from ...settings import Settings
 from ...sip.provision import outbound_trunk_id
+from .core import played_out
 from .transfer import SipTransferEnd
 from .types import HandoffEnd, HandoffOutcome, HandoffRequest, HandoffResult
 
@@ -320,7 +321,7 @@ class LiveKitConsult:
         ring = _ring_frames(self._voice.sample_rate)
         while True:
             for _ in range(RINGS_PER_LINE):
-                await self._say_to_caller("(ringing)", _frames(ring))
+                await self._say_to_caller("(ringing)", each(ring))
             await self.tell_caller(STILL_HOLDING_LINE)
 
     async def tell_caller(self, text: str) -> None:
@@ -334,10 +335,7 @@ class LiveKitConsult:
                 text, audio=audio, allow_interruptions=False, add_to_chat_ctx=False
             )
         self._speech = handle
-        try:
-            await asyncio.wait_for(handle.wait_for_playout(), SAY_TIMEOUT_S)
-        except TimeoutError:
-            logger.warning("warm transfer: a line to the caller did not finish playing")
+        await played_out(handle, "warm transfer: a line to the caller")
 
     async def stop_hold(self) -> None:
         if self._hold is not None:
@@ -493,7 +491,7 @@ class LiveKitConsult:
             )
         audio = await task
         assert self._source is not None
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        pcm = float_to_int16(audio)
         for frame in to_frames(pcm, self._voice.sample_rate):
             if self._left.is_set():
                 raise PersonLeft
@@ -587,29 +585,12 @@ class LiveKitConsult:
 @functools.lru_cache(maxsize=4)
 def _ring_frames(rate: int) -> list[rtc.AudioFrame]:
     """A soft ringback (440 + 480 Hz) for RING_S, then RING_GAP_S of quiet."""
-    t = np.arange(int(rate * RING_S)) / rate
-    envelope = np.minimum(1.0, np.minimum(t, RING_S - t) / 0.05)
-    tone = 0.06 * (np.sin(2 * math.pi * 440 * t) + np.sin(2 * math.pi * 480 * t)) * envelope
-    audio = np.concatenate([tone, np.zeros(int(rate * RING_GAP_S))])
-    return list(to_frames((audio * 32767).astype(np.int16), rate))
+    ring = tone(rate, (440.0, 480.0), RING_S, amplitude=0.06, fade_s=0.05)
+    audio = np.concatenate([ring, np.zeros(int(rate * RING_GAP_S))])
+    return list(to_frames(float_to_int16(audio), rate))
 
 
-async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
-    for frame in frames:
-        yield frame
-
-
-def for_call(
-    room: rtc.Room,
-    session: AgentSession[Any],
-    account: Account,
-    caller_identity: str,
-    settings: Settings,
-    voice: Voice,
-    end_call: Callable[[], Awaitable[None]],
-) -> tuple[WarmTransferEnd, LiveKitConsult]:
-    """The warm end of one phone call (the blind transfer as its fallback) and its consult
-    (whose `aclose` the job's shutdown awaits)."""
-    consult = LiveKitConsult(room, session, account, caller_identity, settings, voice, end_call)
+def end_for(account: Account, consult: LiveKitConsult, settings: Settings) -> WarmTransferEnd:
+    """The warm end of one phone call over its consult, the blind transfer as its fallback."""
     blind = SipTransferEnd(settings, lambda _id: account.handoff_number)
-    return WarmTransferEnd(account, consult, blind), consult
+    return WarmTransferEnd(account, consult, blind)
